@@ -1,0 +1,282 @@
+"""The ``local`` backend: embedded PostgreSQL plus the app as a subprocess; no Docker, no cluster.
+
+Layout of one sandbox (``livesandbox ls`` and ``gc`` read ``state.json``)::
+
+    $TMP/livesandbox-<uid>/<id>/
+        state.json      who made it, pids, ports (no passwords)
+        pgdata/         the cluster copied from the cached template; postgres.log inside
+        app.log         the app's stdout and stderr
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from psycopg import sql
+
+from ..config import SandboxConfig
+from ..errors import AppCrashed, DatabaseStartError, ProvisionError
+from ..locations import state_root
+from ..logtail import tail
+from ..postgres.embedded import (
+    ADMIN_USER,
+    APP_DB,
+    APP_USER,
+    PostgresBinaries,
+    PostgresServer,
+    copy_template,
+    ensure_template,
+    free_port,
+    unprivileged_user,
+)
+from ..processes import start_time
+from ..readiness import HttpReady, wait_until_ready
+from ..sandbox import MANAGED_BY, DatabaseInfo, SandboxInfo, default_owner
+
+STATE_FILE = "state.json"
+_PORT_RETRIES = 3
+
+
+class AppProcess:
+    """The app under test as a child process in its own session, output appended to a log."""
+
+    def __init__(self, cmd: tuple[str, ...], cwd: Path, env: dict[str, str], log: Path) -> None:
+        self.cmd = cmd
+        self.cwd = cwd
+        self.env = env
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> int:
+        """Spawn the app; return its pid."""
+        if not self.cwd.is_dir():
+            raise ProvisionError(
+                f"app folder {self.cwd} does not exist; fix --sandbox-app-cwd (or the ini key "
+                "livesandbox_app_cwd)"
+            )
+        with open(self.log, "ab") as out:
+            try:
+                self.process = subprocess.Popen(
+                    list(self.cmd),
+                    cwd=self.cwd,
+                    env=self.env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                raise AppCrashed(
+                    f"could not start the app command {' '.join(self.cmd)!r}: {exc}. "
+                    "Fix --sandbox-app-cmd (ini livesandbox_app_cmd)."
+                ) from None
+        return self.process.pid
+
+    def ensure_alive(self) -> None:
+        """Raise :class:`AppCrashed` with the app's last output if it has exited."""
+        if self.process is None:
+            return
+        code = self.process.poll()
+        if code is not None:
+            raise AppCrashed(
+                f"the app exited with code {code} during start-up "
+                f"(command: {' '.join(self.cmd)}).\nLast output:\n{tail(self.log)}\n"
+                "Hint: run the command yourself with DATABASE_URL and PORT set to see why."
+            )
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """SIGTERM the app's process group, SIGKILL it after ``timeout``."""
+        process, self.process = self.process, None
+        if process is None:
+            return
+        stop_process_group(process.pid, timeout)
+        try:
+            process.wait(1.0)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def stop_process_group(pid: int, timeout: float, first: int = signal.SIGTERM) -> None:
+    """Send ``first`` to the leader ``pid``; SIGKILL its whole group after ``timeout``.
+
+    Only the leader gets the polite signal: PostgreSQL wants SIGINT on the postmaster alone
+    (fast shutdown), and the app decides itself how to stop its children.
+    """
+    try:
+        os.kill(pid, first)
+    except (ProcessLookupError, PermissionError):
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _reap(pid)
+        try:
+            os.killpg(pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.02)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    _reap(pid)
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+class LocalBackend:
+    """Provision and tear down local sandboxes (see the module docstring)."""
+
+    name = "local"
+
+    def __init__(self) -> None:
+        self._servers: dict[str, PostgresServer] = {}
+        self._apps: dict[str, AppProcess] = {}
+
+    def provision(self, config: SandboxConfig, sandbox_id: str, run_id: str) -> SandboxInfo:
+        """Start PostgreSQL and the app; on any failure (or Ctrl-C) remove what was made."""
+        workdir = state_root() / sandbox_id
+        workdir.mkdir(mode=0o755)
+        info = SandboxInfo(
+            id=sandbox_id,
+            backend=self.name,
+            run_id=run_id,
+            owner=default_owner(),
+            created_at=time.time(),
+            workdir=str(workdir),
+        )
+        try:
+            self._provision(config, info, workdir)
+        except BaseException:
+            self.teardown(info)
+            raise
+        return info
+
+    def _provision(self, config: SandboxConfig, info: SandboxInfo, workdir: Path) -> None:
+        began = time.perf_counter()
+        _write_state(workdir, info, config)
+        runas = unprivileged_user()
+        binaries = PostgresBinaries.locate(config.pg_bin).usable_by(runas)
+        template = ensure_template(binaries, runas)
+        datadir = workdir / "pgdata"
+        copy_template(template, datadir)
+        info.timings["db_copy_s"] = round(time.perf_counter() - began, 4)
+
+        server = self._start_postgres(binaries, datadir, runas, config.startup_timeout)
+        self._servers[info.id] = server
+        info.timings["db_ready_s"] = round(time.perf_counter() - began, 4)
+        app_password, admin_password = secrets.token_hex(16), secrets.token_hex(16)
+        with server.admin_connection() as conn:
+            for role, password in ((APP_USER, app_password), (ADMIN_USER, admin_password)):
+                conn.execute(
+                    sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                        sql.Identifier(role), sql.Literal(password)
+                    )
+                )
+        info.db = DatabaseInfo(
+            host="127.0.0.1",
+            port=server.port,
+            dbname=APP_DB,
+            user=APP_USER,
+            password=app_password,
+            admin_user=ADMIN_USER,
+            admin_password=admin_password,
+        )
+        info.extra["postgres_pid"] = server.pid
+        info.extra["postgres_log"] = str(server.logfile)
+        _write_state(workdir, info, config)
+
+        if config.app_cmd:
+            self._start_app(config, info, workdir)
+            info.timings["app_ready_s"] = round(time.perf_counter() - began, 4)
+        _write_state(workdir, info, config)
+
+    def _start_postgres(
+        self, binaries: PostgresBinaries, datadir: Path, runas: Any, timeout: float
+    ) -> PostgresServer:
+        last: DatabaseStartError | None = None
+        for _ in range(_PORT_RETRIES):
+            server = PostgresServer(
+                binaries,
+                datadir=datadir,
+                port=free_port(),
+                runas=runas,
+                logfile=datadir / "postgres.log",
+            )
+            try:
+                server.start(timeout=timeout)
+                return server
+            except DatabaseStartError as exc:
+                # Another process may have taken the port between probe and bind: try another.
+                if "could not bind" not in str(exc) and "in use" not in str(exc):
+                    raise
+                last = exc
+        assert last is not None
+        raise last
+
+    def _start_app(self, config: SandboxConfig, info: SandboxInfo, workdir: Path) -> None:
+        assert config.app_cmd is not None and info.db is not None
+        port = free_port()
+        env = dict(os.environ)
+        env.update(config.app_env)
+        env.update(
+            {
+                "DATABASE_URL": info.db.dsn,
+                "PORT": str(port),
+                "LIVESANDBOX_ID": info.id,
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        app = AppProcess(config.app_cmd, config.app_cwd, env, workdir / "app.log")
+        self._apps[info.id] = app
+        info.extra["app_pid"] = app.start()
+        info.extra["app_log"] = str(app.log)
+        info.endpoint = f"http://127.0.0.1:{port}"
+        wait_until_ready(
+            HttpReady(
+                info.endpoint + config.health_path,
+                alive=app.ensure_alive,
+                log_tail=lambda: tail(app.log),
+            ),
+            timeout=config.startup_timeout,
+        )
+
+    def teardown(self, info: SandboxInfo) -> None:
+        """Stop the app, then PostgreSQL, then remove the sandbox folder."""
+        app = self._apps.pop(info.id, None)
+        if app is not None:
+            app.stop()
+        elif info.extra.get("app_pid"):
+            stop_process_group(int(info.extra["app_pid"]), 5.0)
+        server = self._servers.pop(info.id, None)
+        if server is not None:
+            server.stop()
+        elif info.extra.get("postgres_pid"):
+            stop_process_group(int(info.extra["postgres_pid"]), 10.0, signal.SIGINT)
+        if info.workdir:
+            shutil.rmtree(info.workdir, ignore_errors=True)
+
+
+def _write_state(workdir: Path, info: SandboxInfo, config: SandboxConfig) -> None:
+    state = {
+        "managed_by": MANAGED_BY,
+        **info.public(),
+        "pytest_pid": os.getpid(),
+        "pytest_started": start_time(os.getpid()),
+        "keep": config.keep,
+    }
+    tmp = workdir / (STATE_FILE + ".tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    tmp.replace(workdir / STATE_FILE)

@@ -1,0 +1,162 @@
+"""``livesandbox``: list, reap and remove sandboxes this plugin made.
+
+    livesandbox ls                       # id, backend, owner, age, state
+    livesandbox gc [--older-than 2h] [--dry-run]
+    livesandbox down 3f9c2a1b
+
+Only sandboxes carrying our ownership mark (``managed_by: pytest-livesandbox`` in their state file)
+are ever touched. ``gc`` removes sandboxes whose pytest process is gone (a ``kill -9``, a crashed
+CI runner) unless they were kept on purpose, and with ``--older-than`` also older ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .backends.local import STATE_FILE, LocalBackend
+from .config import parse_duration
+from .locations import state_root
+from .processes import process_alive
+from .sandbox import MANAGED_BY, SandboxInfo
+
+
+@dataclass
+class LocalRecord:
+    """One local sandbox as its state file describes it."""
+
+    path: Path
+    state: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        """The sandbox id."""
+        return str(self.state["id"])
+
+    @property
+    def age(self) -> float:
+        """Seconds since creation."""
+        return time.time() - float(self.state.get("created_at", 0))
+
+    @property
+    def orphaned(self) -> bool:
+        """True when the pytest process that made it is gone."""
+        return not process_alive(
+            int(self.state.get("pytest_pid", 0)), self.state.get("pytest_started")
+        )
+
+    @property
+    def status(self) -> str:
+        """``running``, ``kept`` or ``orphaned``."""
+        if not self.orphaned:
+            return "running"
+        return "kept" if self.state.get("keep") else "orphaned"
+
+    def info(self) -> SandboxInfo:
+        """The state as :class:`SandboxInfo` (for teardown)."""
+        known = SandboxInfo.__dataclass_fields__
+        return SandboxInfo.from_json({k: v for k, v in self.state.items() if k in known})
+
+
+def local_records() -> list[LocalRecord]:
+    """Every local sandbox folder with our ownership mark."""
+    records = []
+    for state_path in sorted(state_root().glob(f"*/{STATE_FILE}")):
+        try:
+            state = json.loads(state_path.read_text())
+        except (OSError, ValueError):
+            continue
+        if state.get("managed_by") == MANAGED_BY and state.get("id") == state_path.parent.name:
+            records.append(LocalRecord(state_path.parent, state))
+    return records
+
+
+def _format_age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def cmd_ls(_args: argparse.Namespace) -> int:
+    """Print one line per sandbox."""
+    records = local_records()
+    print(f"{'ID':<10} {'BACKEND':<8} {'STATUS':<9} {'AGE':>6}  {'OWNER':<24} ENDPOINT")
+    for rec in records:
+        print(
+            f"{rec.id:<10} {rec.state.get('backend', '?'):<8} {rec.status:<9} "
+            f"{_format_age(rec.age):>6}  {rec.state.get('owner', '?'):<24} "
+            f"{rec.state.get('endpoint') or '-'}"
+        )
+    return 0
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    """Remove orphaned sandboxes (and, with --older-than, old ones)."""
+    older_than = parse_duration(args.older_than) if args.older_than else None
+    removed = 0
+    for rec in local_records():
+        old = older_than is not None and rec.age > older_than
+        reap = (rec.status == "orphaned") or (old and rec.orphaned)
+        if not reap:
+            continue
+        reason = "orphaned" if rec.status == "orphaned" else f"older than {args.older_than}"
+        verb = "would remove" if args.dry_run else "removing"
+        print(f"{verb} {rec.id} ({reason})")
+        if not args.dry_run:
+            LocalBackend().teardown(rec.info())
+            removed += 1
+    print(f"{removed} sandbox(es) removed")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    """Remove one sandbox by id."""
+    for rec in local_records():
+        if rec.id == args.id:
+            LocalBackend().teardown(rec.info())
+            print(f"removed {rec.id}")
+            return 0
+    print(
+        f"no sandbox {args.id!r} of ours here (see `livesandbox ls`); nothing was touched",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser."""
+    parser = argparse.ArgumentParser(
+        prog="livesandbox", description="List and clean up pytest-livesandbox sandboxes."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("ls", help="list sandboxes").set_defaults(func=cmd_ls)
+    gc = sub.add_parser("gc", help="remove orphaned (and old) sandboxes")
+    gc.add_argument("--older-than", help="also remove sandboxes older than this (e.g. 2h)")
+    gc.add_argument("--dry-run", action="store_true", help="only say what would be removed")
+    gc.set_defaults(func=cmd_gc)
+    down = sub.add_parser("down", help="remove one sandbox")
+    down.add_argument("id")
+    down.set_defaults(func=cmd_down)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``livesandbox`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ValueError as exc:
+        print(f"livesandbox: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

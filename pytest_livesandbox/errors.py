@@ -1,0 +1,87 @@
+"""The exception tree of pytest-livesandbox.
+
+Every error the plugin raises on purpose derives from :class:`SandboxError`; subclasses also inherit
+the fitting builtin, so ``except TimeoutError`` works as well as ``except StartupTimeout``::
+
+    SandboxError
+    ├── ConfigError (ValueError)            a bad option, ini key or environment value
+    ├── ProvisionError                      the sandbox could not be brought up
+    │   ├── StartupTimeout (TimeoutError)   a component did not become ready in time
+    │   ├── AppCrashed                      the app process/container exited during start-up
+    │   ├── DatabaseStartError              PostgreSQL could not be started or reached
+    │   └── ClusterUnreachable (ConnectionError)
+    ├── UnsafeTarget                        a production-looking context or foreign resource
+    ├── MarkerError (ValueError)            a chaos or isolation marker with bad arguments
+    ├── ChaosError                          a fault could not be applied or removed
+    └── TeardownError                       the sandbox could not be removed cleanly
+
+Messages say what was tried and how to fix it; they never contain passwords.
+
+Example::
+
+    try:
+        sandbox.start()
+    except StartupTimeout as exc:
+        print(exc)  # names the component, the deadline, the last log lines and a hint
+"""
+
+from __future__ import annotations
+
+
+class SandboxError(Exception):
+    """Root of all pytest-livesandbox errors."""
+
+
+class ConfigError(SandboxError, ValueError):
+    """A configuration value is invalid; the message names the option and the fix."""
+
+
+class ProvisionError(SandboxError):
+    """The sandbox could not be brought up; nothing half-made is left behind."""
+
+
+class StartupTimeout(ProvisionError, TimeoutError):
+    """A component did not become ready before its deadline."""
+
+
+class AppCrashed(ProvisionError):
+    """The app under test exited while the sandbox was starting."""
+
+
+class DatabaseStartError(ProvisionError):
+    """PostgreSQL could not be started or reached."""
+
+
+class ClusterUnreachable(ProvisionError, ConnectionError):
+    """The Kubernetes API server or Docker daemon did not answer."""
+
+
+class UnsafeTarget(SandboxError):
+    """Refused to act on something that looks like production or is not ours."""
+
+
+class MarkerError(SandboxError, ValueError):
+    """A marker has unknown or invalid arguments."""
+
+
+class ChaosError(SandboxError):
+    """A fault could not be applied, or the sandbox did not return to baseline."""
+
+
+class TeardownError(SandboxError):
+    """The sandbox could not be removed cleanly."""
+
+
+__all__ = [
+    "AppCrashed",
+    "ChaosError",
+    "ClusterUnreachable",
+    "ConfigError",
+    "DatabaseStartError",
+    "MarkerError",
+    "ProvisionError",
+    "SandboxError",
+    "StartupTimeout",
+    "TeardownError",
+    "UnsafeTarget",
+]

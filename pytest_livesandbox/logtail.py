@@ -1,0 +1,42 @@
+"""The last lines of a log file, for error messages and failure artifacts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def tail(path: Path, lines: int = 20, max_bytes: int = 16384) -> str:
+    """The last ``lines`` lines of ``path`` (reads at most ``max_bytes``); ``""`` if missing.
+
+    >>> tail(Path("/nonexistent"))
+    ''
+    """
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - max_bytes))
+            data = handle.read()
+    except OSError:
+        return ""
+    text = data.decode("utf-8", errors="replace")
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def read_from(path: Path, offset: int) -> str:
+    """Everything written to ``path`` after byte ``offset`` (for per-test log windows)."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            return handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def size_of(path: Path) -> int:
+    """Current size of ``path`` in bytes, 0 if missing."""
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0

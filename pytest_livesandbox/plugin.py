@@ -1,0 +1,228 @@
+"""pytest hooks of pytest-livesandbox (registered through the ``pytest11`` entry point).
+
+Hooks only: options and ini keys, configuration, marker checks at collection, the xdist handover,
+reporting and teardown. The work lives in :mod:`.config`, :mod:`.parallel`, :mod:`.fixtures`,
+the backends and :mod:`.report`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from .config import OPTIONS, SandboxConfig
+from .errors import ConfigError, MarkerError
+from .fixtures import (
+    JANITOR_KEY,
+    MANAGER_KEY,
+    _livesandbox_cloner,
+    _livesandbox_transport,
+    live_async_http,
+    live_db,
+    live_db_factory,
+    live_dsn,
+    live_http,
+    live_url,
+    livesandbox,
+)
+from .parallel import WORKERINPUT_KEY, SandboxManager
+from .postgres.isolation import validate_db_isolation
+from .report.events import RunEvents
+from .report.jsonl import JsonlSink
+from .report.terminal import summary_lines
+
+CONFIG_KEY = pytest.StashKey[SandboxConfig]()
+EVENTS_KEY = pytest.StashKey[RunEvents]()
+TIMES_KEY = pytest.StashKey[dict[str, float]]()
+_SIGTERM_KEY = pytest.StashKey[Callable[..., Any] | int | None]()
+
+__all__ = [
+    "_livesandbox_cloner",
+    "_livesandbox_transport",
+    "live_async_http",
+    "live_db",
+    "live_db_factory",
+    "live_dsn",
+    "live_http",
+    "live_url",
+    "livesandbox",
+]
+
+MARKERS = (
+    "db_isolation(mode): 'transaction' (default: rolled back after the test) or 'database' "
+    "(a fresh database cloned from the app schema, commits allowed)",
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Every setting as ``--sandbox-*`` option and ``livesandbox_*`` ini key."""
+    group = parser.getgroup("livesandbox", "live sandbox (pytest-livesandbox)")
+    for spec in OPTIONS:
+        where = f" [ini: {spec.ini_key}; env: {spec.env_var}; default: {spec.default}]"
+        if spec.kind == "bool":
+            group.addoption(
+                spec.cli_flag, action="store_true", default=None, dest=spec.dest, help=spec.help
+            )
+        elif spec.kind == "list":
+            group.addoption(
+                spec.cli_flag, action="append", default=None, dest=spec.dest, help=spec.help + where
+            )
+        else:
+            group.addoption(spec.cli_flag, default=None, dest=spec.dest, help=spec.help + where)
+        if spec.kind == "list":
+            parser.addini(spec.ini_key, spec.help, type="linelist")
+        else:
+            parser.addini(spec.ini_key, spec.help, type="string")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Resolve the configuration once; set up the sandbox manager and the reporters."""
+    for line in MARKERS:
+        config.addinivalue_line("markers", line)
+    root = config.inipath.parent if config.inipath else config.rootpath
+    try:
+        cfg = SandboxConfig.from_sources(
+            cli={spec.name: config.getoption(spec.dest) for spec in OPTIONS},
+            env=os.environ,
+            ini={spec.name: config.getini(spec.ini_key) for spec in OPTIONS},
+            rootdir=root,
+        )
+    except ConfigError as exc:
+        raise pytest.UsageError(f"pytest-livesandbox: {exc}") from None
+    config.stash[CONFIG_KEY] = cfg
+    if not cfg.enabled:
+        return
+    workerinput = getattr(config, "workerinput", None)
+    manager = SandboxManager(cfg, workerinput)
+    config.stash[MANAGER_KEY] = manager
+    if manager.role == "worker":
+        return
+    events = RunEvents([JsonlSink(cfg.report)] if cfg.report else [])
+    config.stash[EVENTS_KEY] = events
+    config.pluginmanager.register(_ReportHooks(events), "livesandbox-report")
+    config.stash[TIMES_KEY] = {}
+    config.stash[_SIGTERM_KEY] = _sigterm_as_interrupt()
+
+
+def _sigterm_as_interrupt() -> Callable[..., Any] | int | None:
+    # CI runners stop jobs with SIGTERM: turn it into Ctrl-C so teardown still runs.
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is signal.SIG_DFL:
+
+        def interrupt(signum: int, frame: object) -> None:
+            raise KeyboardInterrupt(f"signal {signum}")
+
+        signal.signal(signal.SIGTERM, interrupt)
+    return previous
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Provision before any worker starts; a failure is reported by every test that needs it."""
+    config = session.config
+    manager = config.stash.get(MANAGER_KEY, None)
+    if manager is None or manager.role == "worker":
+        return
+    events = config.stash[EVENTS_KEY]
+    if not config.option.collectonly:
+        try:
+            manager.get()
+        except Exception:
+            pass
+    if manager.provisioned:
+        assert manager.sandbox is not None
+        info = manager.sandbox.info
+        events.sandbox_id = info.id
+        sandbox_public: dict[str, Any] | None = info.public()
+    else:
+        sandbox_public = None
+    events.emit(
+        "run_started",
+        run_id=manager.run_id,
+        backend=manager.config.backend.value,
+        sandbox=sandbox_public,
+        error=manager.error,
+        workers=getattr(config.option, "numprocesses", None) or 0,
+    )
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """Xdist controller: hand the provisioned sandbox to each worker."""
+    manager = node.config.stash.get(MANAGER_KEY, None)
+    if manager is not None:
+        node.workerinput[WORKERINPUT_KEY] = manager.workerinput_payload()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Reject bad marker arguments before anything runs, naming the test."""
+    problems = []
+    for item in items:
+        for marker in item.iter_markers("db_isolation"):
+            try:
+                validate_db_isolation(marker.args, marker.kwargs)
+            except MarkerError as exc:
+                problems.append(f"{item.nodeid}: {exc}")
+    if problems:
+        raise pytest.UsageError("pytest-livesandbox: bad markers:\n  " + "\n  ".join(problems))
+
+
+class _ReportHooks:
+    """Registered in the controller (or single process), where every worker's reports arrive."""
+
+    def __init__(self, events: RunEvents) -> None:
+        self.events = events
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Feed each phase report to the run's events."""
+        self.events.on_report(report)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """After fixtures are torn down: remove the sandbox (once), then close the report."""
+    config = session.config
+    janitor = config.stash.get(JANITOR_KEY, None)
+    if janitor is not None:
+        janitor.close()
+    manager = config.stash.get(MANAGER_KEY, None)
+    if manager is None or manager.role == "worker":
+        return
+    began = time.perf_counter()
+    manager.shutdown()
+    teardown_s = round(time.perf_counter() - began, 4)
+    config.stash[TIMES_KEY]["teardown_s"] = teardown_s
+    events = config.stash[EVENTS_KEY]
+    events.emit(
+        "run_finished",
+        counts=dict(events.counts),
+        duration=round(time.time() - events.started, 4),
+        teardown_s=teardown_s,
+        exitstatus=int(exitstatus),
+    )
+    events.close()
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """A short section: sandbox id, backend, bring-up and teardown times, endpoint, report."""
+    manager = config.stash.get(MANAGER_KEY, None)
+    if manager is None or manager.role == "worker":
+        return
+    terminalreporter.write_sep("-", "livesandbox")
+    for line in summary_lines(manager, config.stash[CONFIG_KEY], config.stash[TIMES_KEY]):
+        terminalreporter.write_line(line)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Last resort: a run that never reached sessionfinish still tears down."""
+    manager = config.stash.get(MANAGER_KEY, None)
+    if manager is not None:
+        manager.shutdown()
+    previous = config.stash.get(_SIGTERM_KEY, None)
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,133 @@
+"""Run events (schema 1): what happened, test by test, sent to every configured sink.
+
+Each event is one JSON object with ``schema``, ``event``, ``time`` (Unix seconds) and
+``sandbox_id``. Events in order:
+
+``run_started``    ``run_id``, ``backend``, ``sandbox`` (public info, no secrets), ``workers``
+``test_finished``  ``nodeid``, ``outcome`` (passed/failed/skipped/error/xfailed/xpassed),
+                   ``duration`` (sum of phases, seconds), ``setup``/``call``/``teardown``
+                   (seconds), ``worker`` (xdist id or ``null``), ``started``/``finished``,
+                   ``chaos`` (faults applied), ``artifacts`` (paths), ``message`` (short reason)
+``run_finished``   ``counts`` per outcome, ``duration``, ``teardown_s``, ``exitstatus``
+
+Fields may be added in later versions of schema 1; none is removed or changes meaning.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pytest
+
+SCHEMA = 1
+Event = dict[str, Any]
+
+
+class EventSink(Protocol):
+    """Receives every event as it happens (JSONL file, webhook, HTML, ...)."""
+
+    def emit(self, event: Event) -> None:
+        """Record one event; must not raise for transient trouble."""
+
+    def close(self) -> None:
+        """Flush and release resources at the end of the run."""
+
+
+@dataclass
+class _Pending:
+    phases: dict[str, float] = field(default_factory=dict)
+    outcome: str = "passed"
+    started: float = 0.0
+    message: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _outcome(report: pytest.TestReport, current: str) -> str:
+    if report.when == "call":
+        if hasattr(report, "wasxfail"):
+            return "xfailed" if report.skipped else "xpassed"
+        return str(report.outcome)
+    if report.failed:
+        return "error"
+    if report.skipped and report.when == "setup":
+        return "skipped"
+    return current
+
+
+class RunEvents:
+    """Builds schema-1 events from pytest reports and fans them out to the sinks."""
+
+    def __init__(self, sinks: list[EventSink]) -> None:
+        self.sinks = sinks
+        self.sandbox_id: str | None = None
+        self.counts: Counter[str] = Counter()
+        self.started = time.time()
+        self._pending: dict[str, _Pending] = {}
+
+    def emit(self, name: str, **fields: Any) -> Event:
+        """Send one event to every sink and return it."""
+        event: Event = {
+            "schema": SCHEMA,
+            "event": name,
+            "time": round(time.time(), 4),
+            "sandbox_id": self.sandbox_id,
+            **fields,
+        }
+        for sink in self.sinks:
+            sink.emit(event)
+        return event
+
+    def on_report(self, report: pytest.TestReport) -> Event | None:
+        """Feed one phase report; returns the ``test_finished`` event after teardown."""
+        pending = self._pending.setdefault(report.nodeid, _Pending(started=report.start))
+        pending.phases[report.when] = round(report.duration, 6)
+        new = _outcome(report, pending.outcome)
+        if pending.outcome == "passed" or new == "error":
+            pending.outcome = new
+        if (report.failed or report.skipped) and not pending.message:
+            pending.message = _short_reason(report)
+        for key, value in report.user_properties:
+            if key.startswith("livesandbox_"):
+                pending.extra[key.removeprefix("livesandbox_")] = value
+        if report.when != "teardown":
+            return None
+        del self._pending[report.nodeid]
+        self.counts[pending.outcome] += 1
+        return self.emit(
+            "test_finished",
+            nodeid=report.nodeid,
+            outcome=pending.outcome,
+            duration=round(sum(pending.phases.values()), 6),
+            setup=pending.phases.get("setup", 0.0),
+            call=pending.phases.get("call", 0.0),
+            teardown=pending.phases.get("teardown", 0.0),
+            worker=_worker_id(report),
+            started=round(pending.started, 4),
+            finished=round(report.stop, 4),
+            chaos=pending.extra.get("chaos", []),
+            artifacts=pending.extra.get("artifacts", []),
+            message=pending.message,
+        )
+
+    def close(self) -> None:
+        """Close every sink."""
+        for sink in self.sinks:
+            sink.close()
+
+
+def _worker_id(report: pytest.TestReport) -> str | None:
+    # pytest-xdist attaches the sending WorkerController to reports it relays to the controller.
+    node = getattr(report, "node", None)
+    gateway = getattr(node, "gateway", None)
+    return str(gateway.id) if gateway is not None else None
+
+
+def _short_reason(report: pytest.TestReport) -> str:
+    if report.skipped and isinstance(report.longrepr, tuple):
+        return str(report.longrepr[2])[:500]
+    text = getattr(report, "longreprtext", "") or ""
+    lines = [ln for ln in text.splitlines() if ln.startswith("E ")]
+    return ("\n".join(lines[-5:]) or text[-500:])[:1000]

@@ -1,0 +1,207 @@
+"""The sandbox: what every backend produces (:class:`SandboxInfo`) and its lifecycle.
+
+``SandboxInfo`` is plain JSON-serialisable data so it can cross the xdist controller/worker boundary
+and be written to reports; passwords travel only in :meth:`SandboxInfo.to_json` with
+``secrets=True`` and never appear in ``repr`` or :meth:`SandboxInfo.public`::
+
+    with Sandbox(config) as sandbox:          # provisions; tears down on exit, also on Ctrl-C
+        print(sandbox.info.endpoint, sandbox.info.db.redacted_dsn)
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import secrets
+import socket
+import time
+from dataclasses import asdict, dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import quote
+
+from .errors import SandboxError
+
+if TYPE_CHECKING:
+    from .config import SandboxConfig
+
+MANAGED_BY = "pytest-livesandbox"
+
+
+def new_sandbox_id() -> str:
+    """A short random id, usable in DNS names: ``3f9c2a1b``."""
+    return secrets.token_hex(4)
+
+
+def default_owner() -> str:
+    """Who made the sandbox: the CI job when there is one, else ``user@host``."""
+    for var in ("GITHUB_RUN_ID", "CI_JOB_ID", "BUILD_TAG"):
+        if os.environ.get(var):
+            return f"{var.lower()}-{os.environ[var]}"[:63]
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"[:63]
+
+
+@dataclass(frozen=True)
+class DatabaseInfo:
+    """Where the sandbox's PostgreSQL listens, and as whom to connect."""
+
+    host: str
+    port: int
+    dbname: str
+    user: str
+    password: str = field(repr=False)
+    admin_user: str = ""
+    admin_password: str = field(default="", repr=False)
+
+    def url(self, *, dbname: str | None = None, admin: bool = False, redact: bool = False) -> str:
+        """A ``postgresql://`` URL; ``admin=True`` for the superuser, ``redact`` hides the password.
+
+        >>> DatabaseInfo("127.0.0.1", 5432, "app", "app", "s3cret").url(redact=True)
+        'postgresql://app:***@127.0.0.1:5432/app'
+        """
+        user = self.admin_user if admin else self.user
+        password = self.admin_password if admin else self.password
+        shown = "***" if redact else quote(password, safe="")
+        name = dbname or self.dbname
+        return f"postgresql://{quote(user, safe='')}:{shown}@{self.host}:{self.port}/{name}"
+
+    @property
+    def dsn(self) -> str:
+        """The app role's URL, password included (hand it to code, never print it)."""
+        return self.url()
+
+    @property
+    def redacted_dsn(self) -> str:
+        """The app role's URL with the password replaced by ``***``."""
+        return self.url(redact=True)
+
+
+@dataclass
+class SandboxInfo:
+    """Plain data describing one sandbox; the same shape for every backend."""
+
+    id: str
+    backend: str
+    run_id: str
+    owner: str
+    created_at: float
+    endpoint: str | None = None
+    db: DatabaseInfo | None = None
+    namespace: str | None = None
+    workdir: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self, *, secrets: bool = False) -> dict[str, Any]:
+        """A JSON-ready dict; passwords only with ``secrets=True`` (worker handover)."""
+        data = asdict(self)
+        if self.db is not None and not secrets:
+            data["db"]["password"] = ""
+            data["db"]["admin_password"] = ""
+            data["db"]["url"] = self.db.redacted_dsn
+        return data
+
+    def public(self) -> dict[str, Any]:
+        """What reports and terminals may show: no secrets."""
+        return self.to_json(secrets=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SandboxInfo:
+        """The inverse of :meth:`to_json`."""
+        fields = dict(data)
+        db = fields.pop("db", None)
+        if db is not None:
+            db = {k: v for k, v in db.items() if k != "url"}
+        return cls(**fields, db=DatabaseInfo(**db) if db else None)
+
+
+class SandboxBackend(Protocol):
+    """What each backend module provides (``backends/local.py``, ``backends/kube.py``, ...)."""
+
+    name: str
+
+    def provision(self, config: SandboxConfig, sandbox_id: str, run_id: str) -> SandboxInfo:
+        """Bring a sandbox up and return its description; clean up fully before raising."""
+
+    def teardown(self, info: SandboxInfo) -> None:
+        """Remove everything :meth:`provision` made for ``info``."""
+
+
+def backend_for(config: SandboxConfig) -> SandboxBackend:
+    """The backend implementation named by ``config.backend``."""
+    from .config import Backend
+
+    if config.backend is Backend.LOCAL:
+        from .backends.local import LocalBackend
+
+        return LocalBackend()
+    raise SandboxError(
+        f"--sandbox={config.backend.value} is not available in this version; use --sandbox=local"
+    )
+
+
+class Sandbox:
+    """One sandbox and its lifecycle; the session fixture ``livesandbox`` yields it.
+
+    ``owned=False`` (xdist workers, attach mode) means :meth:`stop` leaves it running.
+    """
+
+    def __init__(
+        self,
+        config: SandboxConfig,
+        *,
+        info: SandboxInfo | None = None,
+        owned: bool = True,
+        run_id: str | None = None,
+    ) -> None:
+        self.config = config
+        self.owned = owned
+        self.run_id = run_id or new_sandbox_id()
+        self._info = info
+        self._backend: SandboxBackend | None = None
+
+    @property
+    def info(self) -> SandboxInfo:
+        """The running sandbox's description."""
+        if self._info is None:
+            raise SandboxError("the sandbox is not started")
+        return self._info
+
+    @property
+    def started(self) -> bool:
+        """True once provisioned (or attached)."""
+        return self._info is not None
+
+    def start(self) -> SandboxInfo:
+        """Provision the sandbox (once); the backend cleans up itself if this fails."""
+        if self._info is None:
+            began = time.perf_counter()
+            self._backend = backend_for(self.config)
+            info = self._backend.provision(self.config, new_sandbox_id(), self.run_id)
+            info.timings["ready_s"] = round(time.perf_counter() - began, 4)
+            self._info = info
+        return self._info
+
+    def stop(self) -> None:
+        """Tear the sandbox down unless it is not ours or ``keep`` is set."""
+        info, self._info = self._info, None
+        if info is None or not self.owned or self.config.keep:
+            return
+        backend = self._backend or backend_for(self.config)
+        backend.teardown(info)
+
+    def __enter__(self) -> Sandbox:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
