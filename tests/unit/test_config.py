@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pytest_livesandbox.config import (
+    Backend,
+    SandboxConfig,
+    parse_bool,
+    parse_duration,
+    parse_env_pairs,
+    split_command,
+)
+from pytest_livesandbox.errors import ConfigError
+
+ROOT = Path("/project")
+
+
+def resolve(cli=None, env=None, ini=None) -> SandboxConfig:
+    return SandboxConfig.from_sources(cli=cli or {}, env=env or {}, ini=ini or {}, rootdir=ROOT)
+
+
+def test_defaults_leave_the_plugin_inert() -> None:
+    cfg = resolve()
+    assert cfg.backend is Backend.NONE and not cfg.enabled
+    assert cfg.startup_timeout == 30.0 and cfg.health_path == "/healthz" and cfg.keep is False
+    assert cfg.app_cwd == ROOT
+
+
+def test_cli_beats_env_beats_ini() -> None:
+    ini = {"backend": "kube", "startup_timeout": "10s"}
+    env = {"LIVESANDBOX_BACKEND": "gke", "LIVESANDBOX_STARTUP_TIMEOUT": "20s"}
+    assert resolve(ini=ini).backend is Backend.KUBE
+    assert resolve(env=env, ini=ini).backend is Backend.GKE
+    cfg = resolve(cli={"backend": "local"}, env=env, ini=ini)
+    assert cfg.backend is Backend.LOCAL and cfg.startup_timeout == 20.0
+    assert cfg.sources["backend"] == "--sandbox"
+    assert cfg.sources["startup_timeout"] == "LIVESANDBOX_STARTUP_TIMEOUT"
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("30", 30.0), ("1.5s", 1.5), ("250ms", 0.25), ("2m", 120.0), ("1h", 3600)]
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "abc", "-3", "0", "3 days", "10x"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+def test_bad_value_names_option_source_and_fix() -> None:
+    with pytest.raises(ConfigError) as exc:
+        resolve(env={"LIVESANDBOX_STARTUP_TIMEOUT": "soon"})
+    text = str(exc.value)
+    assert "--sandbox-startup-timeout" in text and "LIVESANDBOX_STARTUP_TIMEOUT" in text
+    assert "30s" in text
+
+
+def test_unknown_backend_lists_valid_ones() -> None:
+    with pytest.raises(ConfigError, match="none, local, docker, kube, gke"):
+        resolve(cli={"backend": "bogus"})
+
+
+def test_health_path_must_be_a_path() -> None:
+    with pytest.raises(ConfigError, match="must be a path starting with '/'"):
+        resolve(ini={"health_path": "healthz"})
+
+
+def test_bools_lists_paths_and_commands() -> None:
+    cfg = resolve(
+        env={"LIVESANDBOX_KEEP": "yes"},
+        ini={"app_env": ["A=1", "B=x=y"], "report": "out/r.jsonl", "app_cmd": "{python} app.py"},
+    )
+    assert cfg.keep is True
+    assert cfg.app_env == (("A", "1"), ("B", "x=y"))
+    assert cfg.report == ROOT / "out/r.jsonl"
+    assert cfg.app_cmd is not None and cfg.app_cmd[1] == "app.py"
+    assert parse_bool("off") is False
+    with pytest.raises(ValueError):
+        parse_bool("maybe")
+    with pytest.raises(ValueError):
+        parse_env_pairs(["1BAD=x"])
+    with pytest.raises(ValueError):
+        split_command("'unterminated")
