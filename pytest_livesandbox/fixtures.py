@@ -74,7 +74,8 @@ def livesandbox(request: pytest.FixtureRequest) -> Sandbox:
     try:
         return manager.get()
     except SandboxError as exc:
-        pytest.fail(f"sandbox could not be provisioned: {exc}", pytrace=False)
+        message = f"sandbox could not be provisioned: {exc}"
+    pytest.fail(message, pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -45,6 +45,24 @@ def default_owner() -> str:
     return f"{user}@{socket.gethostname()}"[:63]
 
 
+class SecretUrl(str):
+    """A connection URL that hides its password when shown (``repr``, pytest tracebacks).
+
+    It is a plain ``str`` for every other use: ``psycopg.connect(url)`` gets the real thing.
+
+    >>> SecretUrl("postgresql://app:pw@h:1/db")
+    'postgresql://app:***@h:1/db'
+    """
+
+    def __repr__(self) -> str:
+        head, at, tail = self.rpartition("@")
+        if not at or "://" not in head:
+            return str.__repr__(self)
+        scheme, _, userinfo = head.partition("://")
+        user = userinfo.split(":", 1)[0]
+        return repr(f"{scheme}://{user}:***@{tail}")
+
+
 @dataclass(frozen=True)
 class DatabaseInfo:
     """Where the sandbox's PostgreSQL listens, and as whom to connect."""
@@ -67,7 +85,8 @@ class DatabaseInfo:
         password = self.admin_password if admin else self.password
         shown = "***" if redact else quote(password, safe="")
         name = dbname or self.dbname
-        return f"postgresql://{quote(user, safe='')}:{shown}@{self.host}:{self.port}/{name}"
+        url = f"postgresql://{quote(user, safe='')}:{shown}@{self.host}:{self.port}/{name}"
+        return url if redact else SecretUrl(url)
 
     @property
     def dsn(self) -> str:

@@ -24,7 +24,7 @@ from psycopg import sql
 
 from ..config import SandboxConfig
 from ..errors import AppCrashed, DatabaseStartError, ProvisionError
-from ..locations import state_root
+from ..locations import cache_root, state_root
 from ..logtail import tail
 from ..postgres.embedded import (
     ADMIN_USER,
@@ -32,10 +32,12 @@ from ..postgres.embedded import (
     APP_USER,
     PostgresBinaries,
     PostgresServer,
+    RunAs,
     copy_template,
     ensure_template,
     free_port,
     unprivileged_user,
+    world_reachable,
 )
 from ..processes import start_time
 from ..readiness import HttpReady, wait_until_ready
@@ -170,7 +172,8 @@ class LocalBackend:
         runas = unprivileged_user()
         binaries = PostgresBinaries.locate(config.pg_bin).usable_by(runas)
         template = ensure_template(binaries, runas)
-        datadir = workdir / "pgdata"
+        datadir = private_data_dir(workdir, runas)
+        info.extra["pgdata"] = str(datadir)
         copy_template(template, datadir)
         info.timings["db_copy_s"] = round(time.perf_counter() - began, 4)
 
@@ -265,8 +268,23 @@ class LocalBackend:
             server.stop()
         elif info.extra.get("postgres_pid"):
             stop_process_group(int(info.extra["postgres_pid"]), 10.0, signal.SIGINT)
+        if info.extra.get("pgdata"):
+            shutil.rmtree(Path(info.extra["pgdata"]).parent, ignore_errors=True)
         if info.workdir:
             shutil.rmtree(info.workdir, ignore_errors=True)
+
+
+def private_data_dir(workdir: Path, runas: RunAs | None) -> Path:
+    """Where this sandbox's PostgreSQL data goes: inside ``workdir`` if the server can reach it.
+
+    When the server runs as ``nobody`` and ``workdir`` sits under a private folder (pytest's
+    ``tmp_path`` is one), the data goes to a reachable folder under the cache instead.
+    """
+    if runas is None or world_reachable(workdir):
+        return workdir / "pgdata"
+    holder = cache_root() / "data" / workdir.name
+    holder.mkdir(mode=0o755, parents=True)
+    return holder / "pgdata"
 
 
 def _write_state(workdir: Path, info: SandboxInfo, config: SandboxConfig) -> None:

@@ -124,7 +124,7 @@ class PostgresBinaries:
 
         pip installs under ``/root`` when run as root, where ``nobody`` cannot reach.
         """
-        if runas is None or _world_reachable(self.bindir):
+        if runas is None or world_reachable(self.bindir):
             return self
         install = self.bindir.parent
         key = hashlib.sha256(f"{install}|{self.version}".encode()).hexdigest()[:12]
@@ -145,7 +145,8 @@ class PostgresBinaries:
         return PostgresBinaries(target / inner / self.bindir.name)
 
 
-def _world_reachable(path: Path) -> bool:
+def world_reachable(path: Path) -> bool:
+    """True if every folder down to ``path`` lets other users through."""
     return all(os.stat(p).st_mode & 0o001 for p in [path, *path.parents])
 
 
