@@ -84,7 +84,7 @@ class DatabaseCloner:
         self.lock_path = lock_path
 
     def _admin(self) -> Connection:
-        return psycopg.connect(self.db.url(dbname="postgres", admin=True), autocommit=True)
+        return psycopg.connect(self.db.url(admin=True), autocommit=True)
 
     def ensure_template(self) -> None:
         """Create the template once per sandbox (a file lock serialises xdist workers)."""
@@ -95,7 +95,7 @@ class DatabaseCloner:
             if exists:
                 return
             conn.execute(
-                sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0").format(
+                sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template1").format(
                     sql.Identifier(TEMPLATE_DB), sql.Identifier(self.db.user)
                 )
             )
