@@ -330,3 +330,43 @@ def test_sigterm_of_the_run_still_tears_down(
     proc.send_signal(signal.SIGTERM)
     proc.wait(60)
     isolated_state.assert_clean()
+
+
+def test_async_client_factory_and_isolation_fixtures(
+    pytester: pytest.Pytester, isolated_state: IsolatedState
+) -> None:
+    pytester.makepyfile(
+        """
+        import asyncio
+
+        import psycopg
+        import pytest
+
+        def test_async_client(live_async_http):
+            async def probe():
+                async with live_async_http as client:
+                    return (await client.get("/healthz")).status_code
+            assert asyncio.run(probe()) == 200
+
+        def test_factory_databases_are_separate_and_commit(live_db_factory):
+            first, second = live_db_factory(), live_db_factory()
+            assert first.name != second.name
+            with first.connect(autocommit=True) as conn:
+                conn.execute("insert into items(name) values ('only-in-first')")
+            with second.connect() as conn:
+                assert conn.execute("select count(*) from items").fetchone() == (0,)
+
+        def test_commit_inside_live_db_is_refused(live_db):
+            with pytest.raises(psycopg.ProgrammingError):
+                live_db.commit()
+
+        def test_app_database_untouched_by_factory(live_db):
+            row = live_db.execute(
+                "select count(*) from items where name = 'only-in-first'"
+            ).fetchone()
+            assert row == (0,)
+        """
+    )
+    result = pytester.runpytest_subprocess("--sandbox=local", f"--sandbox-app-cmd={DEMO_APP_CMD}")
+    result.assert_outcomes(passed=4)
+    isolated_state.assert_clean()
