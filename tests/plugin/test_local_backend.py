@@ -370,3 +370,20 @@ def test_async_client_factory_and_isolation_fixtures(
     result = pytester.runpytest_subprocess("--sandbox=local", f"--sandbox-app-cmd={DEMO_APP_CMD}")
     result.assert_outcomes(passed=4)
     isolated_state.assert_clean()
+
+
+def test_xdist_ci_example_shares_one_sandbox(
+    pytester: pytest.Pytester, isolated_state: IsolatedState
+) -> None:
+    shutil.copytree(REPO / "conftest_examples" / "xdist_ci", pytester.path, dirs_exist_ok=True)
+    ini = pytester.path / "pytest.ini"
+    ini.write_text(ini.read_text().replace("{python} ../../examples/demo_app/app.py", DEMO_APP_CMD))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=13)
+    events = read_events(pytester.path / "reports" / "run.jsonl")
+    assert sum(e["event"] == "run_started" for e in events) == 1
+    finished = [e for e in events if e["event"] == "test_finished"]
+    assert len(finished) == 13
+    assert {e["sandbox_id"] for e in finished} == {events[0]["sandbox"]["id"]}
+    assert {e["worker"] for e in finished} == {"gw0", "gw1"}
+    isolated_state.assert_clean()
