@@ -1,12 +1,14 @@
 """``livesandbox``: list, reap and remove sandboxes this plugin made.
 
-    livesandbox ls                       # id, backend, owner, age, state
+    livesandbox ls                       # id, backend, status, age, expiry, owner, endpoint
     livesandbox gc [--older-than 2h] [--dry-run]
     livesandbox down 3f9c2a1b
 
 Only sandboxes carrying our ownership mark (``managed_by: pytest-livesandbox`` in their state file)
 are ever touched. ``gc`` removes sandboxes whose pytest process is gone (a ``kill -9``, a crashed
-CI runner) unless they were kept on purpose, and with ``--older-than`` also older ones.
+CI runner) unless they were kept on purpose; kept ones once they pass ``expires_at`` (creation
+plus ``--sandbox-ttl``), and with ``--older-than`` also older ones. A sandbox whose pytest still
+runs is never reaped.
 """
 
 from __future__ import annotations
@@ -52,11 +54,24 @@ class LocalRecord:
         )
 
     @property
+    def expires_in(self) -> float | None:
+        """Seconds until ``expires_at`` (negative once expired); ``None`` if it has none."""
+        expires_at = self.state.get("expires_at")
+        return None if expires_at is None else float(expires_at) - time.time()
+
+    @property
+    def expired(self) -> bool:
+        """True once past ``expires_at``."""
+        return self.expires_in is not None and self.expires_in <= 0
+
+    @property
     def status(self) -> str:
-        """``running``, ``kept`` or ``orphaned``."""
+        """``running``, ``kept``, ``expired`` or ``orphaned``."""
         if not self.orphaned:
             return "running"
-        return "kept" if self.state.get("keep") else "orphaned"
+        if self.state.get("keep"):
+            return "expired" if self.expired else "kept"
+        return "orphaned"
 
     def info(self) -> SandboxInfo:
         """The state as :class:`SandboxInfo` (for teardown)."""
@@ -85,15 +100,26 @@ def _format_age(seconds: float) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
+def _format_expiry(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds <= 0:
+        return f"{_format_age(-seconds)} ago"
+    return f"in {_format_age(seconds)}"
+
+
 def cmd_ls(_args: argparse.Namespace) -> int:
     """Print one line per sandbox."""
     records = local_records()
-    print(f"{'ID':<10} {'BACKEND':<8} {'STATUS':<9} {'AGE':>6}  {'OWNER':<24} ENDPOINT")
+    print(
+        f"{'ID':<10} {'BACKEND':<8} {'STATUS':<9} {'AGE':>6}  {'EXPIRES':<12} {'OWNER':<24} "
+        "ENDPOINT"
+    )
     for rec in records:
         print(
             f"{rec.id:<10} {rec.state.get('backend', '?'):<8} {rec.status:<9} "
-            f"{_format_age(rec.age):>6}  {rec.state.get('owner', '?'):<24} "
-            f"{rec.state.get('endpoint') or '-'}"
+            f"{_format_age(rec.age):>6}  {_format_expiry(rec.expires_in):<12} "
+            f"{rec.state.get('owner', '?'):<24} {rec.state.get('endpoint') or '-'}"
         )
     return 0
 
@@ -104,10 +130,11 @@ def cmd_gc(args: argparse.Namespace) -> int:
     removed = 0
     for rec in local_records():
         old = older_than is not None and rec.age > older_than
-        reap = (rec.status == "orphaned") or (old and rec.orphaned)
-        if not reap:
+        if rec.status == "running" or not (rec.status in {"orphaned", "expired"} or old):
             continue
-        reason = "orphaned" if rec.status == "orphaned" else f"older than {args.older_than}"
+        reason = (
+            rec.status if rec.status in {"orphaned", "expired"} else f"older than {args.older_than}"
+        )
         verb = "would remove" if args.dry_run else "removing"
         print(f"{verb} {rec.id} ({reason})")
         if not args.dry_run:
@@ -124,10 +151,13 @@ def cmd_down(args: argparse.Namespace) -> int:
             LocalBackend().teardown(rec.info())
             print(f"removed {rec.id}")
             return 0
-    print(
-        f"no sandbox {args.id!r} of ours here (see `livesandbox ls`); nothing was touched",
-        file=sys.stderr,
-    )
+    message = f"no sandbox {args.id!r} of ours here (see `livesandbox ls`)"
+    if (state_root() / args.id / STATE_FILE).is_file():
+        message = (
+            f"{state_root() / args.id} has no ownership mark (managed_by: {MANAGED_BY}) in its "
+            "state file: not ours"
+        )
+    print(f"{message}; nothing was touched", file=sys.stderr)
     return 1
 
 

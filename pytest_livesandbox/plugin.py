@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Generator
 from typing import Any
 
 import pytest
@@ -32,9 +33,14 @@ from .fixtures import (
 )
 from .parallel import WORKERINPUT_KEY, SandboxManager
 from .postgres.isolation import validate_db_isolation
-from .report.events import RunEvents
+from .report.artifacts import ArtifactRecorder, artifact_root, prepare_root
+from .report.events import EventSink, RunEvents
+from .report.html import HtmlSink
 from .report.jsonl import JsonlSink
-from .report.terminal import summary_lines
+from .report.redaction import redact_report
+from .report.terminal import report_lines, summary_lines
+from .report.webhook import WebhookSink
+from .sandbox import backend_for
 
 CONFIG_KEY = pytest.StashKey[SandboxConfig]()
 EVENTS_KEY = pytest.StashKey[RunEvents]()
@@ -100,9 +106,20 @@ def pytest_configure(config: pytest.Config) -> None:
     workerinput = getattr(config, "workerinput", None)
     manager = SandboxManager(cfg, workerinput)
     config.stash[MANAGER_KEY] = manager
+    config.pluginmanager.register(_ArtifactHooks(manager), "livesandbox-artifacts")
     if manager.role == "worker":
         return
-    events = RunEvents([JsonlSink(cfg.report)] if cfg.report else [])
+    artifacts = artifact_root(cfg.report, cfg.html)
+    if artifacts is not None and not config.option.collectonly:
+        prepare_root(artifacts)
+    sinks: list[EventSink] = []
+    if cfg.report:
+        sinks.append(JsonlSink(cfg.report))
+    if cfg.report_url:
+        sinks.append(WebhookSink(cfg.report_url))
+    if cfg.html:
+        sinks.append(HtmlSink(cfg.html))
+    events = RunEvents(sinks)
     config.stash[EVENTS_KEY] = events
     config.pluginmanager.register(_ReportHooks(events), "livesandbox-report")
     config.stash[TIMES_KEY] = {}
@@ -138,6 +155,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         assert manager.sandbox is not None
         info = manager.sandbox.info
         events.sandbox_id = info.id
+        events.secrets = info.secret_values()
         sandbox_public: dict[str, Any] | None = info.public()
     else:
         sandbox_public = None
@@ -170,6 +188,57 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 problems.append(f"{item.nodeid}: {exc}")
     if problems:
         raise pytest.UsageError("pytest-livesandbox: bad markers:\n  " + "\n  ".join(problems))
+
+
+class _ArtifactHooks:
+    """Registered where tests run (xdist worker or single process): log windows, properties."""
+
+    def __init__(self, manager: SandboxManager) -> None:
+        self.manager = manager
+        self.root = artifact_root(manager.config.report, manager.config.html)
+        self._recorder: ArtifactRecorder | None = None
+        self._failed: set[str] = set()
+
+    def _active(self) -> ArtifactRecorder | None:
+        if self._recorder is None and self.root is not None and self.manager.provisioned:
+            assert self.manager.sandbox is not None
+            info = self.manager.sandbox.info
+            backend = backend_for(self.manager.config)
+            self._recorder = ArtifactRecorder(backend, info, self.root, info.secret_values())
+        return self._recorder
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        """Note where the sandbox's logs are before the test's fixtures start."""
+        recorder = self._active()
+        if recorder is not None:
+            recorder.start(item.nodeid)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        """After teardown: save a failed test's log window; tag the report for JUnit/JSONL."""
+        report = yield
+        if self.manager.provisioned:
+            assert self.manager.sandbox is not None
+            redact_report(report, self.manager.sandbox.info.secret_values())
+        if report.failed:
+            self._failed.add(item.nodeid)
+        if report.when != "teardown":
+            return report
+        failed = item.nodeid in self._failed
+        self._failed.discard(item.nodeid)
+        sandbox = self.manager.sandbox if self.manager.provisioned else None
+        if sandbox is not None:
+            report.user_properties.append(("livesandbox_sandbox_id", sandbox.info.id))
+            report.user_properties.append(("livesandbox_backend", sandbox.info.backend))
+        recorder = self._active()
+        if recorder is not None:
+            files = recorder.finish(item.nodeid, failed)
+            if files:
+                report.user_properties.append(("livesandbox_artifacts", files))
+        return report
 
 
 class _ReportHooks:
@@ -206,6 +275,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         exitstatus=int(exitstatus),
     )
     events.close()
+    for sink in events.sinks:
+        problem = getattr(sink, "problem", None)
+        if problem:
+            cfg = config.stash[CONFIG_KEY]
+            problem += f"; {cfg.report} has every event" if cfg.report else ""
+            # Shown once in pytest's warnings summary, attributed to the option, not our code.
+            warnings.warn_explicit(
+                pytest.PytestWarning(problem), None, "pytest-livesandbox", 0, module="livesandbox"
+            )
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
@@ -215,6 +293,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         return
     terminalreporter.write_sep("-", "livesandbox")
     for line in summary_lines(manager, config.stash[CONFIG_KEY], config.stash[TIMES_KEY]):
+        terminalreporter.write_line(line)
+    for line in report_lines(config.stash[EVENTS_KEY]):
         terminalreporter.write_line(line)
 
 

@@ -19,7 +19,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import quote
 
 from .errors import SandboxError
@@ -130,6 +130,12 @@ class SandboxInfo:
         """What reports and terminals may show: no secrets."""
         return self.to_json(secrets=False)
 
+    def secret_values(self) -> list[str]:
+        """The passwords this sandbox knows, for redaction of reports and artifacts."""
+        if self.db is None:
+            return []
+        return [p for p in (self.db.password, self.db.admin_password) if p]
+
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SandboxInfo:
         """The inverse of :meth:`to_json`."""
@@ -159,6 +165,25 @@ class SandboxBackend(Protocol):
         Called in whichever process ran the failed test (xdist worker included), with a fresh
         backend instance: it must work from ``info`` alone. Returns the files written.
         """
+
+
+@runtime_checkable
+class LogOffsets(Protocol):
+    """Optional backend capability: exact per-test log windows from byte offsets.
+
+    For logs without timestamps (the local backend's ``app.log``) a time window cannot be cut
+    exactly; the test's process notes each log's size when the test starts and ends instead, and
+    :meth:`collect_between` copies what was appended in between. Backends without it get
+    :meth:`SandboxBackend.collect_artifacts` with the time window.
+    """
+
+    def log_offsets(self, info: SandboxInfo) -> dict[str, int]:
+        """Current size in bytes of each log, keyed by artifact file name (``app.log``)."""
+
+    def collect_between(
+        self, info: SandboxInfo, start: dict[str, int], end: dict[str, int], dest: Path
+    ) -> list[Path]:
+        """Write each log's bytes ``[start, end)`` into ``dest``; return the files written."""
 
 
 # backend name -> (module, class, pip extra that brings its dependencies)

@@ -44,6 +44,9 @@ from ..readiness import HttpReady, wait_until_ready
 from ..sandbox import MANAGED_BY, DatabaseInfo, SandboxInfo, default_owner
 
 STATE_FILE = "state.json"
+# artifact file name -> SandboxInfo.extra key holding the log's path
+LOGS = {"app.log": "app_log", "postgres.log": "postgres_log"}
+ARTIFACT_MAX_BYTES = 1 << 20
 _PORT_RETRIES = 3
 
 
@@ -256,11 +259,47 @@ class LocalBackend:
             timeout=config.startup_timeout,
         )
 
+    def log_offsets(self, info: SandboxInfo) -> dict[str, int]:
+        """Size of ``app.log`` and ``postgres.log`` now (taken when a test starts and ends)."""
+        offsets = {}
+        for name, key in LOGS.items():
+            if info.extra.get(key):
+                try:
+                    offsets[name] = os.stat(info.extra[key]).st_size
+                except OSError:
+                    continue
+        return offsets
+
+    def collect_between(
+        self, info: SandboxInfo, start: dict[str, int], end: dict[str, int], dest: Path
+    ) -> list[Path]:
+        """Copy what each log got between two :meth:`log_offsets` (at most 1 MiB per log)."""
+        written = []
+        for name, key in LOGS.items():
+            if not info.extra.get(key) or name not in end:
+                continue
+            begin, stop = start.get(name, 0), end[name]
+            begin = max(begin, stop - ARTIFACT_MAX_BYTES)
+            if stop <= begin:
+                continue
+            try:
+                with open(info.extra[key], "rb") as log:
+                    log.seek(begin)
+                    chunk = log.read(stop - begin)
+            except OSError:
+                continue
+            dest.mkdir(parents=True, exist_ok=True)
+            (dest / name).write_bytes(chunk)
+            written.append(dest / name)
+        return written
+
     def collect_artifacts(
         self, info: SandboxInfo, since: float, until: float, dest: Path
     ) -> list[Path]:
-        """Nothing yet: log windows arrive with the reporting work (issue 5)."""
-        return []
+        """The logs carry no timestamps: without offsets, the last 256 KiB of each log."""
+        end = self.log_offsets(info)
+        start = {name: max(0, size - (256 << 10)) for name, size in end.items()}
+        return self.collect_between(info, start, end, dest)
 
     def teardown(self, info: SandboxInfo) -> None:
         """Stop the app, then PostgreSQL, then remove the sandbox folder."""
@@ -300,6 +339,8 @@ def _write_state(workdir: Path, info: SandboxInfo, config: SandboxConfig) -> Non
         "pytest_pid": os.getpid(),
         "pytest_started": start_time(os.getpid()),
         "keep": config.keep,
+        # `livesandbox gc` reaps it after this even when kept (--sandbox-ttl).
+        "expires_at": round(info.created_at + config.ttl, 3),
     }
     tmp = workdir / (STATE_FILE + ".tmp")
     tmp.write_text(json.dumps(state, indent=2))

@@ -7,10 +7,13 @@ Each event is one JSON object with ``schema``, ``event``, ``time`` (Unix seconds
 ``test_finished``  ``nodeid``, ``outcome`` (passed/failed/skipped/error/xfailed/xpassed),
                    ``duration`` (sum of phases, seconds), ``setup``/``call``/``teardown``
                    (seconds), ``worker`` (xdist id or ``null``), ``started``/``finished``,
-                   ``chaos`` (faults applied), ``artifacts`` (paths), ``message`` (short reason)
+                   ``chaos`` (faults applied), ``artifacts`` (paths), ``message`` (short reason);
+                   a test whose xdist worker crashed ends with ``outcome`` failed, ``crashed`` true
 ``run_finished``   ``counts`` per outcome, ``duration``, ``teardown_s``, ``exitstatus``
 
 Fields may be added in later versions of schema 1; none is removed or changes meaning.
+Every string of every event passes :func:`~pytest_livesandbox.report.redaction.redact_data`
+(the sandbox's passwords and secret-looking values become ``***``) before any sink sees it.
 """
 
 from __future__ import annotations
@@ -18,9 +21,12 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
+
+from .redaction import redact_data
 
 SCHEMA = 1
 Event = dict[str, Any]
@@ -62,6 +68,8 @@ class RunEvents:
 
     def __init__(self, sinks: list[EventSink]) -> None:
         self.sinks = sinks
+        self.secrets: list[str] = []
+        self.artifact_dirs: set[str] = set()
         self.sandbox_id: str | None = None
         self.counts: Counter[str] = Counter()
         self.started = time.time()
@@ -76,14 +84,18 @@ class RunEvents:
             "sandbox_id": self.sandbox_id,
             **fields,
         }
+        event = redact_data(event, self.secrets)
         for sink in self.sinks:
             sink.emit(event)
         return event
 
     def on_report(self, report: pytest.TestReport) -> Event | None:
         """Feed one phase report; returns the ``test_finished`` event after teardown."""
-        pending = self._pending.setdefault(report.nodeid, _Pending(started=report.start))
-        pending.phases[report.when] = round(report.duration, 6)
+        pending = self._pending.setdefault(
+            report.nodeid, _Pending(started=report.start or time.time())
+        )
+        if report.when in ("setup", "call", "teardown"):
+            pending.phases[report.when] = round(report.duration, 6)
         new = _outcome(report, pending.outcome)
         if pending.outcome == "passed" or new == "error":
             pending.outcome = new
@@ -92,10 +104,17 @@ class RunEvents:
         for key, value in report.user_properties:
             if key.startswith("livesandbox_"):
                 pending.extra[key.removeprefix("livesandbox_")] = value
-        if report.when != "teardown":
+        # xdist reports a test whose worker died with when="???" and no teardown follows.
+        crashed = report.when not in ("setup", "call", "teardown")
+        if crashed:
+            pending.outcome = "failed"
+        elif report.when != "teardown":
             return None
         del self._pending[report.nodeid]
         self.counts[pending.outcome] += 1
+        extra = {"crashed": True} if crashed else {}
+        artifacts = pending.extra.get("artifacts", [])
+        self.artifact_dirs.update(str(Path(a).parent) for a in artifacts)
         return self.emit(
             "test_finished",
             nodeid=report.nodeid,
@@ -106,10 +125,11 @@ class RunEvents:
             teardown=pending.phases.get("teardown", 0.0),
             worker=_worker_id(report),
             started=round(pending.started, 4),
-            finished=round(report.stop, 4),
+            finished=round(report.stop or time.time(), 4),
             chaos=pending.extra.get("chaos", []),
-            artifacts=pending.extra.get("artifacts", []),
+            artifacts=artifacts,
             message=pending.message,
+            **extra,
         )
 
     def close(self) -> None:

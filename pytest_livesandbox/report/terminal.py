@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..config import SandboxConfig
 from ..parallel import SandboxManager
+from .events import RunEvents
+from .html import HtmlSink
+from .jsonl import JsonlSink
+from .webhook import WebhookSink
 
 
 def summary_lines(
@@ -26,6 +32,20 @@ def summary_lines(
         lines.append(f"database: {info.db.redacted_dsn}")
     if config.keep:
         lines.append(f"remove it with: livesandbox down {info.id}")
-    if config.report:
-        lines.append(f"report: {config.report}")
+    return lines
+
+
+def report_lines(events: RunEvents) -> list[str]:
+    """Where the run's reports went: ``report: run.jsonl``, artifacts, webhook delivery."""
+    lines = []
+    for sink in events.sinks:
+        if isinstance(sink, JsonlSink):
+            lines.append(f"report: {sink.path}")
+        elif isinstance(sink, HtmlSink):
+            lines.append(f"html report: {sink.path}")
+        elif isinstance(sink, WebhookSink):
+            lines.append(sink.summary() + (" - receiver down" if sink.lost else ""))
+    if events.artifact_dirs:
+        root = Path(next(iter(events.artifact_dirs))).parent
+        lines.append(f"artifacts of {len(events.artifact_dirs)} failed test(s): {root}")
     return lines
