@@ -10,6 +10,14 @@ Roles:
 
 A provisioning failure is remembered and re-raised for every test that needs the sandbox (one
 clear message, no retry storm).
+
+There is deliberately no filelock/state-file handover between independent pytest processes:
+under xdist there is always a controller (``-n 0`` and ``--dist=no`` are single processes), and a
+"first one provisions, last one tears down" refcount across processes would have to survive
+``kill -9`` and would blur the rule that two runs never share a sandbox. Sharing on purpose is
+explicit instead: ``--sandbox-keep`` once, ``--sandbox-attach=ID`` elsewhere (attach never
+deletes), ``livesandbox down ID`` at the end. The one thing workers do share at run time, the
+isolation template database, is created under a file lock (:mod:`.postgres.isolation`).
 """
 
 from __future__ import annotations
