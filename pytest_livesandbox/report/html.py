@@ -164,7 +164,7 @@ def render(events: list[Event], base: Path) -> str:
     facts = [
         ("sandbox", f"{sandbox.get('id', '-')} ({started.get('backend', '-')})"),
         ("endpoint", sandbox.get("endpoint") or "-"),
-        ("namespace", sandbox.get("namespace") or "-"),
+        *([("namespace", sandbox["namespace"])] if sandbox.get("namespace") else []),
         ("run id", started.get("run_id", "-")),
         ("owner", sandbox.get("owner", "-")),
         ("started", _when(started.get("time"))),
@@ -188,7 +188,10 @@ def render(events: list[Event], base: Path) -> str:
         message = test.get("message") or ""
         if test.get("crashed"):
             message = f"the xdist worker running this test crashed\n{message}"
-        detail = f"<details><summary>why</summary><pre>{escape(message)}</pre></details>"
+        first = next((ln for ln in message.splitlines() if ln.strip()), "")
+        first = first.removeprefix("E").strip()
+        summary = escape(first[:90] + ("..." if len(first) > 90 else "")) or "details"
+        detail = f"<details><summary>{summary}</summary><pre>{escape(message)}</pre></details>"
         rows.append(
             f'<tr class="{escape(test["outcome"])}" data-outcome="{escape(test["outcome"])}">'
             f'<td><span class="badge {escape(test["outcome"])}">{escape(test["outcome"])}</span>'
@@ -267,7 +270,7 @@ table{border-collapse:collapse;width:100%;font-size:13px}
 th{text-align:left;color:var(--muted);font-weight:600;border-bottom:2px solid var(--line);
 padding:6px 8px;cursor:pointer;user-select:none;white-space:nowrap}
 td{border-bottom:1px solid var(--line);padding:5px 8px;vertical-align:top}
-td.nodeid{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;word-break:break-all}
+td.nodeid{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;overflow-wrap:break-word}
 td.num{text-align:right;white-space:nowrap}td.phases{color:var(--muted)}
 .badge{display:inline-block;min-width:58px;text-align:center;padding:1px 6px;border-radius:10px;
 font-size:11px;font-weight:600;color:#fff;background:var(--skip)}
@@ -277,7 +280,8 @@ font-size:11px;font-weight:600;color:#fff;background:var(--skip)}
 tr.failed td,tr.error td{background:#fff6f6}
 pre{white-space:pre-wrap;margin:6px 0 0;font-size:12px;background:var(--bg);padding:6px 8px;
 border-radius:4px;max-height:280px;overflow:auto}
-details summary{cursor:pointer;color:var(--muted)}
+details summary{cursor:pointer;color:var(--muted);font-size:12px}
+td:last-child{max-width:300px}
 a{color:#0b63c5}
 footer{color:var(--muted);font-size:12px;padding:0 28px 24px}
 """
