@@ -240,6 +240,15 @@ class _ArtifactHooks:
                 report.user_properties.append(("livesandbox_artifacts", files))
         return report
 
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> None:
+        """Xdist controller: a worker died during ``crashitem``; attach the latest logs."""
+        recorder = self._active()
+        if recorder is not None:
+            files = recorder.recent(crashitem, since=time.time() - 300)
+            if files:
+                report.user_properties.append(("livesandbox_artifacts", files))
+
 
 class _ReportHooks:
     """Registered in the controller (or single process), where every worker's reports arrive."""

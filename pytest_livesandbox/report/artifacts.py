@@ -9,8 +9,10 @@
 process): it notes the window when the test's setup starts and, if any phase failed, asks the
 backend for that window after teardown. Backends with :class:`~..sandbox.LogOffsets` cut the
 window by byte offsets (exact for logs without timestamps); others get the Unix-time window via
-``collect_artifacts``. Every written file passes :func:`.redaction.redact`. The paths end up in the
-test's ``livesandbox_artifacts`` user property, hence in the JSONL/HTML/JUnit reports.
+``collect_artifacts``. When an xdist worker dies mid-test the controller saves the logs' recent
+part instead (:meth:`ArtifactRecorder.recent`). Every written file passes
+:func:`.redaction.redact`. The paths end up in the test's ``livesandbox_artifacts`` user
+property, hence in the JSONL/HTML/JUnit reports.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import hashlib
 import re
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,14 +92,28 @@ class ArtifactRecorder:
         window = self._open.pop(nodeid, None)
         if window is None or not failed:
             return []
+        backend = self.backend
+        if isinstance(backend, LogOffsets):
+            end = self._offsets()
+            return self._save(
+                nodeid, lambda dest: backend.collect_between(self.info, window.offsets, end, dest)
+            )
+        until = time.time()
+        return self._save(
+            nodeid, lambda dest: backend.collect_artifacts(self.info, window.since, until, dest)
+        )
+
+    def recent(self, nodeid: str, since: float) -> list[str]:
+        """Save the logs since ``since`` for a test whose process died (no offsets survive)."""
+        until = time.time()
+        return self._save(
+            nodeid, lambda dest: self.backend.collect_artifacts(self.info, since, until, dest)
+        )
+
+    def _save(self, nodeid: str, collect: Callable[[Path], list[Path]]) -> list[str]:
         dest = self.root / slug(nodeid)
         try:
-            if isinstance(self.backend, LogOffsets):
-                files = self.backend.collect_between(
-                    self.info, window.offsets, self._offsets(), dest
-                )
-            else:
-                files = self.backend.collect_artifacts(self.info, window.since, time.time(), dest)
+            files = collect(dest)
         except Exception as exc:  # a report must not fail the run; say what went wrong
             dest.mkdir(parents=True, exist_ok=True)
             note = dest / "collect-error.txt"

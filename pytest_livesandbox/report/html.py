@@ -59,24 +59,30 @@ def _when(timestamp: float | None) -> str:
     return dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+_START_KEYS = ("applied_at", "started", "start")
+_END_KEYS = ("removed_at", "ended", "end")
+
+
 def _fault_label(entry: Any) -> str:
-    if isinstance(entry, dict):
-        kind = entry.get("kind") or entry.get("marker") or entry.get("name") or "fault"
-        details = ", ".join(
-            f"{k}={v}"
-            for k, v in entry.items()
-            if k not in {"kind", "marker", "name", "started", "ended", "start", "end"}
-            and isinstance(v, str | int | float)
-        )
-        return f"{kind}({details})" if details else str(kind)
-    return str(entry)
+    """``latency(ms=300, target=db)`` from a chaos record (``kind``, ``target``, ``params``...)."""
+    if not isinstance(entry, dict):
+        return str(entry)
+    kind = entry.get("kind") or entry.get("marker") or entry.get("name") or "fault"
+    fields = {**entry, **(entry.get("params") or {})}
+    details = ", ".join(
+        f"{k}={v}"
+        for k, v in fields.items()
+        if k not in {"kind", "marker", "name", *_START_KEYS, *_END_KEYS}
+        and isinstance(v, str | int | float)
+    )
+    return f"{kind}({details})" if details else str(kind)
 
 
 def _fault_window(entry: Any, test: Event) -> tuple[float, float]:
     start, end = float(test.get("started") or 0), float(test.get("finished") or 0)
     if isinstance(entry, dict):
-        start = float(entry.get("started") or entry.get("start") or start)
-        end = float(entry.get("ended") or entry.get("end") or end)
+        start = float(next((entry[k] for k in _START_KEYS if entry.get(k)), start))
+        end = float(next((entry[k] for k in _END_KEYS if entry.get(k)), end))
     return start, max(end, start)
 
 

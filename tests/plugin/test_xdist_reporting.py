@@ -117,6 +117,8 @@ def test_xdist_run_shares_one_sandbox_and_reports_everywhere(
     assert {"gw0", "gw1"} <= {e["worker"] for e in finished.values()}
     assert finished["test_worker_crash"]["crashed"] is True
     assert finished["test_worker_crash"]["outcome"] == "failed"
+    # No log offsets survive a dead worker: the controller attaches the logs' latest part.
+    assert any(p.endswith("app.log") for p in finished["test_worker_crash"]["artifacts"])
     assert events[-1]["counts"] == {"passed": 6, "failed": 3}
 
     # The webhook saw every event, in the JSONL's order (so in order per worker too).

@@ -77,7 +77,9 @@ def _events(tmp_path: Path) -> list[dict]:
             "nodeid": "t.py::test_slow_db[<i>x]",
             "outcome": "failed",
             "worker": "gw1",
-            "chaos": [{"kind": "latency", "ms": 300, "target": "db"}],
+            "chaos": [
+                {"kind": "latency", "target": "db", "params": {"ms": 300}, "applied_at": t + 1.1}
+            ],
             "artifacts": [str(tmp_path / "r.jsonl.artifacts" / "x" / "app.log")],
             "message": "E   assert 503 == 200",
         },
@@ -124,7 +126,7 @@ def test_html_report_is_self_contained_and_lists_everything(tmp_path: Path) -> N
     assert ("a", {"href": "r.jsonl.artifacts/x/app.log"}) in parsed.tags
     lanes = {a.get("class") for tag, a in parsed.tags if tag == "rect"}
     assert {"t passed", "t failed", "t skipped", "fault"} <= lanes
-    assert "latency(ms=300, target=db)" in text
+    assert "latency(target=db, ms=300)" in text
     assert "<i>x" not in doc and "&lt;i&gt;x" in doc  # nodeids are escaped
 
 
