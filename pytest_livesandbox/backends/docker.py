@@ -81,7 +81,8 @@ def container_port(app_env: dict[str, str], exposed: dict[str, Any] | None) -> i
 def ensure_running(container: Any, image: str) -> None:
     """Raise :class:`AppCrashed` with exit code and last log lines if the app container stopped."""
     container.reload()
-    if container.status not in ("exited", "dead"):
+    restarts = int(container.attrs.get("RestartCount", 0))
+    if container.status not in ("exited", "dead", "restarting") and not restarts:
         return
     state = container.attrs.get("State", {})
     oom = " (killed for exceeding its memory limit)" if state.get("OOMKilled") else ""
@@ -199,7 +200,11 @@ class DockerBackend:
                 .with_network(network)
                 .with_network_aliases("app", "backend")
                 .with_name(name)
-                .with_kwargs(labels={**labels, COMPONENT: "app", ENDPOINT: endpoint})
+                .with_kwargs(
+                    labels={**labels, COMPONENT: "app", ENDPOINT: endpoint},
+                    # Like a Deployment: an OOM-killed or crashed app comes back by itself.
+                    restart_policy={"Name": "on-failure"},
+                )
                 .with_loopback_port(port, host_port)
             )
             made.append(container)
