@@ -81,8 +81,7 @@ def container_port(app_env: dict[str, str], exposed: dict[str, Any] | None) -> i
 def ensure_running(container: Any, image: str) -> None:
     """Raise :class:`AppCrashed` with exit code and last log lines if the app container stopped."""
     container.reload()
-    restarts = int(container.attrs.get("RestartCount", 0))
-    if container.status not in ("exited", "dead", "restarting") and not restarts:
+    if container.status not in ("exited", "dead"):
         return
     state = container.attrs.get("State", {})
     oom = " (killed for exceeding its memory limit)" if state.get("OOMKilled") else ""
@@ -200,11 +199,7 @@ class DockerBackend:
                 .with_network(network)
                 .with_network_aliases("app", "backend")
                 .with_name(name)
-                .with_kwargs(
-                    labels={**labels, COMPONENT: "app", ENDPOINT: endpoint},
-                    # Like a Deployment: an OOM-killed or crashed app comes back by itself.
-                    restart_policy={"Name": "on-failure"},
-                )
+                .with_kwargs(labels={**labels, COMPONENT: "app", ENDPOINT: endpoint})
                 .with_loopback_port(port, host_port)
             )
             made.append(container)
@@ -225,6 +220,9 @@ class DockerBackend:
             ),
             timeout=config.startup_timeout,
         )
+        # From now on, like a Deployment: an OOM-killed or crashed app comes back by itself
+        # (not during start-up, where a crash must surface as AppCrashed with its exit code).
+        wrapped.update(restart_policy={"Name": "on-failure"})
 
     def collect_artifacts(
         self, info: SandboxInfo, since: float, until: float, dest: Path

@@ -19,7 +19,7 @@ kill_db                   ``docker kill`` of the PostgreSQL container, ``docker 
 
 ::
 
-    with memory_limit(info, "96Mi") as limit:
+    with memory_limit(info, 96 * MiB) as limit:
         live_http.get("/alloc?mb=200")           # connection dropped: the app was OOM-killed
     assert limit.effect["oom_kills"] == 1        # and it is back, without the limit
 
@@ -49,23 +49,8 @@ from ..sandbox import SandboxInfo
 RECOVERY_TIMEOUT_S = 30.0
 EVICT_GRACE_S = 10
 CPU_PERIOD_US = 100_000
-_MEMORY_UNITS = {"Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "K": 1000, "M": 1000**2, "G": 1000**3}
+MiB = 1024 * 1024
 _COMPONENTS = {"backend": "app", "app": "app", "db": "db", "postgres": "db"}
-
-
-def parse_memory(value: int | str) -> int:
-    """Bytes from ``"96Mi"``, ``"1Gi"``, ``"100M"`` or an int (already bytes).
-
-    >>> parse_memory("96Mi")
-    100663296
-    """
-    if isinstance(value, int):
-        return value
-    text = value.strip()
-    for unit in sorted(_MEMORY_UNITS, key=len, reverse=True):
-        if text.endswith(unit) and text[: -len(unit)].replace(".", "", 1).isdigit():
-            return int(float(text[: -len(unit)]) * _MEMORY_UNITS[unit])
-    raise ChaosError(f"memory={value!r} is not a size; use e.g. '96Mi' or '1Gi'")
 
 
 def container(info: SandboxInfo, component: str, client: docker.DockerClient | None = None) -> Any:
@@ -130,11 +115,11 @@ def evict(
 def limit_resources(
     info: SandboxInfo,
     *,
-    memory: int | str | None = None,
+    memory: int | None = None,
     cpu: float | None = None,
     component: str = "backend",
 ) -> dict[str, Any]:
-    """Put a real memory (bytes or ``"96Mi"``) and/or CPU (cores) limit on the app container.
+    """Put a real memory (bytes) and/or CPU (cores) limit on the app container.
 
     Returns the undo record for :func:`restore_resources` (JSON-able, so a ledger can hold it).
     Swap is limited to the same amount, so going over the limit means an OOM kill.
@@ -156,9 +141,8 @@ def limit_resources(
     }
     limits: dict[str, Any] = {}
     if memory is not None:
-        size = parse_memory(memory)
-        limits.update(mem_limit=size, memswap_limit=size)
-        undo["limit_memory"] = size
+        limits.update(mem_limit=memory, memswap_limit=memory)
+        undo["limit_memory"] = memory
     if cpu is not None:
         limits.update(cpu_period=CPU_PERIOD_US, cpu_quota=int(cpu * CPU_PERIOD_US))
         undo["limit_cpu"] = cpu
@@ -232,9 +216,12 @@ class LimitHandle:
 
 @contextmanager
 def memory_limit(
-    info: SandboxInfo, memory: int | str, *, cpu: float | None = None, component: str = "backend"
+    info: SandboxInfo, memory: int, *, cpu: float | None = None, component: str = "backend"
 ) -> Iterator[LimitHandle]:
-    """Run the block with the app under a memory (and optional CPU) limit; always lifted."""
+    """Run the block with the app under a memory limit in bytes (and CPU, cores); always lifted.
+
+    Marker sizes such as ``"96Mi"`` are parsed by ``chaos.markers.parse_memory``.
+    """
     handle = LimitHandle(limit_resources(info, memory=memory, cpu=cpu, component=component))
     try:
         yield handle
