@@ -20,12 +20,14 @@ from __future__ import annotations
 import os
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import docker
 import docker.errors
+from docker.models.containers import Container
 
 from ..processes import process_alive, start_time
 from ..sandbox import MANAGED_BY
@@ -165,15 +167,12 @@ def docker_records(client: docker.DockerClient) -> list[DockerRecord]:
 def remove_sandbox(client: docker.DockerClient, sandbox_id: str) -> list[str]:
     """Remove every resource labelled as ours and as sandbox ``sandbox_id``; return their names.
 
-    Containers go first (with their anonymous volumes), then networks, then our named volumes.
+    Containers go first, side by side (the daemon may take seconds to clean up one that had a
+    chaos restart), with their anonymous volumes; then networks, then our named volumes.
     """
-    removed = []
-    for container in client.containers.list(all=True, filters=_ours(sandbox_id)):
-        try:
-            container.remove(force=True, v=True)
-            removed.append(str(container.name))
-        except docker.errors.NotFound:
-            pass
+    containers = client.containers.list(all=True, filters=_ours(sandbox_id))
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        removed = [name for name in pool.map(_remove_container, containers) if name]
     for network in client.networks.list(filters=_ours(sandbox_id)):
         try:
             network.remove()
@@ -187,3 +186,14 @@ def remove_sandbox(client: docker.DockerClient, sandbox_id: str) -> list[str]:
         except docker.errors.NotFound:
             pass
     return removed
+
+
+def _remove_container(container: Container) -> str | None:
+    try:
+        container.remove(force=True, v=True)
+    except docker.errors.NotFound:
+        return None
+    except docker.errors.APIError as exc:
+        if "already in progress" not in str(exc):
+            raise
+    return str(container.name)

@@ -33,7 +33,7 @@ def docker_client() -> docker.DockerClient:
     try:
         client = connect()
     except ClusterUnreachable as exc:
-        _unavailable(f"needs a Docker daemon: {str(exc).splitlines()[0]}")
+        _unavailable(f"needs a Docker daemon: {str(exc).splitlines()[0].rstrip('.')}")
     missing = []
     for image in (DEMO_APP_IMAGE, POSTGRES_IMAGE):
         try:
