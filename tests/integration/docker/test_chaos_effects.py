@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import httpx
 import psycopg
 import pytest
 
+from pytest_livesandbox.backends.docker import DockerBackend
 from pytest_livesandbox.chaos import docker as chaos
 from pytest_livesandbox.config import SandboxConfig
 from pytest_livesandbox.errors import ChaosError
@@ -84,3 +86,13 @@ def test_eviction_restarts_the_same_container_on_the_same_port(
 def test_unknown_component_is_a_chaos_error(info: SandboxInfo) -> None:
     with pytest.raises(ChaosError, match="component 'cache': this docker sandbox has no such"):
         chaos.evict(info, "cache")
+
+
+def test_failure_artifacts_are_the_containers_logs_of_the_window(
+    info: SandboxInfo, tmp_path: Path
+) -> None:
+    began = time.time()
+    httpx.get(f"{info.endpoint}/items?artifact-probe=1")
+    paths = DockerBackend().collect_artifacts(info, began, time.time(), tmp_path)
+    assert {p.name for p in paths} == {"app.log", "db.log"}
+    assert "GET /items?artifact-probe=1 200" in (tmp_path / "app.log").read_text()
