@@ -1,4 +1,9 @@
-"""Real faults on the containers: a memory limit that OOM-kills, an eviction, a database outage."""
+"""Real faults on the containers: a memory limit that OOM-kills, an eviction, a database outage.
+
+The faults hit the one sandbox every test shares, so run this file without ``-n`` (with the chaos
+markers, ``@pytest.mark.resource_limits`` / ``evict_pod`` / ``kill_db``, the plugin runs such tests
+alone).
+"""
 
 from __future__ import annotations
 

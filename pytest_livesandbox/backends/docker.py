@@ -17,6 +17,7 @@ gc`` and ``livesandbox down`` find them after a crash. Configure with::
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -24,11 +25,18 @@ from typing import Any
 
 import docker
 import docker.errors
+import psycopg
 from testcontainers.core.network import Network
 
 from ..config import SandboxConfig
 from ..dockerhost import connect, daemon_address, ensure_image, with_free_port
-from ..errors import AppCrashed, ClusterUnreachable, ProvisionError, TeardownError
+from ..errors import (
+    AppCrashed,
+    ClusterUnreachable,
+    DatabaseStartError,
+    ProvisionError,
+    TeardownError,
+)
 from ..locations import state_root
 from ..postgres.container import ContainerPostgres, LoopbackContainer, logs_tail
 from ..readiness import HttpReady, wait_until_ready
@@ -132,6 +140,24 @@ class DockerBackend:
         try:
             workdir.mkdir(mode=0o755)
             self._provision(config, info, app_image, pg_image)
+        except docker.errors.DockerException as exc:
+            self.teardown(info)
+            reason = getattr(exc, "explanation", None) or str(exc)
+            hint = ""
+            if os.environ.get("TESTCONTAINERS_RYUK_DISABLED", "").lower() in ("false", "0"):
+                hint = (
+                    "\nHint: TESTCONTAINERS_RYUK_DISABLED=false makes testcontainers start its "
+                    "Ryuk reaper, whose image comes from Docker Hub; unset it (`livesandbox gc` "
+                    "is the reaper here)."
+                )
+            raise ProvisionError(
+                f"the Docker daemon refused a step of the sandbox set-up: {reason}{hint}"
+            ) from None
+        except psycopg.Error as exc:
+            self.teardown(info)
+            raise DatabaseStartError(
+                f"could not set up the app role in PostgreSQL ({pg_image}): {exc}"
+            ) from None
         except BaseException:
             self.teardown(info)
             raise
