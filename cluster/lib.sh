@@ -1,0 +1,23 @@
+# Shared settings for cluster/* scripts (sourced, not executed).
+# shellcheck shell=bash
+CLUSTER_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_DIR="$(cd "$CLUSTER_DIR/.." && pwd)"
+export PATH="/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
+KUBE_VERSION="$(awk '$1=="k8s.io/kubernetes"{print $2; exit}' "$CLUSTER_DIR/go.mod")"
+LS_CACHE="${LIVESANDBOX_CACHE:-${HOME:-/root}/.cache/livesandbox}"
+KUBE_CACHE="$LS_CACHE/kube-$KUBE_VERSION"
+KUBE_BIN="$KUBE_CACHE/bin/livesandbox-kube"
+IMAGES_DIR="$LS_CACHE/images"
+STATE_DIR="${LIVESANDBOX_CLUSTER_STATE:-/var/lib/livesandbox-cluster}"
+NODE_NAME="${LIVESANDBOX_NODE_NAME:-livesandbox-node}"
+POD_CIDR="10.88.0.0/16"
+SERVICE_CIDR="10.96.0.0/16"
+KUBERNETES_SVC_IP="10.96.0.1"
+CNI_BRIDGE="lsbr0"
+CONTAINERD_ROOT="$STATE_DIR/containerd"
+CONTAINERD_STATE="/run/livesandbox-containerd"
+CONTAINERD_SOCK="$CONTAINERD_STATE/containerd.sock"
+KUBELET_ROOT="$STATE_DIR/kubelet"
+
+log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
