@@ -9,7 +9,10 @@ KUBE_CACHE="$LS_CACHE/kube-$KUBE_VERSION"
 KUBE_BIN="$KUBE_CACHE/bin/livesandbox-kube"
 IMAGES_DIR="$LS_CACHE/images"
 STATE_DIR="${LIVESANDBOX_CLUSTER_STATE:-/var/lib/livesandbox-cluster}"
-NODE_NAME="${LIVESANDBOX_NODE_NAME:-livesandbox-node}"
+# The node is named by its IP: kubelet rejects a loopback --node-ip, but takes a --hostname-override
+# that is an IP as the node's InternalIP (as hack/local-up-cluster.sh does), so the apiserver reaches
+# the kubelet (logs, exec, port-forward) on 127.0.0.1:10250 and nothing listens beyond loopback.
+NODE_NAME="127.0.0.1"
 POD_CIDR="10.88.0.0/16"
 SERVICE_CIDR="10.96.0.0/16"
 KUBERNETES_SVC_IP="10.96.0.1"
