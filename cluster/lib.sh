@@ -7,6 +7,7 @@ KUBE_VERSION="$(awk '$1=="k8s.io/kubernetes"{print $2; exit}' "$CLUSTER_DIR/go.m
 LS_CACHE="${LIVESANDBOX_CACHE:-${HOME:-/root}/.cache/livesandbox}"
 KUBE_CACHE="$LS_CACHE/kube-$KUBE_VERSION"
 KUBE_BIN="$KUBE_CACHE/bin/livesandbox-kube"
+COREDNS_BIN="$KUBE_CACHE/bin/coredns"
 IMAGES_DIR="$LS_CACHE/images"
 STATE_DIR="${LIVESANDBOX_CLUSTER_STATE:-/var/lib/livesandbox-cluster}"
 # The node is named by its IP: kubelet rejects a loopback --node-ip, but takes a --hostname-override
@@ -17,6 +18,8 @@ POD_CIDR="10.88.0.0/16"
 SERVICE_CIDR="10.96.0.0/16"
 KUBERNETES_SVC_IP="10.96.0.1"
 CNI_BRIDGE="lsbr0"
+# Gateway of the pod network on the bridge; CoreDNS (a host process) serves cluster DNS here.
+BRIDGE_IP="10.88.0.1"
 CONTAINERD_ROOT="$STATE_DIR/containerd"
 CONTAINERD_STATE="/run/livesandbox-containerd"
 CONTAINERD_SOCK="$CONTAINERD_STATE/containerd.sock"

@@ -86,6 +86,7 @@ gen_pki() {
   gen_cert controller-manager system:kube-controller-manager
   gen_cert scheduler system:kube-scheduler
   gen_cert kube-proxy system:kube-proxy
+  gen_cert coredns livesandbox-coredns
   gen_cert kubelet "system:node:$NODE_NAME" system:nodes
   gen_cert kubelet-serving "system:node:$NODE_NAME" system:nodes "IP:127.0.0.1,DNS:localhost,DNS:$NODE_NAME" serverAuth
   if [[ ! -s "$PKI/sa.key" ]]; then
@@ -93,7 +94,7 @@ gen_pki() {
     openssl pkey -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
     chmod 600 "$PKI/sa.key"
   fi
-  for u in admin controller-manager scheduler kube-proxy kubelet; do
+  for u in admin controller-manager scheduler kube-proxy kubelet coredns; do
     [[ -s "$STATE_DIR/kubeconfig-$u" ]] || kubeconfig "$STATE_DIR/kubeconfig-$u" "$u"
   done
 }

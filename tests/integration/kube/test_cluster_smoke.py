@@ -18,7 +18,8 @@ from kubernetes.client.rest import ApiException
 from kubernetes.stream import portforward, stream
 
 DEMO_IMAGE = "localhost/livesandbox/demo-app:dev"
-APP_PORT = 8080
+POSTGRES_IMAGE = "localhost/livesandbox/postgres:15"
+APP_PORT = 8000
 pytestmark = pytest.mark.timeout(300) if hasattr(pytest.mark, "timeout") else []
 
 
@@ -49,7 +50,7 @@ def demo_container(**overrides: Any) -> client.V1Container:
         name="app",
         image=DEMO_IMAGE,
         image_pull_policy="Never",
-        env=[client.V1EnvVar(name="PORT", value=str(APP_PORT)),
+        env=[client.V1EnvVar(name="HOST", value="0.0.0.0"), client.V1EnvVar(name="PORT", value=str(APP_PORT)),
              client.V1EnvVar(name="DATABASE_URL", value="postgresql://app:app@127.0.0.1:5432/app")],
         ports=[client.V1ContainerPort(container_port=APP_PORT, name="http")],
         readiness_probe=client.V1Probe(
@@ -169,8 +170,8 @@ def test_service_and_port_forward_reach_healthz(core: Any, apps: Any, namespace:
     assert body.strip(), "healthz answered with a body"
 
 
-def test_clusterip_service_routes_between_pods(core: Any, apps: Any, namespace: str) -> None:
-    """kube-proxy (iptables) routes a ClusterIP from another pod to the backend (no DNS: we use the IP)."""
+def test_clusterip_service_and_dns_route_between_pods(core: Any, apps: Any, namespace: str) -> None:
+    """From another pod, the Service answers by ClusterIP (kube-proxy, iptables) and by DNS name (CoreDNS)."""
     create_deployment(apps, namespace, "web")
     svc = core.create_namespaced_service(
         namespace,
@@ -182,15 +183,18 @@ def test_clusterip_service_routes_between_pods(core: Any, apps: Any, namespace: 
         ),
     )
     wait_for("a Ready pod of web", lambda: ready_pods(core, namespace, "web"))
-    url = f"http://{svc.spec.cluster_ip}:80/healthz"
+    urls = [f"http://{svc.spec.cluster_ip}:80/healthz", "http://web/healthz", f"http://web.{namespace}.svc.cluster.local/healthz"]
     script = (
-        "import sys, time, urllib.request\n"
-        "for i in range(60):\n"
-        "    try:\n"
-        f"        r = urllib.request.urlopen({url!r}, timeout=2); print('status', r.status, r.read().decode().strip()); sys.exit(0)\n"
-        "    except Exception as e:\n"
-        "        print('retry', e, flush=True); time.sleep(0.5)\n"
-        "sys.exit(1)\n"
+        "import socket, sys, time, urllib.request\n"
+        f"print('resolved', socket.gethostbyname('web.{namespace}.svc.cluster.local'), flush=True)\n"
+        f"for url in {urls!r}:\n"
+        "    for i in range(60):\n"
+        "        try:\n"
+        "            r = urllib.request.urlopen(url, timeout=2); print('status', r.status, url, flush=True); break\n"
+        "        except Exception as e:\n"
+        "            print('retry', url, e, flush=True); time.sleep(0.5)\n"
+        "    else:\n"
+        "        sys.exit(1)\n"
     )
     create_pod(core, namespace, "client", demo_container(name="client", command=["python3", "-c", script],
                                                           readiness_probe=None, ports=None))
@@ -199,8 +203,10 @@ def test_clusterip_service_routes_between_pods(core: Any, apps: Any, namespace: 
         lambda: (p := core.read_namespaced_pod("client", namespace).status.phase) in ("Succeeded", "Failed") and p,
     )
     log = core.read_namespaced_pod_log("client", namespace)
-    assert phase == "Succeeded", f"client could not reach {url}: {log}"
-    assert "status 200" in log
+    assert phase == "Succeeded", f"client could not reach the service: {log}"
+    assert f"resolved {svc.spec.cluster_ip}" in log
+    for url in urls:
+        assert f"status 200 {url}" in log
 
 
 def test_pod_logs_readable(core: Any, namespace: str) -> None:
@@ -296,3 +302,52 @@ def test_namespace_deletion_removes_everything(core: Any, apps: Any) -> None:
     assert apps.list_namespaced_deployment(ns).items == []
     assert core.list_namespaced_service(ns).items == []
     assert core.list_namespaced_config_map(ns).items == []
+
+
+def test_demo_app_ready_against_postgres_then_unready_without_it(core: Any, apps: Any, namespace: str) -> None:
+    """Postgres image + demo app by Service DNS name: /readyz passes, and fails once the database is gone."""
+    labels = {"app": "postgres"}
+    apps.create_namespaced_deployment(namespace, client.V1Deployment(
+        metadata=client.V1ObjectMeta(name="postgres", labels=labels),
+        spec=client.V1DeploymentSpec(
+            replicas=1, selector=client.V1LabelSelector(match_labels=labels),
+            template=client.V1PodTemplateSpec(
+                metadata=client.V1ObjectMeta(labels=labels),
+                spec=client.V1PodSpec(
+                    termination_grace_period_seconds=2,
+                    volumes=[client.V1Volume(name="data", empty_dir=client.V1EmptyDirVolumeSource())],
+                    containers=[client.V1Container(
+                        name="postgres", image=POSTGRES_IMAGE, image_pull_policy="Never",
+                        env=[client.V1EnvVar(name="POSTGRES_PASSWORD", value="s3cret"),
+                             client.V1EnvVar(name="POSTGRES_USER", value="app"),
+                             client.V1EnvVar(name="POSTGRES_DB", value="app")],
+                        ports=[client.V1ContainerPort(container_port=5432)],
+                        volume_mounts=[client.V1VolumeMount(name="data", mount_path="/var/lib/postgresql/data")],
+                        readiness_probe=client.V1Probe(tcp_socket=client.V1TCPSocketAction(port=5432), period_seconds=1),
+                    )],
+                ),
+            ),
+        ),
+    ))
+    core.create_namespaced_service(namespace, client.V1Service(
+        metadata=client.V1ObjectMeta(name="postgres"),
+        spec=client.V1ServiceSpec(selector=labels, ports=[client.V1ServicePort(port=5432, target_port=5432)])))
+    dsn = "postgresql://app:s3cret@postgres:5432/app"
+    create_deployment(
+        apps, namespace, "web",
+        env=[client.V1EnvVar(name="HOST", value="0.0.0.0"), client.V1EnvVar(name="PORT", value=str(APP_PORT)),
+             client.V1EnvVar(name="DATABASE_URL", value=dsn)],
+        readiness_probe=client.V1Probe(http_get=client.V1HTTPGetAction(path="/readyz", port=APP_PORT),
+                                       period_seconds=1, timeout_seconds=3, failure_threshold=1),
+    )
+    pod = wait_for("web Ready (its /readyz reached postgres)", lambda: ready_pods(core, namespace, "web"), timeout=180)[0]
+    status, _ = http_get_via_portforward(core, namespace, pod.metadata.name, APP_PORT, "/readyz")
+    assert status == 200
+
+    apps.patch_namespaced_deployment_scale("postgres", namespace, {"spec": {"replicas": 0}})
+    wait_for("web not Ready once postgres is gone",
+             lambda: not pod_ready(core.read_namespaced_pod(pod.metadata.name, namespace)), timeout=90)
+    status, _ = http_get_via_portforward(core, namespace, pod.metadata.name, APP_PORT, "/readyz")
+    assert status != 200
+    status, _ = http_get_via_portforward(core, namespace, pod.metadata.name, APP_PORT, "/healthz")
+    assert status == 200, "liveness endpoint does not depend on the database"
