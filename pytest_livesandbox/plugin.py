@@ -129,7 +129,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if manager is None or manager.role == "worker":
         return
     events = config.stash[EVENTS_KEY]
-    if not config.option.collectonly:
+    if not (config.option.collectonly or getattr(config.option, "showfixtures", False)):
         try:
             manager.get()
         except Exception:

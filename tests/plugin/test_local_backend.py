@@ -330,3 +330,60 @@ def test_sigterm_of_the_run_still_tears_down(
     proc.send_signal(signal.SIGTERM)
     proc.wait(60)
     isolated_state.assert_clean()
+
+
+def test_async_client_factory_and_isolation_fixtures(
+    pytester: pytest.Pytester, isolated_state: IsolatedState
+) -> None:
+    pytester.makepyfile(
+        """
+        import asyncio
+
+        import psycopg
+        import pytest
+
+        def test_async_client(live_async_http):
+            async def probe():
+                async with live_async_http as client:
+                    return (await client.get("/healthz")).status_code
+            assert asyncio.run(probe()) == 200
+
+        def test_factory_databases_are_separate_and_commit(live_db_factory):
+            first, second = live_db_factory(), live_db_factory()
+            assert first.name != second.name
+            with first.connect(autocommit=True) as conn:
+                conn.execute("insert into items(name) values ('only-in-first')")
+            with second.connect() as conn:
+                assert conn.execute("select count(*) from items").fetchone() == (0,)
+
+        def test_commit_inside_live_db_is_refused(live_db):
+            with pytest.raises(psycopg.ProgrammingError):
+                live_db.commit()
+
+        def test_app_database_untouched_by_factory(live_db):
+            row = live_db.execute(
+                "select count(*) from items where name = 'only-in-first'"
+            ).fetchone()
+            assert row == (0,)
+        """
+    )
+    result = pytester.runpytest_subprocess("--sandbox=local", f"--sandbox-app-cmd={DEMO_APP_CMD}")
+    result.assert_outcomes(passed=4)
+    isolated_state.assert_clean()
+
+
+def test_xdist_ci_example_shares_one_sandbox(
+    pytester: pytest.Pytester, isolated_state: IsolatedState
+) -> None:
+    shutil.copytree(REPO / "conftest_examples" / "xdist_ci", pytester.path, dirs_exist_ok=True)
+    ini = pytester.path / "pytest.ini"
+    ini.write_text(ini.read_text().replace("{python} ../../examples/demo_app/app.py", DEMO_APP_CMD))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=13)
+    events = read_events(pytester.path / "reports" / "run.jsonl")
+    assert sum(e["event"] == "run_started" for e in events) == 1
+    finished = [e for e in events if e["event"] == "test_finished"]
+    assert len(finished) == 13
+    assert {e["sandbox_id"] for e in finished} == {events[0]["sandbox"]["id"]}
+    assert {e["worker"] for e in finished} == {"gw0", "gw1"}
+    isolated_state.assert_clean()

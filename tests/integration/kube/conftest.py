@@ -1,0 +1,80 @@
+"""Fixtures for tests against the real single-node cluster of cluster/ (see cluster/README.md).
+
+KUBECONFIG must point at a running cluster (`bash cluster/ci.sh` prints the path). When it is unset or
+the API server does not answer, the tests fail under CI=true and are skipped elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+HOW_TO_START = (
+    "start the cluster with `sudo bash cluster/ci.sh` (prints the kubeconfig path) and export "
+    "KUBECONFIG=/var/lib/livesandbox-cluster/kubeconfig-admin"
+)
+DEMO_IMAGE = "localhost/livesandbox/demo-app:dev"
+POSTGRES_IMAGE = "localhost/livesandbox/postgres:15"
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"kube cluster unavailable under CI: {reason}", pytrace=False)
+    pytest.skip(f"kube cluster unavailable ({reason}); {HOW_TO_START}")
+
+
+@pytest.fixture(scope="session")
+def kube_client() -> Any:
+    """An ApiClient for KUBECONFIG, checked to answer /version."""
+    try:
+        from kubernetes import client, config
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        _unavailable(f"python package 'kubernetes' missing ({e})")
+    path = os.environ.get("KUBECONFIG")
+    if not path:
+        _unavailable("KUBECONFIG is not set")
+    if not os.path.exists(path):
+        _unavailable(f"KUBECONFIG file {path} does not exist")
+    try:
+        api = config.new_client_from_config(config_file=path)
+        client.VersionApi(api).get_code(_request_timeout=5)
+    except Exception as e:  # noqa: BLE001 - any failure means "no cluster"
+        _unavailable(f"API server from {path} not reachable: {e}")
+    return api
+
+
+@pytest.fixture(scope="session")
+def core(kube_client: Any) -> Any:
+    from kubernetes import client
+
+    return client.CoreV1Api(kube_client)
+
+
+@pytest.fixture(scope="session")
+def apps(kube_client: Any) -> Any:
+    from kubernetes import client
+
+    return client.AppsV1Api(kube_client)
+
+
+@pytest.fixture
+def namespace(core: Any, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace for one test, deleted at the end."""
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    name = f"smoke-{request.node.name[5:25].replace('_', '-').strip('-').lower()}-{uuid.uuid4().hex[:6]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels={"livesandbox": "smoke"})))
+    try:
+        yield name
+    finally:
+        try:
+            core.delete_namespace(name, grace_period_seconds=0)
+        except ApiException as e:
+            if e.status != 404:
+                raise
+
