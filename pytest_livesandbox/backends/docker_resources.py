@@ -148,11 +148,12 @@ def docker_records(client: docker.DockerClient) -> list[DockerRecord]:
             records[sandbox_id] = DockerRecord(sandbox_id, dict(labels))
         return records[sandbox_id]
 
-    for container in client.containers.list(all=True, filters=_ours()):
-        rec = record(container.labels)
+    for container in _containers(client, _ours()):
+        labels = container.attrs.get("Labels") or {}
+        rec = record(labels)
         if rec is not None:
-            rec.containers.append(str(container.name))
-            rec.endpoint = rec.endpoint or container.labels.get(ENDPOINT)
+            rec.containers.append(container_name(container))
+            rec.endpoint = rec.endpoint or labels.get(ENDPOINT)
     for network in client.networks.list(filters=_ours()):
         rec = record(network.attrs.get("Labels") or {})
         if rec is not None:
@@ -170,7 +171,7 @@ def remove_sandbox(client: docker.DockerClient, sandbox_id: str) -> list[str]:
     Containers go first, side by side (the daemon may take seconds to clean up one that had a
     chaos restart), with their anonymous volumes; then networks, then our named volumes.
     """
-    containers = client.containers.list(all=True, filters=_ours(sandbox_id))
+    containers = _containers(client, _ours(sandbox_id))
     with ThreadPoolExecutor(max_workers=4) as pool:
         removed = [name for name in pool.map(_remove_container, containers) if name]
     for network in client.networks.list(filters=_ours(sandbox_id)):
@@ -196,4 +197,16 @@ def _remove_container(container: Container) -> str | None:
     except docker.errors.APIError as exc:
         if "already in progress" not in str(exc):
             raise
-    return str(container.name)
+    return container_name(container)
+
+
+def _containers(client: docker.DockerClient, filters: dict[str, Any]) -> list[Container]:
+    # sparse: the list call alone, no inspect per container, which would race with removals
+    # (a parallel teardown or gc) and fail with NotFound.
+    return client.containers.list(all=True, filters=filters, sparse=True)
+
+
+def container_name(container: Container) -> str:
+    """The name of a container from a sparse list."""
+    names = container.attrs.get("Names") or [container.id or "?"]
+    return str(names[0]).lstrip("/")

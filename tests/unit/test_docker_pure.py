@@ -10,6 +10,7 @@ import pytest
 
 from pytest_livesandbox.backends.docker import component_images, container_port
 from pytest_livesandbox.backends.docker_resources import (
+    CREATED_AT,
     EXPIRES_AT,
     HOST,
     KEEP,
@@ -66,7 +67,7 @@ def test_a_record_of_this_live_process_is_never_reaped() -> None:
 
 
 def test_dead_owner_means_orphaned_unless_kept() -> None:
-    dead = {PYTEST_PID: "999999999", PYTEST_STARTED: ""}
+    dead = {PYTEST_PID: "999999999", PYTEST_STARTED: "", CREATED_AT: str(time.time() - 60)}
     assert DockerRecord("a", labels(**dead)).status == "orphaned"
     kept = DockerRecord("a", labels(**dead, **{KEEP: "true"}))
     assert kept.status == "kept" and not kept.reapable(older_than=None)

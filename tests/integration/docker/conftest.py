@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import docker
 import pytest
 
-from pytest_livesandbox.backends.docker_resources import MANAGED_BY_LABEL, OWNER
+from pytest_livesandbox.backends.docker_resources import MANAGED_BY_LABEL, OWNER, container_name
 from pytest_livesandbox.dockerhost import connect
 from pytest_livesandbox.errors import ClusterUnreachable
 from pytest_livesandbox.fixtures import in_ci
@@ -57,7 +57,8 @@ class DockerScope:
 
     def containers(self) -> list[str]:
         """Names of this test's containers (running or not)."""
-        return [str(c.name) for c in self.client.containers.list(all=True, filters=self._filters())]
+        found = self.client.containers.list(all=True, filters=self._filters(), sparse=True)
+        return [container_name(c) for c in found]
 
     def leftovers(self) -> list[str]:
         """Every container, network and volume of this test still on the daemon."""
@@ -79,7 +80,7 @@ def docker_scope(
     scope = DockerScope(docker_client, f"build_tag-{tag}")
     yield scope
     # Whatever the test asserted, do not let its sandboxes pile up on the daemon.
-    for container in docker_client.containers.list(all=True, filters=scope._filters()):
+    for container in docker_client.containers.list(all=True, filters=scope._filters(), sparse=True):
         container.remove(force=True, v=True)
     for network in docker_client.networks.list(filters=scope._filters()):
         network.remove()
