@@ -15,7 +15,6 @@ labels plus ``livesandbox gc`` do the reaping instead.
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -25,6 +24,7 @@ from testcontainers.core.config import testcontainers_config
 from testcontainers.core.docker_client import DockerClient
 
 from .errors import ClusterUnreachable, ProvisionError
+from .postgres.embedded import free_port
 
 T = TypeVar("T")
 _PORT_RETRIES = 3
@@ -77,13 +77,6 @@ def ensure_image(client: docker.DockerClient, ref: str, *, role: str) -> None:
             f"`docker load -i image.tar`), or name another image with --sandbox-image {option} "
             "(ini livesandbox_image)."
         ) from None
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def port_taken(exc: BaseException) -> bool:
