@@ -235,7 +235,14 @@ class DockerBackend:
             if made and made[-1]._container is not None:
                 made[-1]._container.remove(force=True, v=True)
 
-        container, host_port = with_free_port(start, remove_failed)
+        try:
+            container, host_port = with_free_port(start, remove_failed)
+        except docker.errors.APIError as exc:
+            raise AppCrashed(
+                f"the app container (image {image}) could not start: {exc.explanation or exc}\n"
+                "Hint: check the image's entrypoint/command, e.g. `docker run --rm "
+                f"{image}`."
+            ) from None
         wrapped = container.get_wrapped_container()
         info.endpoint = f"http://127.0.0.1:{host_port}"
         wait_until_ready(

@@ -35,6 +35,11 @@ DATA_DIR = "/var/lib/postgresql/data"
 # what is in the page cache. Commits still write the WAL (no synchronous_commit=off), so a chaos
 # kill of the container keeps every committed row, as a real server would.
 SERVER_ARGS = "-c fsync=off -c full_page_writes=off"
+IMAGE_HINT = (
+    "Hint: the image must follow the official postgres image's contract (an entrypoint that "
+    "takes POSTGRES_PASSWORD, POSTGRES_USER, POSTGRES_DB and server options such as -c x=y); "
+    "choose another with --sandbox-image postgres=IMAGE."
+)
 
 
 def logs_tail(container: Any, lines: int = 20) -> str:
@@ -73,10 +78,7 @@ class PostgresReady:
             state = self.container.attrs.get("State", {})
             raise DatabaseStartError(
                 f"the PostgreSQL container exited with code {state.get('ExitCode')} during "
-                f"start-up.\nLast log lines:\n{logs_tail(self.container)}\n"
-                "Hint: the image must follow the official postgres image's contract "
-                "(POSTGRES_PASSWORD, POSTGRES_USER, POSTGRES_DB); choose another with "
-                "--sandbox-image postgres=IMAGE."
+                f"start-up.\nLast log lines:\n{logs_tail(self.container)}\n{IMAGE_HINT}"
             )
         try:
             with psycopg.connect(self.url, connect_timeout=2) as conn:
@@ -143,7 +145,13 @@ class ContainerPostgres:
     def start(self, timeout: float) -> DatabaseInfo:
         """Start the server, wait for a real connection, create the app role; return its info."""
         self.client.volumes.create(self.volume, labels=self.labels)
-        container, self.host_port = with_free_port(self._make, self._remove)
+        try:
+            container, self.host_port = with_free_port(self._make, self._remove)
+        except docker.errors.APIError as exc:
+            raise DatabaseStartError(
+                f"the PostgreSQL container (image {self.image}) could not start: "
+                f"{exc.explanation or exc}\n{IMAGE_HINT}"
+            ) from None
         admin_url = self._url(ADMIN_USER, self.admin_password, "127.0.0.1", self.host_port)
         wait_until_ready(
             PostgresReady(admin_url, container.get_wrapped_container()),
