@@ -192,3 +192,38 @@ def test_keep_then_down(
     assert down.returncode == 0 and "(docker)" in down.stdout, down.stderr
     assert docker_scope.leftovers() == []
     isolated_state.assert_clean()
+
+
+def test_one_docker_sandbox_serves_two_xdist_workers(
+    pytester: pytest.Pytester, isolated_state: IsolatedState, docker_scope: DockerScope
+) -> None:
+    pytester.makepyfile(
+        """
+        import os
+
+        import pytest
+
+        def test_http(live_http, livesandbox):
+            assert live_http.get("/readyz").status_code == 200
+            open(f"seen-{os.environ['PYTEST_XDIST_WORKER']}", "w").write(livesandbox.info.id)
+
+        def test_rolled_back(live_db, livesandbox):
+            live_db.execute("insert into items(name) values ('w')")
+            open(f"seen-{os.environ['PYTEST_XDIST_WORKER']}", "w").write(livesandbox.info.id)
+
+        @pytest.mark.db_isolation("database")
+        def test_own_database(live_db):
+            live_db.execute("insert into items(name) values ('w')")
+            live_db.commit()
+
+        @pytest.mark.db_isolation("database")
+        def test_own_database_too(live_db):
+            assert live_db.execute("select count(*) from items").fetchone() == (0,)
+        """
+    )
+    result = pytester.runpytest_subprocess("--sandbox=docker", IMAGE_ARG, "-n", "2")
+    result.assert_outcomes(passed=4)
+    seen = {p.read_text() for p in pytester.path.glob("seen-gw*")}
+    assert len(seen) == 1  # the workers used the controller's one sandbox
+    assert docker_scope.leftovers() == []
+    isolated_state.assert_clean()
