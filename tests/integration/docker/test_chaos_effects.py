@@ -93,6 +93,13 @@ def test_failure_artifacts_are_the_containers_logs_of_the_window(
 ) -> None:
     began = time.time()
     httpx.get(f"{info.endpoint}/items?artifact-probe=1")
-    paths = DockerBackend().collect_artifacts(info, began, time.time(), tmp_path)
+    # The daemon collects container output asynchronously: the line lands a moment later.
+    deadline = time.monotonic() + 10
+    while True:
+        paths = DockerBackend().collect_artifacts(info, began, time.time(), tmp_path)
+        text = (tmp_path / "app.log").read_text()
+        if "GET /items?artifact-probe=1 200" in text or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert {p.name for p in paths} == {"app.log", "db.log"}
-    assert "GET /items?artifact-probe=1 200" in (tmp_path / "app.log").read_text()
+    assert "GET /items?artifact-probe=1 200" in text
