@@ -518,3 +518,45 @@ def test_demo_app_ready_against_postgres_then_unready_without_it(
     assert status != 200
     status, _ = http_get_via_portforward(core, namespace, pod.metadata.name, APP_PORT, "/healthz")
     assert status == 200, "liveness endpoint does not depend on the database"
+
+
+def test_pod_reaches_api_server_with_its_service_account(core: Any, namespace: str) -> None:
+    """In-cluster config works: kubernetes.default.svc, the mounted CA and the SA token."""
+    script = (
+        "import json, ssl, urllib.error, urllib.request\n"
+        "sa = '/var/run/secrets/kubernetes.io/serviceaccount'\n"
+        "token = open(sa + '/token').read()\n"
+        "ctx = ssl.create_default_context(cafile=sa + '/ca.crt')\n"
+        "def get(path):\n"
+        "    req = urllib.request.Request('https://kubernetes.default.svc' + path,\n"
+        "                                 headers={'Authorization': 'Bearer ' + token})\n"
+        "    try:\n"
+        "        r = urllib.request.urlopen(req, context=ctx, timeout=5)\n"
+        "        return r.status, json.loads(r.read())\n"
+        "    except urllib.error.HTTPError as e:\n"
+        "        return e.code, json.loads(e.read())\n"
+        "print('version', *get('/version'))\n"
+        "print('pods', *get('/api/v1/namespaces/kube-system/pods'))\n"
+    )
+    create_pod(
+        core,
+        namespace,
+        "incluster",
+        demo_container(
+            name="incluster", command=["python3", "-c", script], readiness_probe=None, ports=None
+        ),
+    )
+    phase = wait_for(
+        "incluster pod to finish",
+        lambda: (
+            (p := core.read_namespaced_pod("incluster", namespace).status.phase)
+            in ("Succeeded", "Failed")
+            and p
+        ),
+    )
+    log = core.read_namespaced_pod_log("incluster", namespace)
+    assert phase == "Succeeded", log
+    assert "version 200" in log and "v1.34" in log
+    # Authenticated as the pod's service account, which RBAC does not let list kube-system pods.
+    assert "pods 403" in log
+    assert f"system:serviceaccount:{namespace}:default" in log
