@@ -560,3 +560,36 @@ def test_pod_reaches_api_server_with_its_service_account(core: Any, namespace: s
     # Authenticated as the pod's service account, which RBAC does not let list kube-system pods.
     assert "pods 403" in log
     assert f"system:serviceaccount:{namespace}:default" in log
+
+
+def test_app_allocating_past_its_limit_is_oomkilled_and_restarted(
+    core: Any, apps: Any, namespace: str
+) -> None:
+    """The demo app's /alloc past the memory limit: OOMKilled, restarted, Ready again."""
+    create_deployment(
+        apps,
+        namespace,
+        "web",
+        resources=client.V1ResourceRequirements(
+            limits={"memory": "128Mi"}, requests={"cpu": "10m", "memory": "64Mi"}
+        ),
+    )
+    pod = wait_for("a Ready pod of web", lambda: ready_pods(core, namespace, "web"))[0]
+    try:
+        http_get_via_portforward(core, namespace, pod.metadata.name, APP_PORT, "/alloc?mb=400")
+    except Exception:
+        pass
+
+    def oom_restarted() -> Any:
+        status = core.read_namespaced_pod(pod.metadata.name, namespace).status
+        cs = (status.container_statuses or [None])[0]
+        last = cs and cs.last_state and cs.last_state.terminated
+        return last if last and cs.restart_count >= 1 else None
+
+    last = wait_for("container restarted after an OOM kill", oom_restarted)
+    assert last.reason == "OOMKilled", f"reason={last.reason} exit={last.exit_code}"
+    wait_for(
+        "the same pod Ready again after the restart",
+        lambda: pod_ready(core.read_namespaced_pod(pod.metadata.name, namespace)),
+        timeout=90,
+    )
