@@ -1,5 +1,5 @@
 # Shared settings for cluster/* scripts (sourced, not executed).
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034
 CLUSTER_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(cd "$CLUSTER_DIR/.." && pwd)"
 export PATH="/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH"

@@ -78,8 +78,12 @@ gen_pki() {
       -out "$PKI/ca.crt" 2>/dev/null
     chmod 600 "$PKI/ca.key"
   fi
-  local api_sans="IP:127.0.0.1,IP:$KUBERNETES_SVC_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default"
+  local api_sans="IP:127.0.0.1,IP:$BRIDGE_IP,IP:$KUBERNETES_SVC_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default"
   api_sans+=",DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+  # (re)issue the serving cert when it lacks the bridge address (state from an older version)
+  if [[ -s "$PKI/apiserver.crt" ]] && ! openssl x509 -in "$PKI/apiserver.crt" -noout -ext subjectAltName | grep -q "$BRIDGE_IP"; then
+    rm -f "$PKI/apiserver.crt" "$PKI/apiserver.key"
+  fi
   gen_cert apiserver kube-apiserver "" "$api_sans" serverAuth
   gen_cert apiserver-kubelet-client kube-apiserver-kubelet-client system:masters
   gen_cert admin livesandbox-admin system:masters
