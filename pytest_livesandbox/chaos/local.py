@@ -167,20 +167,25 @@ class LocalChaos:
         record.update(mode=undo_data["mode"], pid=pid)
 
         def undo() -> dict[str, Any]:
+            if not _running(pid):
+                # Killed under the limit: let the supervisor record it and start a replacement.
+                self._wait_replacement(pid)
             effect = undo_limits(undo_data)
             self.ledger.remove(key)
             state = supervisor_state(self.workdir)
-            restarts = int(state.get("restarts", 0)) - int(before)
-            killed = [e for e in state.get("exits") or [] if e.get("signal") == signal.SIGKILL]
-            effect["app_restarts"] = restarts
-            if restarts and killed:
-                effect["outcome"] = "killed" + (" (OOM)" if effect.get("oom_kills") else "")
-            elif effect["mode"] == "rlimit":
-                effect["outcome"] = "allocations over the limit fail (MemoryError)"
-            else:
-                effect["outcome"] = "not exceeded"
-            if restarts:
+            effect["app_restarts"] = int(state.get("restarts", 0)) - int(before)
+            exits = [e for e in state.get("exits") or [] if e["pid"] == pid]
+            if exits:
+                how = f"signal {exits[-1]['signal']}" if exits[-1]["signal"] else "exit"
+                oom = " by the OOM killer" if effect.get("oom_kills") else ""
+                effect["outcome"] = f"killed ({how}{oom}) and restarted"
                 effect["recovery_s"] = round(self.wait_app_ready(), 4)
+            elif effect["mode"] == "rlimit":
+                effect["outcome"] = "not killed: allocations over the limit fail (MemoryError)"
+            elif effect.get("failcnt"):
+                effect["outcome"] = "not killed: the limit was hit and memory reclaimed"
+            else:
+                effect["outcome"] = "not reached"
             return effect
 
         return undo
