@@ -283,6 +283,10 @@ class LocalBackend:
         direct = f"http://127.0.0.1:{port}"
         info.extra["app_direct_endpoint"] = direct
         info.endpoint = direct
+        if proxy:
+            # While the app starts: the route only forwards once the app listens.
+            client = self._proxies[info.id].wait(config.startup_timeout)
+            proxy["app_port"] = client.set_route("app", f"127.0.0.1:{port}")
         wait_until_ready(
             HttpReady(
                 direct + config.health_path,
@@ -292,8 +296,6 @@ class LocalBackend:
             timeout=config.startup_timeout,
         )
         if proxy:
-            client = self._proxies[info.id].wait(config.startup_timeout)
-            proxy["app_port"] = client.set_route("app", f"127.0.0.1:{port}")
             info.endpoint = f"http://127.0.0.1:{proxy['app_port']}"
 
     def teardown(self, info: SandboxInfo) -> None:

@@ -1,6 +1,6 @@
 """Launch the chaos helper processes of the local backend: the fault proxy and the supervisor.
 
-Both are standard-library scripts run by path with ``python -I`` (no site packages, no
+Both are standard-library scripts run by path with ``python -I -S`` (no site packages, no
 ``PYTHONPATH``), so they start in tens of milliseconds and never import the plugin::
 
     proxy = start_proxy(workdir, parent_pid=os.getpid())   # returns at once
@@ -70,6 +70,7 @@ def start_proxy(workdir: Path, parent_pid: int) -> ProxyProcess:
             [
                 sys.executable,
                 "-I",
+                "-S",
                 str(PROXY_SCRIPT),
                 "--state-file",
                 str(workdir / PROXY_STATE),
@@ -89,6 +90,7 @@ def supervised(cmd: tuple[str, ...], workdir: Path, parent_pid: int) -> tuple[st
     return (
         sys.executable,
         "-I",
+        "-S",
         str(SUPERVISOR_SCRIPT),
         "--state",
         str(workdir / SUPERVISOR_STATE),

@@ -53,7 +53,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-CHUNK = 65536
+CHUNK = 256 * 1024
+BUFFER = 1024 * 1024  # stream and transport buffers: fewer, bigger reads and writes
 QUEUE_CHUNKS = 64
 SWEEP_S = 0.25
 KINDS = ("latency", "reset", "timeout", "bandwidth", "slow_close")
@@ -132,6 +133,8 @@ class Link:
         self.tasks: list[asyncio.Task[None]] = []
         self.black_holed_at = 0.0
         self.closed = False
+        # Chunks queued or being delayed per direction: the fast path may only write when none.
+        self.pending = {"upstream": 0, "downstream": 0}
 
     def reset(self) -> None:
         """Abort both sides with RST."""
@@ -172,6 +175,11 @@ class Link:
                 now = time.monotonic()
                 self.bytes += len(data)
                 toxics = self.route.toxics_for(direction)
+                if not toxics and not self.pending[direction]:
+                    # Fast path (no fault, nothing in flight): no queue hop, order kept.
+                    writer.write(data)
+                    await writer.drain()
+                    continue
                 if toxics and self._fatal(toxics, now):
                     if self.closed:
                         return
@@ -185,6 +193,7 @@ class Link:
                 # Jitter must not reorder a byte stream.
                 due = max(due, last_due)
                 last_due = due
+                self.pending[direction] += 1
                 await queue.put((due, data))
         except (ConnectionError, OSError):
             pass
@@ -222,6 +231,7 @@ class Link:
                 if wait > 0:
                     await asyncio.sleep(wait)
                 await self._write(direction, data, writer)
+                self.pending[direction] -= 1
             for toxic in self.route.toxics_for(direction):
                 if toxic.kind == "slow_close":
                     await asyncio.sleep(toxic.params.get("delay", 0.0))
@@ -270,7 +280,9 @@ class Route:
 
     async def listen(self, port: int) -> None:
         """Bind 127.0.0.1:port (0 = any free port)."""
-        self.server = await asyncio.start_server(self._accept, "127.0.0.1", port, backlog=256)
+        self.server = await asyncio.start_server(
+            self._accept, "127.0.0.1", port, backlog=256, limit=BUFFER
+        )
         self.listen_port = int(self.server.sockets[0].getsockname()[1])
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -278,6 +290,7 @@ class Route:
         sock = writer.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        writer.transport.set_write_buffer_limits(high=BUFFER)
         link = Link(self, writer)
         self.links.add(link)
         try:
@@ -286,7 +299,7 @@ class Route:
                     link.reset()
                     return
             try:
-                up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+                up_reader, up_writer = await asyncio.open_connection(*self.upstream, limit=BUFFER)
             except OSError:
                 # Upstream down (evicted app, stopped DB): the client sees the same thing.
                 link.reset()
@@ -294,6 +307,7 @@ class Route:
             up_sock = up_writer.get_extra_info("socket")
             if up_sock is not None:
                 up_sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            up_writer.transport.set_write_buffer_limits(high=BUFFER)
             link.upstream = up_writer
             if link.closed:
                 _rst(up_writer)
