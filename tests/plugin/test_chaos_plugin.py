@@ -14,6 +14,7 @@ from typing import Any
 import psutil
 import pytest
 
+from pytest_livesandbox.chaos.limits import cgroup_writable
 from pytest_livesandbox.locations import state_root
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -128,6 +129,17 @@ def test_escaped_faults_are_repaired_or_stop_later_tests(sandbox_ini: pytest.Pyt
     )
     assert found["test_next_test_sees_baseline"]["outcome"] == "passed"
     assert found["test_breaks_the_app_for_good"]["outcome"] == "error"
+
+
+def test_faults_are_removed_when_the_run_is_stopped(sandbox_ini: pytest.Pytester) -> None:
+    copy_example(sandbox_ini, "chaos_interrupt.py")
+    result, found = run(sandbox_ini)  # checks that no cgroup, process or folder is left
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    assert "test_never_runs" not in found
+    cgroups = (sandbox_ini.path / "cgroups.txt").read_text().split()
+    if cgroup_writable("memory"):
+        assert cgroups, "the memory limit was not in force when the run was stopped"
+    assert [path for path in cgroups if Path(path).exists()] == []
 
 
 BAD_MARKERS = """
