@@ -128,6 +128,7 @@ def _tune(transport: asyncio.BaseTransport) -> None:
     if sock is not None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * BUFFER)
     transport.set_write_buffer_limits(high=BUFFER)  # type: ignore[attr-defined]
     # asyncio reads at most 256 KiB per recv(); bigger reads halve the calls on bulk streams.
     if hasattr(transport, "max_size"):
