@@ -132,6 +132,11 @@ def undo_limits(undo: dict[str, Any]) -> dict[str, Any]:
                     effect["oom_kills"] = int(line.split()[1])
             effect["failcnt"] = int((path / "memory.failcnt").read_text())
             effect["max_usage_bytes"] = int((path / "memory.max_usage_in_bytes").read_text())
+        stat = path / "cpu.stat"
+        if stat.exists():
+            fields = dict(line.split() for line in stat.read_text().splitlines())
+            effect["cpu_throttled_periods"] = int(fields.get("nr_throttled", 0))
+            effect["cpu_throttled_s"] = round(int(fields.get("throttled_time", 0)) / 1e9, 3)
         for _ in range(50):
             pids = (path / "cgroup.procs").read_text().split()
             for pid in pids:

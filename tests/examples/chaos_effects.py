@@ -95,6 +95,13 @@ def test_memory_limit(live_url: str) -> None:
     assert status in (0, 500)
 
 
+@pytest.mark.resource_limits(component="backend", cpu="50m")
+def test_cpu_limit(live_url: str) -> None:
+    # Touching 64 MiB of pages is CPU work; at 5% of a core the kernel throttles the app.
+    with httpx.Client(base_url=live_url, timeout=30) as client:
+        assert client.get("/alloc", params={"mb": 64}).status_code == 200
+
+
 @pytest.mark.db_connections(max=1)
 def test_db_connections(live_url: str) -> None:
     def call(_: int) -> tuple[int, str]:

@@ -81,7 +81,7 @@ def assert_nothing_left(sandbox_id: str) -> None:
 def test_every_marker_has_its_real_effect_under_xdist(sandbox_ini: pytest.Pytester) -> None:
     copy_example(sandbox_ini, "chaos_effects.py")
     result, found = run(sandbox_ini, "-n", "2")
-    result.assert_outcomes(passed=11)
+    result.assert_outcomes(passed=12)
     evict = found["test_evict"]["chaos"][0]
     assert evict["new_pid"] != evict["old_pid"]
     assert 0 < evict["recovery_s"] < 10
@@ -89,6 +89,9 @@ def test_every_marker_has_its_real_effect_under_xdist(sandbox_ini: pytest.Pytest
     assert limit["mode"] in ("cgroup", "rlimit")
     if limit["mode"] == "cgroup":
         assert limit["outcome"].startswith("killed (signal 9 by the OOM killer)")
+    cpu = found["test_cpu_limit"]["chaos"][0]
+    if cpu["mode"] == "cgroup":
+        assert cpu["cpu_throttled_periods"] > 0 and cpu["cpu_throttled_s"] > 0
     connections = found["test_db_connections"]["chaos"][0]
     assert connections["restored_limit"] == -1 and connections["terminated"] >= 1
     kill = found["test_kill_db"]["chaos"][0]
