@@ -29,6 +29,7 @@ from typing import Any
 
 from psycopg import sql
 
+from ..chaos.limits import remove_sandbox_cgroups
 from ..chaos.processes import ProxyProcess, start_proxy, supervised, supervisor_state
 from ..chaos.proxy_client import EXTRA_KEY as PROXY_KEY
 from ..config import SandboxConfig
@@ -314,6 +315,8 @@ class LocalBackend:
         restarted = _postmaster_pid(info.extra.get("postgres_datadir"))
         if restarted:
             stop_process_group(restarted, 10.0, signal.SIGINT)
+        # A run killed mid-test may leave a chaos cgroup (it lives outside the sandbox folder).
+        remove_sandbox_cgroups(info.id)
         proxy = self._proxies.pop(info.id, None)
         if proxy is not None:
             stop_process_group(proxy.pid, 2.0)

@@ -17,6 +17,7 @@ killed, and a restarted app runs without the limit. ``LIVESANDBOX_CHAOS_LIMITS=r
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 from functools import cache
@@ -120,7 +121,8 @@ def undo_limits(undo: dict[str, Any]) -> dict[str, Any]:
             pass  # the app is gone; its replacement never had the limit
         return {"mode": "rlimit"}
     effect: dict[str, Any] = {"mode": "cgroup"}
-    (Path(undo["workdir"]) / CGROUP_LIST).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        (Path(undo["workdir"]) / CGROUP_LIST).unlink(missing_ok=True)
     for group in undo.get("groups", []):
         path, parent = Path(group["path"]), Path(group["parent"])
         if not path.is_dir():
@@ -152,6 +154,26 @@ def undo_limits(undo: dict[str, Any]) -> dict[str, Any]:
         else:
             raise ChaosError(f"could not remove the cgroup {path}: processes still inside")
     return effect
+
+
+def remove_sandbox_cgroups(sandbox_id: str) -> list[str]:
+    """Remove every chaos cgroup of a sandbox (teardown and ``livesandbox gc`` after a crash).
+
+    Processes still inside are moved to the parent cgroup first; returns the removed paths.
+    """
+    removed = []
+    for path in sorted(CGROUP_ROOT.glob(f"*/**/livesandbox-{sandbox_id}-*")):
+        if not path.is_dir():
+            continue
+        undo_limits(
+            {
+                "mode": "cgroup",
+                "groups": [{"path": str(path), "parent": str(path.parent)}],
+                "workdir": str(path),
+            }
+        )
+        removed.append(str(path))
+    return removed
 
 
 def limited(undo: dict[str, Any]) -> bool:

@@ -28,6 +28,7 @@ from filelock import FileLock
 from ..config import SandboxConfig
 from ..errors import ChaosError, MarkerError
 from ..fixtures import MANAGER_KEY
+from ..postgres.isolation import validate_db_isolation
 from ..sandbox import Sandbox, SandboxInfo
 from .driver import capability_problems, driver_for
 from .lock import SandboxLock
@@ -68,6 +69,38 @@ def _info(config: pytest.Config) -> SandboxInfo | None:
 
 def _owner(nodeid: str) -> str:
     return f"{os.environ.get('PYTEST_XDIST_WORKER', 'main')}:{os.getpid()}:{nodeid}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Any:
+    """In an xdist worker, bad markers fail the module's collection with the usual message.
+
+    The main plugin raises ``pytest.UsageError`` from ``pytest_collection_modifyitems``; in a
+    worker that crashes xdist with an INTERNALERROR and no message. A failed collect report is
+    relayed by xdist ("ERROR collecting ...") with the text, and the bad items never reach
+    ``pytest_collection_modifyitems``.
+    """
+    report = yield
+    config = collector.config
+    if not hasattr(config, "workerinput") or report.outcome != "passed":
+        return report
+    manager = config.stash.get(MANAGER_KEY, None)
+    cfg = manager.config if manager is not None else SandboxConfig()
+    problems = []
+    for node in report.result:
+        if not isinstance(node, pytest.Item):
+            continue
+        for marker in node.iter_markers("db_isolation"):
+            try:
+                validate_db_isolation(marker.args, marker.kwargs)
+            except MarkerError as exc:
+                problems.append(f"{node.nodeid}: {exc}")
+        problems.extend(f"{node.nodeid}: {p}" for p in collect_problems(node, cfg))
+    if problems:
+        report.outcome = "failed"
+        report.longrepr = "pytest-livesandbox: bad markers:\n  " + "\n  ".join(problems)
+        report.result = []
+    return report
 
 
 @pytest.hookimpl(wrapper=True)

@@ -32,8 +32,9 @@ class Chaos:
         self.driver = driver
         self.records = records
         self.active: list[ActiveFault] = []
-        self._timers: list[threading.Timer] = []
+        self._timers: list[tuple[threading.Timer, Fault]] = []
         self._late_errors: list[str] = []
+        self._fired: list[Fault] = []
         self._lock = threading.Lock()
 
     def apply(self, fault: Fault) -> ActiveFault:
@@ -82,12 +83,13 @@ class Chaos:
             if fault.when == "during":
                 timer = threading.Timer(fault.delay, self._late, (fault,))
                 timer.daemon = True
-                self._timers.append(timer)
+                self._timers.append((timer, fault))
                 timer.start()
             else:
                 self.apply(fault)
 
     def _late(self, fault: Fault) -> None:
+        self._fired.append(fault)
         try:
             self.apply(fault)
         except Exception as exc:
@@ -96,18 +98,24 @@ class Chaos:
     def remove_all(self) -> list[str]:
         """Stop timers and undo every fault (newest first); returns the errors, never raises."""
         errors = []
-        for timer in self._timers:
+        for timer, fault in self._timers:
             timer.cancel()
             timer.join()
+            if fault not in self._fired:
+                # Say so in the report rather than pretend the fault happened.
+                self.records.append(
+                    {**fault.describe(), "skipped": "the test body ended before the delay"}
+                )
+        self._timers.clear()
         errors.extend(self._late_errors)
         self._late_errors.clear()
         with self._lock:
             active = list(reversed(self.active))
-        for fault in active:
+        for handle in active:
             try:
-                fault.remove()
+                handle.remove()
             except Exception as exc:
-                errors.append(f"removing {fault.fault.kind} on {fault.fault.target}: {exc}")
+                errors.append(f"removing {handle.fault.kind} on {handle.fault.target}: {exc}")
         return errors
 
     def verify(self, timeout: float) -> None:

@@ -186,6 +186,21 @@ def test_bad_arguments_are_collection_errors(pytester: pytest.Pytester) -> None:
     assert "test_fine" not in result.stderr.str()
 
 
+def test_bad_arguments_under_xdist_are_reported(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_bad=BAD_MARKERS)
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED  # xdist: "1 error", nothing ran
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR collecting test_bad.py*",
+            "*pytest-livesandbox: bad markers:",
+            "*test_bad.py::test_unitless: @latency: ms='300' must be a number*",
+            "*test_bad.py::test_unknown: @network_fault: unknown argument 'colour'*",
+        ]
+    )
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+
+
 def test_markers_the_backend_cannot_honour(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_cap="""
