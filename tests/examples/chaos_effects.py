@@ -1,8 +1,11 @@
 """Inner test file: every chaos marker against the live demo app, with its effect measured.
 
-Latency tolerance: the fault proxy delays with asyncio timers (~1 ms resolution), and this
-machine is shared, so the added delay must reach the configured value (minus 2 ms of clock
-granularity) and may overshoot by 40 ms; medians of several requests damp one-off stalls.
+Latency tolerance. Lower bound, exact: the proxy never delivers early, so every request through
+a ``latency`` fault takes at least ``ms`` (minus 1 ms of timer granularity), whatever the load.
+Upper bound, loose: the median minus the fastest baseline request may exceed ``ms`` by 75 ms.
+Each exchange wakes four processes (client, proxy twice, app); with two sandboxes and other jobs
+on two cores each wake-up can wait a scheduler slice, and overshoots of 60 ms were seen there.
+The proxy's accuracy itself (±5 ms at p50) is measured by ``benchmarks/fault_proxy.py``.
 
 Each timed request uses a fresh connection (``Connection: close``): on a kept-alive connection
 the demo app's ``http.server`` answers in two writes without ``TCP_NODELAY``, and Nagle plus
@@ -19,23 +22,28 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-SLACK_LOW_S = 0.002
-SLACK_HIGH_S = 0.040
+SLACK_LOW_S = 0.001
+SLACK_HIGH_S = 0.075
+LEFTOVER_S = 0.05  # every fault in this file adds >= 100 ms: a leftover one cannot hide below
 
 
-def median_s(client: httpx.Client, path: str, n: int = 5) -> float:
+def timed(client: httpx.Client, path: str, n: int = 5) -> list[float]:
     times = []
     for _ in range(n):
         began = time.perf_counter()
         assert client.get(path, headers={"Connection": "close"}).status_code == 200
         times.append(time.perf_counter() - began)
-    return statistics.median(times)
+    return times
+
+
+def median_s(client: httpx.Client, path: str, n: int = 5) -> float:
+    return statistics.median(timed(client, path, n))
 
 
 @pytest.fixture(scope="module")
 def baseline(live_url: str) -> dict[str, float]:
     with httpx.Client(base_url=live_url) as client:
-        return {p: median_s(client, p) for p in ("/healthz", "/db-sleep?ms=0")}
+        return {p: min(timed(client, p, 7)) for p in ("/healthz", "/db-sleep?ms=0")}
 
 
 def test_baseline_before(baseline: dict[str, float]) -> None:
@@ -44,17 +52,17 @@ def test_baseline_before(baseline: dict[str, float]) -> None:
 
 @pytest.mark.latency(ms=200, target="app")
 def test_app_latency(live_http: httpx.Client, baseline: dict[str, float]) -> None:
-    added = median_s(live_http, "/healthz", 3) - baseline["/healthz"]
-    assert 0.2 - SLACK_LOW_S <= added <= 0.2 + SLACK_HIGH_S, added
+    times = timed(live_http, "/healthz")
+    assert min(times) >= 0.2 - SLACK_LOW_S, times
+    assert statistics.median(times) - baseline["/healthz"] <= 0.2 + SLACK_HIGH_S, times
 
 
 @pytest.mark.latency(ms=100, target="db", direction="downstream")
 def test_db_latency(live_http: httpx.Client, baseline: dict[str, float]) -> None:
-    added = median_s(live_http, "/db-sleep?ms=0", 3) - baseline["/db-sleep?ms=0"]
-    # One request is a few database round trips (BEGIN, query, COMMIT), each delayed once.
-    round_trips = round(added / 0.1)
-    assert round_trips >= 1
-    assert abs(added - round_trips * 0.1) <= SLACK_HIGH_S, added
+    times = timed(live_http, "/db-sleep?ms=0", 3)
+    # One request is a few database exchanges (BEGIN, query, COMMIT), each delayed once.
+    assert min(times) >= 0.1 - SLACK_LOW_S, times
+    assert statistics.median(times) - baseline["/db-sleep?ms=0"] <= 3 * 0.1 + SLACK_HIGH_S, times
 
 
 @pytest.mark.network_fault(kind="reset", target="app")
@@ -129,12 +137,12 @@ def test_kill_db(live_http: httpx.Client) -> None:
 
 def test_imperative(chaos, live_http: httpx.Client, baseline: dict[str, float]) -> None:
     with chaos.latency(100, target="app"):
-        assert median_s(live_http, "/healthz", 1) >= 0.1 - SLACK_LOW_S
+        assert min(timed(live_http, "/healthz", 2)) >= 0.1 - SLACK_LOW_S
     record = chaos.evict("backend")
     assert record["new_pid"] != record["old_pid"]
     assert live_http.get("/readyz").status_code == 200
 
 
 def test_baseline_after(live_http: httpx.Client, baseline: dict[str, float]) -> None:
-    assert median_s(live_http, "/healthz") < baseline["/healthz"] + 0.02
-    assert median_s(live_http, "/db-sleep?ms=0") < baseline["/db-sleep?ms=0"] + 0.02
+    assert median_s(live_http, "/healthz") < baseline["/healthz"] + LEFTOVER_S
+    assert median_s(live_http, "/db-sleep?ms=0") < baseline["/db-sleep?ms=0"] + LEFTOVER_S
