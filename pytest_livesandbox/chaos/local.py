@@ -180,6 +180,9 @@ class LocalChaos:
                 oom = " by the OOM killer" if effect.get("oom_kills") else ""
                 effect["outcome"] = f"killed ({how}{oom}) and restarted"
                 effect["recovery_s"] = round(self.wait_app_ready(), 4)
+            elif "memory" not in fault.params:
+                throttled = effect.get("cpu_throttled_periods", 0)
+                effect["outcome"] = "throttled" if throttled else "not throttled"
             elif effect["mode"] == "rlimit":
                 effect["outcome"] = "not killed: allocations over the limit fail (MemoryError)"
             elif effect.get("failcnt"):

@@ -92,6 +92,7 @@ def test_every_marker_has_its_real_effect_under_xdist(sandbox_ini: pytest.Pytest
     cpu = found["test_cpu_limit"]["chaos"][0]
     if cpu["mode"] == "cgroup":
         assert cpu["cpu_throttled_periods"] > 0 and cpu["cpu_throttled_s"] > 0
+        assert cpu["outcome"] == "throttled"
     connections = found["test_db_connections"]["chaos"][0]
     assert connections["restored_limit"] == -1 and connections["terminated"] >= 1
     kill = found["test_kill_db"]["chaos"][0]
