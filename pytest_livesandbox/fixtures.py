@@ -85,7 +85,7 @@ def live_url(livesandbox: Sandbox) -> str:
     if endpoint is None:
         pytest.fail(
             "this sandbox runs no app: set --sandbox-app-cmd (ini livesandbox_app_cmd) to the "
-            "command that starts it",
+            "command that starts it (docker: --sandbox-image app=IMAGE)",
             pytrace=False,
         )
     return endpoint

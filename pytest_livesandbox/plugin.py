@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from .chaos import plugin as chaos_plugin
+from .chaos.markers import MARKER_HELP as CHAOS_MARKERS
 from .config import OPTIONS, SandboxConfig
 from .errors import ConfigError, MarkerError
 from .fixtures import (
@@ -62,6 +64,7 @@ __all__ = [
 MARKERS = (
     "db_isolation(mode): 'transaction' (default: rolled back after the test) or 'database' "
     "(a fresh database cloned from the app schema, commits allowed)",
+    *CHAOS_MARKERS,
 )
 
 
@@ -90,6 +93,8 @@ def pytest_configure(config: pytest.Config) -> None:
     """Resolve the configuration once; set up the sandbox manager and the reporters."""
     for line in MARKERS:
         config.addinivalue_line("markers", line)
+    if not config.pluginmanager.has_plugin("livesandbox-chaos"):
+        config.pluginmanager.register(chaos_plugin, "livesandbox-chaos")
     root = config.inipath.parent if config.inipath else config.rootpath
     try:
         cfg = SandboxConfig.from_sources(
@@ -186,6 +191,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 validate_db_isolation(marker.args, marker.kwargs)
             except MarkerError as exc:
                 problems.append(f"{item.nodeid}: {exc}")
+        cfg = config.stash[CONFIG_KEY]
+        problems.extend(f"{item.nodeid}: {p}" for p in chaos_plugin.collect_problems(item, cfg))
     if problems:
         raise pytest.UsageError("pytest-livesandbox: bad markers:\n  " + "\n  ".join(problems))
 

@@ -6,6 +6,13 @@ Layout of one sandbox (``livesandbox ls`` and ``gc`` read ``state.json``)::
         state.json      who made it, pids, ports (no passwords)
         pgdata/         the cluster copied from the cached template; postgres.log inside
         app.log         the app's stdout and stderr
+        proxy.json      the fault proxy's control port (when livesandbox_fault_proxy is on)
+        app.supervisor.json   the supervised app's current pid, restarts and exits
+
+With the fault proxy on (the default) the app reaches PostgreSQL through the proxy's ``db`` route
+and ``live_url`` reaches the app through its ``app`` route, so chaos markers can delay or break
+either path; the proxy starts while PostgreSQL starts. The app runs under a small supervisor that
+restarts it whenever it exits (eviction, OOM kill), like a Deployment would.
 """
 
 from __future__ import annotations
@@ -22,6 +29,9 @@ from typing import Any
 
 from psycopg import sql
 
+from ..chaos.limits import remove_sandbox_cgroups
+from ..chaos.processes import ProxyProcess, start_proxy, supervised, supervisor_state
+from ..chaos.proxy_client import EXTRA_KEY as PROXY_KEY
 from ..config import SandboxConfig
 from ..errors import AppCrashed, DatabaseStartError, ProvisionError
 from ..locations import cache_root, state_root
@@ -44,6 +54,7 @@ from ..readiness import HttpReady, wait_until_ready
 from ..sandbox import MANAGED_BY, DatabaseInfo, SandboxInfo, default_owner
 
 STATE_FILE = "state.json"
+APP_DB_NAME = "livesandbox-app"  # application_name of the app's sessions (chaos finds them)
 # artifact file name -> SandboxInfo.extra key holding the log's path
 LOGS = {"app.log": "app_log", "postgres.log": "postgres_log"}
 ARTIFACT_MAX_BYTES = 1 << 20
@@ -90,6 +101,9 @@ class AppProcess:
         if self.process is None:
             return
         code = self.process.poll()
+        exits = supervisor_state(self.log.parent).get("exits") or []
+        if code is None and exits:
+            code = exits[-1]["code"] if exits[-1]["code"] is not None else -exits[-1]["signal"]
         if code is not None:
             raise AppCrashed(
                 f"the app exited with code {code} during start-up "
@@ -149,6 +163,7 @@ class LocalBackend:
     def __init__(self) -> None:
         self._servers: dict[str, PostgresServer] = {}
         self._apps: dict[str, AppProcess] = {}
+        self._proxies: dict[str, ProxyProcess] = {}
 
     def provision(self, config: SandboxConfig, sandbox_id: str, run_id: str) -> SandboxInfo:
         """Start PostgreSQL and the app; on any failure (or Ctrl-C) remove what was made."""
@@ -172,11 +187,16 @@ class LocalBackend:
     def _provision(self, config: SandboxConfig, info: SandboxInfo, workdir: Path) -> None:
         began = time.perf_counter()
         _write_state(workdir, info, config)
+        if config.fault_proxy:
+            # Spawned now, waited for after PostgreSQL: the two start in parallel.
+            proxy = start_proxy(workdir, parent_pid=0 if config.keep else os.getpid())
+            self._proxies[info.id] = proxy
+            info.extra[PROXY_KEY] = {"pid": proxy.pid}
         runas = unprivileged_user()
         binaries = PostgresBinaries.locate(config.pg_bin).usable_by(runas)
         template = ensure_template(binaries, runas)
         datadir = private_data_dir(workdir, runas)
-        info.extra["pgdata"] = str(datadir)
+        info.extra["postgres_datadir"] = str(datadir)
         copy_template(template, datadir)
         info.timings["db_copy_s"] = round(time.perf_counter() - began, 4)
 
@@ -202,6 +222,17 @@ class LocalBackend:
         )
         info.extra["postgres_pid"] = server.pid
         info.extra["postgres_log"] = str(server.logfile)
+        # Enough to restart the server from any process (kill_db under xdist).
+        info.extra["postgres_bindir"] = str(binaries.bindir)
+        info.extra["postgres_runas"] = [runas.uid, runas.gid] if runas else None
+        info.extra["health_path"] = config.health_path
+        if info.id in self._proxies:
+            client = self._proxies[info.id].wait(config.startup_timeout)
+            info.extra[PROXY_KEY].update(
+                control_port=client.port,
+                db_port=client.set_route("db", f"127.0.0.1:{server.port}"),
+            )
+            info.timings["proxy_ready_s"] = round(time.perf_counter() - began, 4)
         _write_state(workdir, info, config)
 
         if config.app_cmd:
@@ -237,27 +268,41 @@ class LocalBackend:
         port = free_port()
         env = dict(os.environ)
         env.update(config.app_env)
+        dsn = info.db.dsn
+        proxy = info.extra.get(PROXY_KEY)
+        if proxy:
+            dsn = dsn.replace(f"@127.0.0.1:{info.db.port}/", f"@127.0.0.1:{proxy['db_port']}/")
         env.update(
             {
-                "DATABASE_URL": info.db.dsn,
+                "DATABASE_URL": f"{dsn}?application_name={APP_DB_NAME}",
                 "PORT": str(port),
                 "LIVESANDBOX_ID": info.id,
                 "PYTHONUNBUFFERED": "1",
             }
         )
-        app = AppProcess(config.app_cmd, config.app_cwd, env, workdir / "app.log")
+        cmd = supervised(config.app_cmd, workdir, parent_pid=0 if config.keep else os.getpid())
+        app = AppProcess(cmd, config.app_cwd, env, workdir / "app.log")
         self._apps[info.id] = app
+        # The supervisor leads the app's process group: stopping the group stops both.
         info.extra["app_pid"] = app.start()
         info.extra["app_log"] = str(app.log)
-        info.endpoint = f"http://127.0.0.1:{port}"
+        direct = f"http://127.0.0.1:{port}"
+        info.extra["app_direct_endpoint"] = direct
+        info.endpoint = direct
+        if proxy:
+            # While the app starts: the route only forwards once the app listens.
+            client = self._proxies[info.id].wait(config.startup_timeout)
+            proxy["app_port"] = client.set_route("app", f"127.0.0.1:{port}")
         wait_until_ready(
             HttpReady(
-                info.endpoint + config.health_path,
+                direct + config.health_path,
                 alive=app.ensure_alive,
                 log_tail=lambda: tail(app.log),
             ),
             timeout=config.startup_timeout,
         )
+        if proxy:
+            info.endpoint = f"http://127.0.0.1:{proxy['app_port']}"
 
     def log_offsets(self, info: SandboxInfo) -> dict[str, int]:
         """Size of ``app.log`` and ``postgres.log`` now (taken when a test starts and ends)."""
@@ -313,8 +358,19 @@ class LocalBackend:
             server.stop()
         elif info.extra.get("postgres_pid"):
             stop_process_group(int(info.extra["postgres_pid"]), 10.0, signal.SIGINT)
-        if info.extra.get("pgdata"):
-            shutil.rmtree(Path(info.extra["pgdata"]).parent, ignore_errors=True)
+        # A chaos kill_db may have restarted the server from another process: stop that one too.
+        restarted = _postmaster_pid(info.extra.get("postgres_datadir"))
+        if restarted:
+            stop_process_group(restarted, 10.0, signal.SIGINT)
+        # A run killed mid-test may leave a chaos cgroup (it lives outside the sandbox folder).
+        remove_sandbox_cgroups(info.id)
+        proxy = self._proxies.pop(info.id, None)
+        if proxy is not None:
+            stop_process_group(proxy.pid, 2.0)
+        elif (info.extra.get(PROXY_KEY) or {}).get("pid"):
+            stop_process_group(int(info.extra[PROXY_KEY]["pid"]), 2.0)
+        if info.extra.get("postgres_datadir"):
+            shutil.rmtree(Path(info.extra["postgres_datadir"]).parent, ignore_errors=True)
         if info.workdir:
             shutil.rmtree(info.workdir, ignore_errors=True)
 
@@ -330,6 +386,18 @@ def private_data_dir(workdir: Path, runas: RunAs | None) -> Path:
     holder = cache_root() / "data" / workdir.name
     holder.mkdir(mode=0o755, parents=True)
     return holder / "pgdata"
+
+
+def _postmaster_pid(datadir: str | None) -> int | None:
+    if not datadir:
+        return None
+    try:
+        pid = int((Path(datadir) / "postmaster.pid").read_text().split()[0])
+        # A stale file after a crash may name a reused pid: only trust a postgres on our data.
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if datadir.encode() in cmdline else None
 
 
 def _write_state(workdir: Path, info: SandboxInfo, config: SandboxConfig) -> None:

@@ -143,7 +143,9 @@ class DatabaseCloner:
                 *self._client_args(TEMPLATE_DB, admin=False),
             ],
             env=self._client_env(admin=False),
-            input=dump.stdout,
+            # pg_dump >= 17 always emits this setting; older servers (a postgres:15 container)
+            # reject it, and it only matters for dumps that take longer than a timeout.
+            input=dump.stdout.replace(b"SET transaction_timeout = 0;\n", b""),
             capture_output=True,
             check=False,
         )

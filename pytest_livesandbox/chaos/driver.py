@@ -1,0 +1,129 @@
+"""What a backend's chaos implementation provides, and which markers each backend can honour.
+
+A driver works from :class:`~pytest_livesandbox.sandbox.SandboxInfo` alone (xdist workers have
+nothing else), applies one :class:`~pytest_livesandbox.chaos.markers.Fault` at a time and hands
+back an :class:`ActiveFault` whose :meth:`~ActiveFault.remove` undoes it and measures the effect.
+The local backend's driver is :class:`~pytest_livesandbox.chaos.local.LocalChaos`; a kube driver
+implements the same protocol (Eviction API, patched resources, a proxy Deployment)::
+
+    driver = driver_for(info)
+    with driver.apply(Fault("latency", "db", {"ms": 300, "jitter": 0, "direction": "both"})):
+        ...
+    assert driver.baseline_problems(timeout=10) == []
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..errors import ChaosError
+from ..sandbox import SandboxInfo
+from .markers import ChaosPlan, Fault
+
+if TYPE_CHECKING:
+    from ..config import SandboxConfig
+
+PROXY_KINDS = frozenset({"latency", "reset", "timeout", "bandwidth", "slow_close"})
+
+
+@dataclass
+class ActiveFault:
+    """A fault in force. Remove it (or leave the ``with`` block) to undo it; idempotent.
+
+    ``record`` is what the test report shows: kind, target, params, ``applied_at``,
+    ``removed_at`` (Unix seconds) and the measured effect (``recovery_s``, ``oom_kills``, ...).
+    """
+
+    fault: Fault
+    record: dict[str, Any]
+    undo: Callable[[], dict[str, Any]]
+    removed: bool = False
+    error: str | None = field(default=None, repr=False)
+
+    def remove(self) -> dict[str, Any]:
+        """Undo the fault; returns the record with the effect measured while undoing."""
+        if self.removed:
+            return self.record
+        self.removed = True
+        try:
+            self.record.update(self.undo())
+        except Exception as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+            self.record["remove_error"] = self.error
+            raise
+        finally:
+            self.record["removed_at"] = round(time.time(), 4)
+        return self.record
+
+    def __enter__(self) -> ActiveFault:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.remove()
+
+
+class ChaosDriver(Protocol):
+    """One backend's way of injecting faults into a running sandbox."""
+
+    def apply(self, fault: Fault) -> ActiveFault:
+        """Inject ``fault`` now; it stays until the returned handle is removed."""
+
+    def repair(self, *, only_stale: bool) -> list[str]:
+        """Undo faults left behind (by dead processes, or all); returns what was undone."""
+
+    def clean(self) -> bool:
+        """Cheap check: no fault recorded anywhere (run before every test)."""
+
+    def baseline_problems(self, timeout: float) -> list[str]:
+        """Why the sandbox is not back to normal (empty when it is), waiting up to ``timeout``."""
+
+
+def capability_problems(plan: ChaosPlan, config: SandboxConfig) -> list[str]:
+    """Why this run's backend cannot honour ``plan`` (collection-time check)."""
+    from ..config import Backend
+
+    if not plan or config.backend is Backend.NONE:
+        return []  # the tests skip for want of a sandbox anyway
+    if config.backend is not Backend.LOCAL:
+        return [
+            f"@{plan.faults[0].marker}: chaos is not implemented for "
+            f"--sandbox={config.backend.value} yet (only local)"
+        ]
+    from .limits import cgroup_writable, forced_mode
+
+    problems = []
+    for fault in plan.faults:
+        if fault.kind in PROXY_KINDS and not config.fault_proxy:
+            problems.append(
+                f"@{fault.marker}: needs the fault proxy, which is off "
+                "(livesandbox_fault_proxy = false); turn it on or drop the marker"
+            )
+        if fault.kind in ("evict", "resource_limits") and not config.app_cmd:
+            problems.append(
+                f"@{fault.marker}: component={fault.target!r}: this sandbox runs no app"
+            )
+        if fault.kind == "resource_limits" and "cpu" in fault.params:
+            if forced_mode() == "rlimit" or not cgroup_writable("cpu"):
+                problems.append(
+                    "@resource_limits: cpu= needs a writable cgroup v1 cpu controller "
+                    "(root); this machine offers only memory limits by rlimit"
+                )
+    return problems
+
+
+def driver_for(info: SandboxInfo, owner: str = "") -> ChaosDriver:
+    """The chaos driver for ``info.backend``."""
+    if info.backend == "local":
+        from .local import LocalChaos
+
+        return LocalChaos(info, owner=owner)
+    raise ChaosError(f"chaos is not implemented for the {info.backend} backend yet")

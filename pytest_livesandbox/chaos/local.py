@@ -1,0 +1,343 @@
+"""Chaos on the local backend: real effects on real processes, from any process of the run.
+
+========================  ==========================================================
+fault                     effect
+========================  ==========================================================
+latency / network faults  toxics on the fault proxy's ``db`` or ``app`` route
+evict (backend)           SIGTERM to the app; the supervisor restarts it; recovery is
+                          measured until the app answers its health path again
+resource_limits           cgroup v1 memory/cpu limit (or RLIMIT_AS), see :mod:`.limits`
+db_connections            ``ALTER ROLE ... CONNECTION LIMIT`` + the app's sessions ended
+kill_db                   fast shutdown of PostgreSQL, restarted after ``down_for``
+========================  ==========================================================
+
+Every fault is written to the :class:`~.ledger.Ledger` before it takes effect, so a crashed
+process's faults are undone by whoever comes next::
+
+    driver = LocalChaos(info, owner="gw0::test_x")
+    with driver.apply(Fault("evict", "backend")) as fault:
+        ...
+    print(fault.record["recovery_s"])
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..errors import ChaosError, StartupTimeout
+from ..readiness import HttpReady, wait_until_ready
+from ..sandbox import SandboxInfo
+from . import database
+from .driver import PROXY_KINDS, ActiveFault
+from .ledger import Ledger
+from .limits import CGROUP_LIST, apply_limits, undo_limits
+from .markers import Fault
+from .processes import supervisor_state
+from .proxy_client import ProxyClient
+
+TOXIC_TTL_S = 900.0  # a hung (not dead) owner loses its toxics after this long
+RECOVERY_TIMEOUT_S = 30.0
+_names = iter(range(1, 1 << 30))
+
+
+class LocalChaos:
+    """The :class:`~.driver.ChaosDriver` of the local backend."""
+
+    def __init__(self, info: SandboxInfo, owner: str = "") -> None:
+        if not info.workdir:
+            raise ChaosError("this local sandbox has no working folder")
+        self.info = info
+        self.owner = owner
+        self.workdir = Path(info.workdir)
+        self.ledger = Ledger(self.workdir)
+        self.proxy = ProxyClient.from_info(info)
+
+    # ----------------------------------------------------------------- apply
+
+    def apply(self, fault: Fault) -> ActiveFault:
+        """Inject one fault now."""
+        record: dict[str, Any] = {**fault.describe(), "applied_at": round(time.time(), 4)}
+        if fault.kind in PROXY_KINDS:
+            undo = self._toxic(fault, record)
+        elif fault.kind == "evict":
+            undo = self._evict(record)
+        elif fault.kind == "resource_limits":
+            undo = self._limits(fault, record)
+        elif fault.kind == "db_connections":
+            undo = self._db_connections(fault, record)
+        elif fault.kind == "kill_db":
+            undo = self._kill_db(fault, record)
+        else:
+            raise ChaosError(f"the local backend cannot inject {fault.kind!r}")
+        return ActiveFault(fault, record, undo)
+
+    def _toxic(self, fault: Fault, record: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+        if self.proxy is None:
+            raise ChaosError(
+                f"{fault.kind} needs the fault proxy, but this sandbox runs without it "
+                "(livesandbox_fault_proxy = false)"
+            )
+        params = {k: float(v) for k, v in fault.params.items() if k != "direction"}
+        direction = str(fault.params.get("direction", "both"))
+        if fault.kind == "latency" and direction == "both":
+            # ms is what one request/response exchange gains: half on the way in, half out.
+            params = {"ms": params["ms"] / 2, "jitter": params.get("jitter", 0.0) / 2}
+        key = self.ledger.add("toxic", {"route": fault.target}, self.owner)
+        try:
+            toxic = self.proxy.add_toxic(
+                fault.target, fault.kind, direction, params, owner=self.owner, ttl_s=TOXIC_TTL_S
+            )
+        except BaseException:
+            self.ledger.remove(key)
+            raise
+        self.ledger.update(key, {"route": fault.target, "id": toxic["id"]})
+        record["toxic_id"] = toxic["id"]
+
+        def undo() -> dict[str, Any]:
+            assert self.proxy is not None
+            self.proxy.remove_toxic(fault.target, toxic["id"])
+            self.ledger.remove(key)
+            return {}
+
+        return undo
+
+    def _app_pid(self) -> int:
+        pid = supervisor_state(self.workdir).get("pid")
+        if not pid:
+            raise ChaosError("the app is not running under the supervisor (no app pid)")
+        return int(pid)
+
+    def _evict(self, record: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+        old = self._app_pid()
+        began = time.monotonic()
+        os.kill(old, signal.SIGTERM)
+        # Like a pod's termination grace period, then SIGKILL.
+        while _running(old):
+            if time.monotonic() - began > 10:
+                os.kill(old, signal.SIGKILL)
+            time.sleep(0.005)
+        record.update(old_pid=old, terminated_s=round(time.monotonic() - began, 4))
+
+        def undo() -> dict[str, Any]:
+            new = self._wait_replacement(old)
+            ready_s = self.wait_app_ready()
+            exits = supervisor_state(self.workdir).get("exits") or []
+            exit_info: dict[str, Any] = next((e for e in reversed(exits) if e["pid"] == old), {})
+            return {
+                "new_pid": new,
+                "exit_code": exit_info.get("code"),
+                "recovery_s": round(time.monotonic() - began, 4),
+                "ready_wait_s": round(ready_s, 4),
+            }
+
+        return undo
+
+    def _wait_replacement(self, old: int) -> int:
+        deadline = time.monotonic() + RECOVERY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            pid = supervisor_state(self.workdir).get("pid")
+            if pid and pid != old:
+                return int(pid)
+            time.sleep(0.01)
+        raise ChaosError(f"the app was not restarted within {RECOVERY_TIMEOUT_S:g}s")
+
+    def _limits(self, fault: Fault, record: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+        pid = self._app_pid()
+        before = supervisor_state(self.workdir).get("restarts", 0)
+        name = f"livesandbox-{self.info.id}-{os.getpid()}-{next(_names)}"
+        key = self.ledger.add("limits", {}, self.owner)
+        try:
+            undo_data = apply_limits(
+                self.workdir,
+                pid,
+                memory=fault.params.get("memory"),
+                cpu=fault.params.get("cpu"),
+                name=name,
+            )
+        except BaseException:
+            self.ledger.remove(key)
+            raise
+        self.ledger.update(key, undo_data)
+        record.update(mode=undo_data["mode"], pid=pid)
+
+        def undo() -> dict[str, Any]:
+            if not _running(pid):
+                # Killed under the limit: let the supervisor record it and start a replacement.
+                self._wait_replacement(pid)
+            effect = undo_limits(undo_data)
+            self.ledger.remove(key)
+            state = supervisor_state(self.workdir)
+            effect["app_restarts"] = int(state.get("restarts", 0)) - int(before)
+            exits = [e for e in state.get("exits") or [] if e["pid"] == pid]
+            if exits:
+                how = f"signal {exits[-1]['signal']}" if exits[-1]["signal"] else "exit"
+                oom = " by the OOM killer" if effect.get("oom_kills") else ""
+                effect["outcome"] = f"killed ({how}{oom}) and restarted"
+                effect["recovery_s"] = round(self.wait_app_ready(), 4)
+            elif "memory" not in fault.params:
+                throttled = effect.get("cpu_throttled_periods", 0)
+                effect["outcome"] = "throttled" if throttled else "not throttled"
+            elif effect["mode"] == "rlimit":
+                effect["outcome"] = "not killed: allocations over the limit fail (MemoryError)"
+            elif effect.get("failcnt"):
+                effect["outcome"] = "not killed: the limit was hit and memory reclaimed"
+            else:
+                effect["outcome"] = "not reached"
+            return effect
+
+        return undo
+
+    def _db_connections(self, fault: Fault, record: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+        key = self.ledger.add("db_connections", {}, self.owner)
+        try:
+            undo_data = database.limit_connections(self.info, int(fault.params["max"]))
+        except BaseException:
+            self.ledger.remove(key)
+            raise
+        self.ledger.update(key, undo_data)
+        record.update({k: v for k, v in undo_data.items() if k != "previous"})
+
+        def undo() -> dict[str, Any]:
+            database.restore_connections(self.info, undo_data)
+            self.ledger.remove(key)
+            return {"restored_limit": undo_data["previous"]}
+
+        return undo
+
+    def _kill_db(self, fault: Fault, record: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+        key = self.ledger.add("kill_db", {}, self.owner)
+        began = time.monotonic()
+        record["stop_s"] = round(database.stop_postgres(self.info), 4)
+        restarted = threading.Event()
+        lock = threading.Lock()
+        result: dict[str, Any] = {}
+
+        def restart() -> None:
+            with lock:
+                if restarted.is_set():
+                    return
+                up_at = time.monotonic()
+                result["start_s"] = round(database.start_postgres(self.info), 4)
+                result["down_s"] = round(time.monotonic() - began, 4)
+                restarted.set()
+                try:
+                    self.wait_app_ready()
+                    result["recovery_s"] = round(time.monotonic() - up_at, 4)
+                except StartupTimeout as exc:
+                    result["recovery_error"] = str(exc).splitlines()[0]
+
+        timer: threading.Timer | None = None
+        down_for = fault.params.get("down_for")
+        if fault.params.get("restart", True) and down_for is not None:
+            timer = threading.Timer(float(down_for), restart)
+            timer.daemon = True
+            timer.start()
+
+        def undo() -> dict[str, Any]:
+            if timer is not None:
+                timer.cancel()
+            restart()  # no-op if the timer did it; the lock waits for a running restart
+            self.ledger.remove(key)
+            return dict(result)
+
+        return undo
+
+    # ----------------------------------------------------------------- baseline
+
+    def wait_app_ready(self, timeout: float = RECOVERY_TIMEOUT_S) -> float:
+        """Seconds until the app answers its health path directly (not through the proxy)."""
+        direct = self.info.extra.get("app_direct_endpoint")
+        if not direct:
+            return 0.0
+        path = self.info.extra.get("health_path", "/healthz")
+        return wait_until_ready(HttpReady(direct + path, what="the app"), timeout=timeout)
+
+    def clean(self) -> bool:
+        """No fault recorded (one ``listdir``)."""
+        return self.ledger.empty()
+
+    def repair(self, *, only_stale: bool) -> list[str]:
+        """Undo recorded faults (stale ones, or all) and clear stray toxics; say what was done."""
+        done = []
+        entries = self.ledger.stale() if only_stale else self.ledger.entries()
+        for key, entry in entries.items():
+            try:
+                self._undo_entry(entry["kind"], entry["undo"])
+            except Exception as exc:
+                done.append(f"could not undo {entry['kind']} of {entry['owner']!r}: {exc}")
+                continue
+            self.ledger.remove(key)
+            done.append(f"undid {entry['kind']} left by {entry['owner'] or entry['owner_pid']}")
+        if not only_stale and self.proxy is not None and self.proxy.clear():
+            done.append("removed stray toxics from the fault proxy")
+        return done
+
+    def _undo_entry(self, kind: str, undo: dict[str, Any]) -> None:
+        if kind == "toxic" and self.proxy is not None:
+            if "id" in undo:
+                self.proxy.remove_toxic(undo["route"], undo["id"])
+            else:
+                self.proxy.clear()
+        elif kind == "limits" and undo:
+            undo_limits(undo)
+        elif kind == "db_connections" and undo:
+            database.restore_connections(self.info, undo)
+        elif kind == "kill_db":
+            database.start_postgres(self.info)
+
+    def baseline_problems(self, timeout: float = RECOVERY_TIMEOUT_S) -> list[str]:
+        """Check proxy, ledger, limits, PostgreSQL, role limit and app readiness."""
+        problems: list[str] = []
+        if not self.ledger.empty():
+            kinds = sorted({e["kind"] for e in self.ledger.entries().values()})
+            problems.append(f"faults still recorded as active: {', '.join(kinds)}")
+        if self.proxy is not None:
+            try:
+                toxics = self.proxy.toxics()
+            except ChaosError as exc:
+                problems.append(str(exc))
+            else:
+                if toxics:
+                    names = ", ".join(f"{t['kind']} on {t['route']}" for t in toxics)
+                    problems.append(f"the fault proxy still has toxics: {names}")
+        if (self.workdir / CGROUP_LIST).exists():
+            problems.append("the app still runs under a chaos cgroup limit")
+        problems.extend(self._db_problems(timeout))
+        if self.info.endpoint:
+            path = self.info.extra.get("health_path", "/healthz")
+            try:
+                wait_until_ready(HttpReady(self.info.endpoint + path), timeout=timeout)
+            except StartupTimeout as exc:
+                problems.append(f"the app is not ready again: {str(exc).splitlines()[0]}")
+        return problems
+
+    def _db_problems(self, timeout: float) -> list[str]:
+        if self.info.db is None:
+            return []
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                limit = database.role_limit(self.info)
+            except Exception as exc:
+                if time.monotonic() > deadline:
+                    return [f"PostgreSQL does not accept connections: {exc}"]
+                time.sleep(0.05)
+                continue
+            if limit != -1:
+                return [f"the app role's connection limit is {limit}, not unlimited"]
+            return []
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (ProcessLookupError, OSError, IndexError):
+        return False
+    return state != "Z"

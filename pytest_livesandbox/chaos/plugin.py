@@ -1,0 +1,202 @@
+"""pytest hooks and fixtures of the chaos markers (registered by the main plugin).
+
+Life of a chaos test:
+
+1. collection: markers parsed into a :class:`~.markers.ChaosPlan` (stashed on the item); bad
+   arguments or a backend that cannot honour them are collection errors (see
+   :func:`collect_problems`, called from the main plugin's ``pytest_collection_modifyitems``);
+2. ``pytest_runtest_protocol``: the test holds the sandbox lock, exclusively when it injects
+   faults (:mod:`.lock`), so no other test sees them;
+3. setup: any fault left behind by a dead process is undone and the baseline re-checked;
+4. ``pytest_runtest_call``: ``before`` faults are applied just before the body, ``during`` ones
+   on timers; all are removed right after the body;
+5. teardown of the ``chaos`` fixture: removal is finished and the sandbox verified; if it is not
+   back to baseline the test errors with the reason, and a marker file makes later tests repair
+   or fail instead of running on a degraded sandbox.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from filelock import FileLock
+
+from ..config import SandboxConfig
+from ..errors import ChaosError, MarkerError
+from ..fixtures import MANAGER_KEY
+from ..postgres.isolation import validate_db_isolation
+from ..sandbox import Sandbox, SandboxInfo
+from .driver import capability_problems, driver_for
+from .lock import SandboxLock
+from .markers import MARKER_NAMES, ChaosPlan, plan_from_markers
+from .session import Chaos
+
+PLAN_KEY = pytest.StashKey[ChaosPlan]()
+SESSION_KEY = pytest.StashKey[Chaos]()
+ERRORS_KEY = pytest.StashKey[list[str]]()
+DEGRADED_FILE = "chaos-degraded"
+
+
+def collect_problems(item: pytest.Item, config: SandboxConfig) -> list[str]:
+    """Parse the item's chaos markers into its plan; return problems (empty when fine)."""
+    markers = [(m.name, m.args, m.kwargs) for m in item.iter_markers() if m.name in MARKER_NAMES]
+    if not markers:
+        return []
+    try:
+        plan = plan_from_markers(markers)
+    except MarkerError as exc:
+        return [str(exc)]
+    item.stash[PLAN_KEY] = plan
+    return capability_problems(plan, config)
+
+
+def _verify_timeout(config: pytest.Config) -> float:
+    manager = config.stash.get(MANAGER_KEY, None)
+    return manager.config.chaos_verify_timeout if manager is not None else 30.0
+
+
+def _info(config: pytest.Config) -> SandboxInfo | None:
+    manager = config.stash.get(MANAGER_KEY, None)
+    if manager is None or not manager.provisioned or manager.sandbox is None:
+        return None
+    info = manager.sandbox.info
+    return info if info.workdir else None
+
+
+def _owner(nodeid: str) -> str:
+    return f"{os.environ.get('PYTEST_XDIST_WORKER', 'main')}:{os.getpid()}:{nodeid}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Any:
+    """In an xdist worker, bad markers fail the module's collection with the usual message.
+
+    The main plugin raises ``pytest.UsageError`` from ``pytest_collection_modifyitems``; in a
+    worker that crashes xdist with an INTERNALERROR and no message. A failed collect report is
+    relayed by xdist ("ERROR collecting ...") with the text, and the bad items never reach
+    ``pytest_collection_modifyitems``.
+    """
+    report = yield
+    config = collector.config
+    if not hasattr(config, "workerinput") or report.outcome != "passed":
+        return report
+    manager = config.stash.get(MANAGER_KEY, None)
+    cfg = manager.config if manager is not None else SandboxConfig()
+    problems = []
+    for node in report.result:
+        if not isinstance(node, pytest.Item):
+            continue
+        for marker in node.iter_markers("db_isolation"):
+            try:
+                validate_db_isolation(marker.args, marker.kwargs)
+            except MarkerError as exc:
+                problems.append(f"{node.nodeid}: {exc}")
+        problems.extend(f"{node.nodeid}: {p}" for p in collect_problems(node, cfg))
+    if problems:
+        report.outcome = "failed"
+        report.longrepr = "pytest-livesandbox: bad markers:\n  " + "\n  ".join(problems)
+        report.result = []
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    """Hold the sandbox lock around the whole test: exclusive for chaos, shared otherwise."""
+    info = _info(item.config)
+    if info is None or info.backend != "local":
+        return (yield)
+    fixturenames = getattr(item, "fixturenames", ())
+    exclusive = bool(item.stash.get(PLAN_KEY, None)) or "chaos" in fixturenames
+    with SandboxLock(str(info.workdir)).hold(exclusive=exclusive):
+        return (yield)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before each test: undo faults a dead process left; refuse to run on a degraded sandbox."""
+    info = _info(item.config)
+    if info is None or info.backend != "local":
+        return
+    driver = driver_for(info, owner=_owner(item.nodeid))
+    degraded = Path(str(info.workdir)) / DEGRADED_FILE
+    if driver.clean() and not degraded.exists():
+        return
+    with FileLock(str(Path(str(info.workdir)) / "chaos-repair.lock")):
+        done = driver.repair(only_stale=False)
+        problems = driver.baseline_problems(_verify_timeout(item.config))
+        if problems:
+            reason = degraded.read_text() if degraded.exists() else ""
+            raise ChaosError(
+                "the sandbox is degraded and could not be repaired: "
+                + "; ".join(problems)
+                + (f" (degraded by: {reason})" if reason else "")
+                + (f"; repair attempts: {'; '.join(done)}" if done else "")
+            )
+        degraded.unlink(missing_ok=True)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    """Apply the marker plan just before the body; remove it right after."""
+    plan = item.stash.get(PLAN_KEY, None)
+    session = item.stash.get(SESSION_KEY, None)
+    if not plan or session is None:
+        return (yield)
+    try:
+        session.start_plan(plan)
+        return (yield)
+    finally:
+        item.stash[ERRORS_KEY] = session.remove_all()
+
+
+@pytest.fixture(autouse=True)
+def _livesandbox_chaos_plan(request: pytest.FixtureRequest) -> None:
+    # Tests with chaos markers need the chaos fixture (its teardown restores and verifies).
+    if request.node.stash.get(PLAN_KEY, None):
+        request.getfixturevalue("chaos")
+
+
+@pytest.fixture
+def chaos(request: pytest.FixtureRequest, livesandbox: Sandbox) -> Iterator[Chaos]:
+    """Inject faults imperatively; all are undone and the sandbox verified after the test.
+
+    Example::
+
+        def test_retries(chaos, live_http):
+            with chaos.latency(300, target="db"):
+                assert live_http.get("/items", timeout=5).status_code == 200
+            chaos.evict("backend")
+    """
+    info = livesandbox.info
+    node = request.node
+    records: list[dict[str, Any]] = []
+    node.user_properties.append(("livesandbox_chaos", records))
+    session = Chaos(driver_for(info, owner=_owner(node.nodeid)), records)
+    node.stash[SESSION_KEY] = session
+    try:
+        yield session
+    finally:
+        _restore(session, node, info, _verify_timeout(request.config))
+
+
+def _restore(session: Chaos, node: pytest.Item, info: SandboxInfo, timeout: float) -> None:
+    errors = node.stash.get(ERRORS_KEY, []) + session.remove_all()
+    problems = session.driver.baseline_problems(timeout)
+    if not errors and not problems:
+        return
+    # Try once to put things right, so that only this test fails, not the rest of the run.
+    repaired = session.driver.repair(only_stale=False)
+    still = session.driver.baseline_problems(timeout)
+    reasons = errors + problems
+    if still and info.workdir:
+        (Path(info.workdir) / DEGRADED_FILE).write_text(f"{node.nodeid}: {'; '.join(still)}")
+    raise ChaosError(
+        "chaos teardown: the sandbox did not return to baseline: "
+        + "; ".join(reasons)
+        + (f"; repaired: {'; '.join(repaired)}" if repaired and not still else "")
+        + (f"; the sandbox stays degraded: {'; '.join(still)}" if still else "")
+    )
