@@ -8,6 +8,7 @@ LS_CACHE="${LIVESANDBOX_CACHE:-${HOME:-/root}/.cache/livesandbox}"
 KUBE_CACHE="$LS_CACHE/kube-$KUBE_VERSION"
 KUBE_BIN="$KUBE_CACHE/bin/livesandbox-kube"
 COREDNS_BIN="$KUBE_CACHE/bin/coredns"
+TCP_PROXY_BIN="$KUBE_CACHE/bin/tcp-proxy"
 IMAGES_DIR="$LS_CACHE/images"
 STATE_DIR="${LIVESANDBOX_CLUSTER_STATE:-/var/lib/livesandbox-cluster}"
 # The node is named by its IP: kubelet rejects a loopback --node-ip, but takes a --hostname-override

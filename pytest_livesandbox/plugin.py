@@ -19,7 +19,7 @@ import pytest
 from .chaos import plugin as chaos_plugin
 from .chaos.markers import MARKER_HELP as CHAOS_MARKERS
 from .config import OPTIONS, SandboxConfig
-from .errors import ConfigError, MarkerError
+from .errors import ConfigError
 from .fixtures import (
     JANITOR_KEY,
     MANAGER_KEY,
@@ -34,7 +34,6 @@ from .fixtures import (
     livesandbox,
 )
 from .parallel import WORKERINPUT_KEY, SandboxManager
-from .postgres.isolation import validate_db_isolation
 from .report.artifacts import ArtifactRecorder, artifact_root, prepare_root
 from .report.events import EventSink, RunEvents
 from .report.html import HtmlSink
@@ -184,15 +183,8 @@ def pytest_configure_node(node: Any) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Reject bad marker arguments before anything runs, naming the test."""
-    problems = []
-    for item in items:
-        for marker in item.iter_markers("db_isolation"):
-            try:
-                validate_db_isolation(marker.args, marker.kwargs)
-            except MarkerError as exc:
-                problems.append(f"{item.nodeid}: {exc}")
-        cfg = config.stash[CONFIG_KEY]
-        problems.extend(f"{item.nodeid}: {p}" for p in chaos_plugin.collect_problems(item, cfg))
+    cfg = config.stash[CONFIG_KEY]
+    problems = [line for item in items for line in chaos_plugin.marker_problems(item, cfg)]
     if problems:
         raise pytest.UsageError("pytest-livesandbox: bad markers:\n  " + "\n  ".join(problems))
 

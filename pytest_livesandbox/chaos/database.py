@@ -34,7 +34,7 @@ def admin_connect(info: SandboxInfo, timeout: float = 3) -> psycopg.Connection[A
     """An autocommit superuser connection straight to PostgreSQL (never through the proxy)."""
     assert info.db is not None
     return psycopg.connect(
-        info.db.url(admin=True, dbname="postgres"),
+        info.db.url(admin=True),
         autocommit=True,
         connect_timeout=max(1, round(timeout)),
     )

@@ -4,7 +4,7 @@ Life of a chaos test:
 
 1. collection: markers parsed into a :class:`~.markers.ChaosPlan` (stashed on the item); bad
    arguments or a backend that cannot honour them are collection errors (see
-   :func:`collect_problems`, called from the main plugin's ``pytest_collection_modifyitems``);
+   :func:`marker_problems`, called from the main plugin's ``pytest_collection_modifyitems``);
 2. ``pytest_runtest_protocol``: the test holds the sandbox lock, exclusively when it injects
    faults (:mod:`.lock`), so no other test sees them;
 3. setup: any fault left behind by a dead process is undone and the baseline re-checked;
@@ -41,8 +41,22 @@ ERRORS_KEY = pytest.StashKey[list[str]]()
 DEGRADED_FILE = "chaos-degraded"
 
 
-def collect_problems(item: pytest.Item, config: SandboxConfig) -> list[str]:
-    """Parse the item's chaos markers into its plan; return problems (empty when fine)."""
+def marker_problems(item: pytest.Item, config: SandboxConfig) -> list[str]:
+    """Check the item's db_isolation and chaos markers (the chaos plan goes into its stash).
+
+    Returns ``"nodeid: problem"`` lines; empty when every marker is fine.
+    """
+    problems = []
+    for marker in item.iter_markers("db_isolation"):
+        try:
+            validate_db_isolation(marker.args, marker.kwargs)
+        except MarkerError as exc:
+            problems.append(str(exc))
+    problems.extend(_chaos_problems(item, config))
+    return [f"{item.nodeid}: {problem}" for problem in problems]
+
+
+def _chaos_problems(item: pytest.Item, config: SandboxConfig) -> list[str]:
     markers = [(m.name, m.args, m.kwargs) for m in item.iter_markers() if m.name in MARKER_NAMES]
     if not markers:
         return []
@@ -90,12 +104,7 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Any:
     for node in report.result:
         if not isinstance(node, pytest.Item):
             continue
-        for marker in node.iter_markers("db_isolation"):
-            try:
-                validate_db_isolation(marker.args, marker.kwargs)
-            except MarkerError as exc:
-                problems.append(f"{node.nodeid}: {exc}")
-        problems.extend(f"{node.nodeid}: {p}" for p in collect_problems(node, cfg))
+        problems.extend(marker_problems(node, cfg))
     if problems:
         report.outcome = "failed"
         report.longrepr = "pytest-livesandbox: bad markers:\n  " + "\n  ".join(problems)

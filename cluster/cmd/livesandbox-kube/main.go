@@ -31,7 +31,7 @@ var components = map[string]func() *cobra.Command{
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: livesandbox-kube <etcd|tcp-proxy|kube-apiserver|kube-controller-manager|kube-scheduler|kubelet|kube-proxy|version> [flags]")
+	fmt.Fprintln(os.Stderr, "usage: livesandbox-kube <etcd|kube-apiserver|kube-controller-manager|kube-scheduler|kubelet|kube-proxy|version> [flags]")
 	os.Exit(2)
 }
 
@@ -47,8 +47,6 @@ func main() {
 	switch name {
 	case "etcd":
 		os.Exit(runEtcd(args))
-	case "tcp-proxy":
-		os.Exit(runTCPProxy(args))
 	case "version", "--version":
 		fmt.Println(versionString())
 		return

@@ -1,3 +1,7 @@
+// Command tcp-proxy forwards TCP connections from -listen to -target. The cluster uses it to make the API
+// server (bound to 127.0.0.1 only) reachable from pods at the address it advertises on the pod bridge.
+// A separate small binary: as a subcommand of livesandbox-kube it showed 87 MiB RSS (mostly the big
+// binary's shared text); this one has 2 MiB.
 package main
 
 import (
@@ -11,9 +15,9 @@ import (
 	"time"
 )
 
-// runTCPProxy forwards TCP connections from -listen to -target. The cluster uses it to make the API
-// server (bound to 127.0.0.1 only) reachable from pods at the address it advertises on the pod bridge.
-func runTCPProxy(args []string) int {
+func main() { os.Exit(run(os.Args[1:])) }
+
+func run(args []string) int {
 	fs := flag.NewFlagSet("tcp-proxy", flag.ExitOnError)
 	listen := fs.String("listen", "", "address to listen on, e.g. 10.88.0.1:6443")
 	target := fs.String("target", "127.0.0.1:6443", "address to forward to")
