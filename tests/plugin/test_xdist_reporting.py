@@ -21,6 +21,16 @@ CLI = [sys.executable, "-m", "pytest_livesandbox.cli"]
 LOCAL = ["--sandbox=local", f"--sandbox-app-cmd={DEMO_APP_CMD}", "--sandbox-health-path=/readyz"]
 
 
+def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """``livesandbox ARGS`` on this test's local state only.
+
+    Docker sandboxes are machine-wide: a ``gc --older-than 1s`` here must not reap the one a
+    docker test on another xdist worker keeps on purpose, so the CLI sees no daemon.
+    """
+    env = {**os.environ, "DOCKER_HOST": "unix:///nonexistent/docker.sock"}
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, check=check, env=env)
+
+
 def read_events(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
@@ -264,7 +274,7 @@ def test_kill_9_of_an_xdist_run_leaves_an_orphan_that_gc_reaps(
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(30)
     assert len(isolated_state.sandboxes()) == 1 and isolated_state.processes()
-    gc = subprocess.run([*CLI, "gc"], capture_output=True, text=True, check=True)
+    gc = cli("gc")
     assert "(orphaned)" in gc.stdout and "1 sandbox(es) removed" in gc.stdout
     isolated_state.assert_clean()
 
@@ -338,9 +348,9 @@ def test_gc_and_down_leave_folders_without_our_mark_alone(
         (root / name / "state.json").write_text(json.dumps({**state, "workdir": str(root / name)}))
         (root / name / "app.log").write_text("someone else's data\n")
 
-    ls = subprocess.run([*CLI, "ls"], capture_output=True, text=True, check=True)
-    gc = subprocess.run([*CLI, "gc", "--older-than", "1s"], capture_output=True, text=True)
-    down = subprocess.run([*CLI, "down", "deadbeef"], capture_output=True, text=True)
+    ls = cli("ls")
+    gc = cli("gc", "--older-than", "1s", check=False)
+    down = cli("down", "deadbeef", check=False)
     assert "deadbeef" not in ls.stdout and "cafebabe" not in ls.stdout
     assert gc.returncode == 0 and "0 sandbox(es) removed" in gc.stdout
     assert down.returncode == 1
@@ -362,15 +372,15 @@ def test_kept_sandbox_expires_after_its_ttl_and_gc_reaps_it(
     (kept,) = isolated_state.sandboxes()
     state = json.loads((kept / "state.json").read_text())
     assert state["expires_at"] == pytest.approx(state["created_at"] + 2, abs=0.01)
-    ls = subprocess.run([*CLI, "ls"], capture_output=True, text=True, check=True)
+    ls = cli("ls")
     assert "kept" in ls.stdout and "EXPIRES" in ls.stdout and " in " in ls.stdout
-    gc = subprocess.run([*CLI, "gc"], capture_output=True, text=True, check=True)
+    gc = cli("gc")
     assert "0 sandbox(es) removed" in gc.stdout  # kept and not yet expired
     time.sleep(max(0.0, state["expires_at"] - time.time()) + 0.1)
-    ls = subprocess.run([*CLI, "ls"], capture_output=True, text=True, check=True)
+    ls = cli("ls")
     assert "expired" in ls.stdout and " ago" in ls.stdout
-    dry = subprocess.run([*CLI, "gc", "--dry-run"], capture_output=True, text=True, check=True)
+    dry = cli("gc", "--dry-run")
     assert f"would remove {kept.name} (expired)" in dry.stdout and kept.exists()
-    gc = subprocess.run([*CLI, "gc"], capture_output=True, text=True, check=True)
+    gc = cli("gc")
     assert f"removing {kept.name} (expired)" in gc.stdout
     isolated_state.assert_clean()
