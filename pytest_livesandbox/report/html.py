@@ -68,7 +68,13 @@ def _fault_label(entry: Any) -> str:
     if not isinstance(entry, dict):
         return str(entry)
     kind = entry.get("kind") or entry.get("marker") or entry.get("name") or "fault"
-    fields = {**entry, **(entry.get("params") or {})}
+    if isinstance(entry.get("params"), dict):
+        # A chaos record: what was asked for; the measurements go into the tooltip.
+        args = [str(entry["target"])] if entry.get("target") else []
+        for key, value in entry["params"].items():
+            args.append(f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}")
+        return f"{kind}({', '.join(args)})"
+    fields = dict(entry)
     details = ", ".join(
         f"{k}={v}"
         for k, v in fields.items()
@@ -134,7 +140,15 @@ def _timeline(tests: list[Event], t0: float, t1: float) -> str:
         for entry, test in faults:
             start, end = _fault_window(entry, test)
             w = max(x(end) - x(start), 2.0)
-            tip = f"{_fault_label(entry)} during {test['nodeid']}"
+            measured = ", ".join(
+                f"{k}={v}"
+                for k, v in (entry.items() if isinstance(entry, dict) else [])
+                if k not in {"kind", "target", "marker", *_START_KEYS, *_END_KEYS}
+                and isinstance(v, str | int | float)
+            )
+            tip = f"{_fault_label(entry)} during {test['nodeid']}" + (
+                f"\n{measured}" if measured else ""
+            )
             parts.append(
                 f'<rect x="{x(start):.1f}" y="{y + 2}" width="{w:.1f}" height="{lane_h - 6}" '
                 f'class="fault"><title>{escape(tip)}</title></rect>'
@@ -287,7 +301,8 @@ tr.failed td,tr.error td{background:#fff6f6}
 pre{white-space:pre-wrap;margin:6px 0 0;font-size:12px;background:var(--bg);padding:6px 8px;
 border-radius:4px;max-height:280px;overflow:auto}
 details summary{cursor:pointer;color:var(--muted);font-size:12px}
-td:last-child{max-width:300px}
+td:last-child{max-width:300px;min-width:180px}
+.scroll{overflow-x:auto}
 a{color:#0b63c5}
 footer{color:var(--muted);font-size:12px;padding:0 28px 24px}
 """
@@ -354,9 +369,10 @@ _TEMPLATE = """<!DOCTYPE html>
 <button data-f="failed">failed</button><button data-f="error">error</button>
 <button data-f="passed">passed</button><button data-f="skipped">skipped</button>
 <input id="q" placeholder="filter by test id" aria-label="filter by test id"></div>
-<table id="tests"><thead><tr><th>outcome</th><th>test</th><th>worker</th><th>duration</th>
+<div class="scroll"><table id="tests"><thead><tr><th>outcome</th><th>test</th><th>worker</th>
+<th>duration</th>
 <th>setup / call / teardown</th><th>faults</th><th>artifacts</th><th>reason</th></tr></thead>
-<tbody>{rows}</tbody></table></section>
+<tbody>{rows}</tbody></table></div></section>
 </main>
 <footer>Written by pytest-livesandbox; self-contained, no network access needed.</footer>
 <script>{js}</script>

@@ -126,7 +126,7 @@ def test_html_report_is_self_contained_and_lists_everything(tmp_path: Path) -> N
     assert ("a", {"href": "r.jsonl.artifacts/x/app.log"}) in parsed.tags
     lanes = {a.get("class") for tag, a in parsed.tags if tag == "rect"}
     assert {"t passed", "t failed", "t skipped", "fault"} <= lanes
-    assert "latency(target=db, ms=300)" in text
+    assert "latency(db, ms=300)" in text
     assert "<i>x" not in doc and "&lt;i&gt;x" in doc  # nodeids are escaped
 
 
