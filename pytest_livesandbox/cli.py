@@ -2,13 +2,15 @@
 
     livesandbox ls                       # id, backend, owner, age, state
     livesandbox gc [--older-than 2h] [--dry-run]
-    livesandbox down 3f9c2a1b
+    livesandbox down 3f9c2a1b            # a sandbox id, or the namespace of a kube sandbox
 
 Only sandboxes carrying our ownership mark (``managed_by: pytest-livesandbox`` in their state file,
-the ``app.kubernetes.io/managed-by`` label on docker containers, networks and volumes) are ever
-touched. ``gc`` removes sandboxes whose pytest process is gone (a ``kill -9``, a crashed
-CI runner) unless they were kept on purpose, and with ``--older-than`` also older ones; docker
-sandboxes also once their ``livesandbox/expires-at`` label (``--sandbox-ttl``) has passed.
+the ``app.kubernetes.io/managed-by`` label on docker containers, networks, volumes and kube
+namespaces) are ever touched. ``gc`` removes sandboxes whose pytest process is gone (a ``kill -9``,
+a crashed CI runner) unless they were kept on purpose, and with ``--older-than`` also older ones;
+docker sandboxes and kube namespaces also once their ``livesandbox/expires-at`` (``--sandbox-ttl``)
+has passed. Kube sandboxes are listed when a kubeconfig is found (``--kubeconfig``/``--context``,
+else ``$KUBECONFIG`` or ``~/.kube/config``).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 
 from .backends.local import STATE_FILE, LocalBackend
 from .config import parse_duration
-from .errors import SandboxError
+from .errors import SandboxError, UnsafeTarget
 from .locations import state_root
 from .processes import process_alive
 from .sandbox import MANAGED_BY, SandboxInfo
@@ -116,7 +118,7 @@ def _format_age(seconds: float) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
-def cmd_ls(_args: argparse.Namespace) -> int:
+def cmd_ls(args: argparse.Namespace) -> int:
     """Print one line per sandbox."""
     records = local_records()
     print(f"{'ID':<10} {'BACKEND':<8} {'STATUS':<9} {'AGE':>6}  {'OWNER':<24} ENDPOINT")
@@ -131,7 +133,39 @@ def cmd_ls(_args: argparse.Namespace) -> int:
             f"{drec.id:<10} {drec.backend:<8} {drec.status:<9} {_format_age(drec.age):>6}  "
             f"{drec.owner:<24} {drec.endpoint or '-'}"
         )
+    cluster = _kube(args)
+    if cluster is not None:
+        from .kube.namespace import list_sandboxes
+
+        for ns in list_sandboxes(cluster.core):
+            status = "expired" if ns.expired else ns.phase.lower()
+            print(
+                f"{ns.sandbox_id:<10} {'kube':<8} {status:<9} {_format_age(ns.age):>6}  "
+                f"{ns.owner:<24} namespace/{ns.name} ({cluster.context})"
+            )
     return 0
+
+
+def _kube(args: argparse.Namespace, required: bool = False) -> Any:
+    """A connection to the kubeconfig's cluster, or None (with a note) when there is none."""
+    try:
+        from .kube.client import connect, kubeconfig_files
+    except ImportError:
+        if required:
+            raise
+        return None
+    explicit = Path(args.kubeconfig) if args.kubeconfig else None
+    if not required and not any(f.is_file() for f in kubeconfig_files(explicit)):
+        return None
+    try:
+        return connect(
+            kubeconfig=explicit, context=args.context, allow_context=None, check_production=False
+        )
+    except SandboxError as exc:
+        if required:
+            raise
+        print(f"kube sandboxes not listed: {exc}", file=sys.stderr)
+        return None
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
@@ -158,6 +192,20 @@ def cmd_gc(args: argparse.Namespace) -> int:
         if not args.dry_run:
             remove_docker_sandbox(client, drec.id)
             removed += 1
+    cluster = _kube(args)
+    if cluster is not None:
+        from .kube.namespace import delete_namespace, list_sandboxes
+
+        for ns in list_sandboxes(cluster.core):
+            old = older_than is not None and ns.age > older_than
+            if not (ns.expired or old) or ns.phase == "Terminating":
+                continue
+            reason = "expired" if ns.expired else f"older than {args.older_than}"
+            verb = "would remove" if args.dry_run else "removing"
+            print(f"{verb} namespace {ns.name} ({reason})")
+            if not args.dry_run:
+                delete_namespace(cluster.core, ns.name, sandbox_id=ns.sandbox_id)
+                removed += 1
     print(f"{removed} sandbox(es) removed")
     return 0
 
@@ -175,6 +223,15 @@ def cmd_down(args: argparse.Namespace) -> int:
             remove_docker_sandbox(client, drec.id)
             print(f"removed {drec.id} (docker)")
             return 0
+    cluster = _kube(args, required=bool(args.kubeconfig or args.context))
+    if cluster is not None:
+        from .kube.namespace import delete_namespace, list_sandboxes
+
+        for ns in list_sandboxes(cluster.core):
+            if args.id in (ns.name, ns.sandbox_id):
+                delete_namespace(cluster.core, ns.name, sandbox_id=ns.sandbox_id)
+                print(f"removed namespace {ns.name}")
+                return 0
     print(
         f"no sandbox {args.id!r} of ours here (see `livesandbox ls`); nothing was touched",
         file=sys.stderr,
@@ -188,14 +245,18 @@ def build_parser() -> argparse.ArgumentParser:
         prog="livesandbox", description="List and clean up pytest-livesandbox sandboxes."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("ls", help="list sandboxes").set_defaults(func=cmd_ls)
+    ls = sub.add_parser("ls", help="list sandboxes")
+    ls.set_defaults(func=cmd_ls)
     gc = sub.add_parser("gc", help="remove orphaned (and old) sandboxes")
     gc.add_argument("--older-than", help="also remove sandboxes older than this (e.g. 2h)")
     gc.add_argument("--dry-run", action="store_true", help="only say what would be removed")
     gc.set_defaults(func=cmd_gc)
     down = sub.add_parser("down", help="remove one sandbox")
-    down.add_argument("id")
+    down.add_argument("id", help="sandbox id, or the namespace of a kube sandbox")
     down.set_defaults(func=cmd_down)
+    for command in (ls, gc, down):
+        command.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG)")
+        command.add_argument("--context", help="kube context (default: the current one)")
     return parser
 
 
@@ -204,7 +265,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except ValueError as exc:
+    except UnsafeTarget as exc:
+        print(f"livesandbox: {exc}", file=sys.stderr)
+        return 1
+    except (ValueError, SandboxError) as exc:
         print(f"livesandbox: {exc}", file=sys.stderr)
         return 2
 

@@ -10,10 +10,12 @@ Every failure is a :class:`~pytest_livesandbox.errors.ClusterUnreachable` (or
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client import ApiException
@@ -23,6 +25,7 @@ from ..errors import ClusterUnreachable
 from .names import check_context_allowed
 
 PROBE_TIMEOUT = 5.0
+GKE_PLUGIN_HINT = "gcloud components install gke-gcloud-auth-plugin"
 
 
 # The generated client's models make every field Optional; we read them as Any.
@@ -97,6 +100,12 @@ def connect(
             f"kube context {chosen!r} is not in {_show(files)}; available: "
             f"{', '.join(names) or 'none'}. Choose one with --sandbox-context."
         )
+    plugin = missing_exec_plugin(existing, chosen)
+    if plugin:
+        raise ClusterUnreachable(
+            f"kube context {chosen!r} logs in through the exec plugin {plugin!r}, which is not on "
+            f"PATH: install it (GKE: {GKE_PLUGIN_HINT}; EKS: the aws CLI)."
+        )
     try:
         api = _config.new_client_from_config(
             config_file=config_file, context=chosen, persist_config=False
@@ -114,6 +123,34 @@ def connect(
         target.close()
         raise
     return target
+
+
+def missing_exec_plugin(files: list[Path], context: str) -> str | None:
+    """The exec credential plugin ``context``'s user needs, if it is not on PATH."""
+    docs = []
+    for f in files:
+        try:
+            docs.append(yaml.safe_load(f.read_text()) or {})
+        except (OSError, yaml.YAMLError):
+            continue
+    user = next(
+        (
+            (c.get("context") or {}).get("user")
+            for d in docs
+            for c in d.get("contexts") or []
+            if c.get("name") == context
+        ),
+        None,
+    )
+    for d in docs:
+        for entry in d.get("users") or []:
+            if entry.get("name") != user:
+                continue
+            command = ((entry.get("user") or {}).get("exec") or {}).get("command")
+            if command and shutil.which(str(command)) is None:
+                return str(command)
+            return None
+    return None
 
 
 def _in_cluster(allow_context: str | None) -> KubeTarget:

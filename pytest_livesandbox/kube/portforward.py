@@ -13,14 +13,17 @@ the sandbox (the xdist controller); workers reach it over loopback.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import select
 import socket
 import threading
 from typing import Any
+from urllib.parse import parse_qsl, urlparse
 
 from kubernetes import client as k8s
 from kubernetes.client import ApiException
-from kubernetes.stream import portforward
+from kubernetes.stream import portforward, ws_client
 
 _BUFFER = 256 * 1024
 
@@ -122,7 +125,7 @@ class PortForwarder:
         try:
             pod, port = self.target()
             with self._lock:
-                forward = portforward(
+                forward = _open_tunnel(
                     self._core.connect_get_namespaced_pod_portforward,
                     pod,
                     self.namespace,
@@ -148,6 +151,56 @@ class PortForwarder:
                 self.last_error = error.strip()
                 with self._lock:
                     self._pod = None
+
+
+_ws: Any = ws_client
+
+
+class _Tunnel(_ws.PortForward):  # type: ignore[misc]
+    """The client's port-forward stream, made to end cleanly when the far side goes away.
+
+    The library's proxy thread lets ``SSLEOFError``/``OSError`` escape when the API server drops
+    the stream (nothing listening on the pod's port yet, pod deleted): the thread dies unreported
+    to the local socket, whose reader then waits forever. Here the local end is closed instead, so
+    the reader sees EOF, and nothing reaches ``threading.excepthook``.
+    """
+
+    failure: BaseException | None = None
+
+    def _proxy(self) -> None:
+        try:
+            proxy: Any = super()._proxy
+            proxy()
+        except Exception as exc:
+            self.failure = exc
+        finally:
+            for port in self.local_ports.values():
+                with contextlib.suppress(OSError):
+                    port.python.close()
+            with contextlib.suppress(Exception):
+                self.websocket.close()
+
+
+def _tunnel_call(configuration: Any, _method: str, url: str, **kwargs: Any) -> _Tunnel:
+    # ws_client.portforward_call, building a _Tunnel instead of a PortForward.
+    query = parse_qsl(urlparse(url).query, keep_blank_values=True)
+    ports = [int(p) for key, value in query if key == "ports" for p in value.split(",")]
+    try:
+        websocket = _ws.create_websocket(
+            configuration, _ws.get_websocket_url(url, query), kwargs.get("headers")
+        )
+        return _Tunnel(websocket, ports)
+    except (Exception, KeyboardInterrupt, SystemExit) as exc:
+        raise ApiException(status=0, reason=str(exc)) from None
+
+
+# ``portforward`` is functools.partial(<websocket request>, portforward_call, {...}): the same
+# request machinery (auth headers, URL building) with our call in place of portforward_call.
+_open_tunnel: Any = (
+    functools.partial(portforward.func, _tunnel_call, *portforward.args[1:])
+    if isinstance(portforward, functools.partial)
+    else portforward  # another client layout: the plain port-forward still works
+)
 
 
 def _pump(a: Any, b: Any, closed: threading.Event) -> None:
