@@ -1,4 +1,4 @@
-"""The demo app in its own sandbox namespace: live HTTP through a port-forward, in-cluster PostgreSQL."""
+"""The demo app in its own sandbox namespace: HTTP through a port-forward, PostgreSQL in-cluster."""
 
 from __future__ import annotations
 

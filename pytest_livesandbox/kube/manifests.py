@@ -102,7 +102,10 @@ def _kustomize(folder: Path, file: Path) -> list[Obj]:
                     f"`{' '.join(cmd)} {folder}` failed: {done.stderr.strip()[-800:]}"
                 )
             return _parse(done.stdout, f"{' '.join(cmd)} {folder}")
-    spec = _parse(file.read_text(), str(file))[0] if file.read_text().strip() else {}
+    try:
+        spec = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file} is not valid YAML: {exc}") from None
     unsupported = sorted(set(spec) - {"apiVersion", "kind", "resources"})
     if unsupported:
         raise ConfigError(
