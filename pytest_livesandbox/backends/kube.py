@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import subprocess
 import time
@@ -31,7 +32,14 @@ from kubernetes.client import ApiException
 from psycopg.conninfo import conninfo_to_dict
 
 from ..config import SandboxConfig
-from ..errors import ConfigError, DatabaseStartError, ProvisionError, SandboxError
+from ..errors import (
+    ClusterUnreachable,
+    ConfigError,
+    DatabaseStartError,
+    ProvisionError,
+    SandboxError,
+    TeardownError,
+)
 from ..kube import manifests as mf
 from ..kube.client import KubeTarget, connect
 from ..kube.names import (
@@ -86,9 +94,11 @@ class KubeBackend:
         )
         try:
             self._provision(config, info)
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(Exception):
                 self.teardown(info)
+            if isinstance(exc, Exception) and not isinstance(exc, SandboxError):
+                raise api_error(exc, info) from None
             raise
         return info
 
@@ -130,23 +140,23 @@ class KubeBackend:
         app_password = secrets.token_hex(16)
         if config.db_dsn:
             info.db = external_database(config.db_dsn)
-            app_url = config.db_dsn
-            secret_parts = _parts(info.db)
+            app_secret = pg.app_secret(config.db_dsn, **_parts(info.db))
+            mf.create_objects(target.api, namespace, [app_secret, *objs])
         else:
             admin_password = secrets.token_hex(16)
-            mf.create_objects(target.api, namespace, pg.postgres_objects(db_image, admin_password))
-            service = target.core.read_namespaced_service(pg.NAME, namespace)
-            host = service.spec.cluster_ip
+            secret, service, statefulset = pg.postgres_objects(db_image, admin_password)
+            mf.create_objects(target.api, namespace, [secret, service, statefulset])
+            host = target.core.read_namespaced_service(pg.NAME, namespace).spec.cluster_ip
             in_cluster = DatabaseInfo(host, pg.PORT, pg.APP_DB, pg.APP_USER, app_password)
-            app_url = in_cluster.url()
-            secret_parts = _parts(in_cluster)
             info.db = self._await_postgres(
                 target, info, namespace, admin_password, app_password, deadline
             )
-        mf.create_objects(target.api, namespace, [pg.app_secret(app_url, **secret_parts)])
+            # The app starts once its role logs in: no app sees a half-made database, none
+            # needs to retry (or crash-loop) through PostgreSQL's start-up.
+            app_secret = pg.app_secret(in_cluster.url(), **_parts(in_cluster))
+            mf.create_objects(target.api, namespace, [app_secret, *objs])
         info.timings["db_ready_s"] = round(time.monotonic() - began, 4)
 
-        mf.create_objects(target.api, namespace, objs)
         self._await_app(config, info, target, namespace, objs, deadline)
         info.timings["app_ready_s"] = round(time.monotonic() - began, 4)
 
@@ -202,7 +212,7 @@ class KubeBackend:
             admin_user=pg.ADMIN_USER,
             admin_password=admin_password,
         )
-        probe = PostgresProbe(db.url(admin=True))
+        probe = PostgresProbe(db.url(admin=True), pg.APP_USER, app_password, pg.APP_DB)
         wait_until_ready(
             RolloutReady(
                 target,
@@ -219,12 +229,6 @@ class KubeBackend:
             interval=0.1,
             max_interval=0.25,
         )
-        try:
-            pg.create_app_role(db.url(admin=True), pg.APP_USER, app_password, pg.APP_DB)
-        except Exception as exc:
-            raise DatabaseStartError(
-                f"could not create the app role in the sandbox's PostgreSQL: {exc}"
-            ) from None
         return db
 
     def _await_app(
@@ -397,20 +401,32 @@ class KubeBackend:
                     check_production=False,
                 )
             delete_namespace(target.core, info.namespace, sandbox_id=info.id)
+        except (SandboxError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            raise TeardownError(
+                f"could not delete namespace {info.namespace} ({type(exc).__name__}: "
+                f"{str(exc)[:300]}); it expires at {info.extra.get('expires_at')}: remove it with "
+                f"`livesandbox down {info.namespace}` or `livesandbox gc` once the cluster answers"
+            ) from None
         finally:
             if target is not None:
                 target.close()
 
 
 class PostgresProbe:
-    """Ready when the admin role can log in through the port-forward."""
+    """Ready once the admin role logs in through the port-forward and the app role is made."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, app_user: str, app_password: str, dbname: str) -> None:
         self.url = url
+        self.app = (app_user, app_password, dbname)
         self.last = "no attempt yet"
+        self.done = False
 
     def check(self) -> bool:
-        """One connection attempt."""
+        """One connection attempt; creates the app role on the first success."""
+        if self.done:
+            return True
         import psycopg
 
         try:
@@ -419,11 +435,36 @@ class PostgresProbe:
         except psycopg.Error as exc:
             self.last = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
             return False
+        try:
+            pg.create_app_role(self.url, *self.app)
+        except psycopg.Error as exc:
+            raise DatabaseStartError(
+                f"could not create the app role in the sandbox's PostgreSQL: {exc}"
+            ) from None
+        self.done = True
         return True
 
     def hint(self) -> str:
         """The last connection error."""
         return f"Last connection attempt: {self.last}"
+
+
+def api_error(exc: Exception, info: SandboxInfo) -> SandboxError:
+    """A library error during bring-up as one of ours, with the API server's own words."""
+    where = f"{info.extra.get('server', 'the API server')} (context {info.extra.get('context')!r})"
+    if isinstance(exc, ApiException):
+        match = re.search(r'"message":\s*"((?:[^"\\]|\\.)*)"', str(exc.body or ""))
+        reason = match.group(1) if match else f"{exc.status} {exc.reason}"
+        if exc.status in (401, 403):
+            return ClusterUnreachable(
+                f"{where} refused a request while bringing the sandbox up: {reason}. The "
+                "kubeconfig's user needs rights to create namespaces and the objects in them."
+            )
+        return ProvisionError(f"the Kubernetes API refused a request: {reason}")
+    return ClusterUnreachable(
+        f"lost the connection to {where} while bringing the sandbox up "
+        f"({type(exc).__name__}: {str(exc)[:300]}); is the cluster still running?"
+    )
 
 
 def external_database(dsn: str) -> DatabaseInfo:

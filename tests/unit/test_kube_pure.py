@@ -306,3 +306,23 @@ def test_expired_is_relative_to_now() -> None:
     past = NamespaceRecord("n", "i", "o", "r", time.time() - 10, time.time() - 1, "Active")
     assert past.expired and past.age >= 10
     assert not NamespaceRecord("n", "i", "o", "r", time.time(), None, "Active").expired
+
+
+def test_library_errors_during_bring_up_become_ours() -> None:
+    from kubernetes.client import ApiException
+
+    from pytest_livesandbox.backends.kube import api_error
+    from pytest_livesandbox.errors import ClusterUnreachable, ProvisionError
+    from pytest_livesandbox.sandbox import SandboxInfo
+
+    info = SandboxInfo(
+        "i", "kube", "r", "o", 0.0, extra={"server": "https://k:6443", "context": "c"}
+    )
+    forbidden = ApiException(status=403, reason="Forbidden")
+    forbidden.body = '{"message": "namespaces is forbidden: User \\"dev\\" cannot create"}'
+    err = api_error(forbidden, info)
+    assert isinstance(err, ClusterUnreachable)
+    assert 'namespaces is forbidden: User \\"dev\\" cannot create' in str(err)
+    assert type(api_error(ApiException(status=409, reason="Conflict"), info)) is ProvisionError
+    lost = api_error(ConnectionRefusedError("refused"), info)
+    assert isinstance(lost, ClusterUnreachable) and "https://k:6443 (context 'c')" in str(lost)
