@@ -19,6 +19,7 @@ Teardown deletes the namespace (only if it carries our labels) and waits until i
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import re
@@ -343,7 +344,6 @@ class KubeBackend:
             if exc.status == 404:
                 return None  # not a sandbox of ours: tests that need the database say so
             raise
-        import base64
 
         def field(secret: Any, key: str) -> str:
             return base64.b64decode((secret.data or {}).get(key, "")).decode()

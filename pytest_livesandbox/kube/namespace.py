@@ -1,8 +1,7 @@
 """The sandbox namespace: labels, TTL, guard rails (quota, limits, network policies), removal.
 
     core.create_namespace(namespace_body("sandbox-3f9c", labels, ttl=7200))
-    for obj in guard_rails():               # ResourceQuota, LimitRange, NetworkPolicies
-        create_object(api, "sandbox-3f9c", obj)
+    create_objects(api, "sandbox-3f9c", guard_rails())   # quota, limits, network policies
     delete_namespace(core, "sandbox-3f9c", sandbox_id="3f9c")   # only if it carries our labels
 
 NetworkPolicies need a CNI that enforces them (Calico, Cilium, GKE Dataplane V2); on a plain bridge
