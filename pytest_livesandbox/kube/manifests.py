@@ -5,8 +5,8 @@
     substitute(objs, {"LIVESANDBOX_ID": "3f9c"})            # ${LIVESANDBOX_ID} in any string
     create_objects(api, "sandbox-3f9c", objs)
 
-A kustomization is built with ``kubectl kustomize`` (or ``kustomize build``) when one is on PATH;
-without them only its ``resources:`` list is read.
+A kustomization that only lists ``resources:`` is read directly; one using more (patches,
+generators, images, ...) is built with ``kubectl kustomize`` or ``kustomize build``.
 """
 
 from __future__ import annotations
@@ -92,6 +92,17 @@ def _flatten(objs: Iterable[Obj]) -> list[Obj]:
 
 
 def _kustomize(folder: Path, file: Path) -> list[Obj]:
+    try:
+        spec = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file} is not valid YAML: {exc}") from None
+    unsupported = sorted(set(spec) - {"apiVersion", "kind", "resources"})
+    if not unsupported:
+        # A plain list of resources: read it here, the same with or without kustomize installed.
+        objs: list[Obj] = []
+        for entry in spec.get("resources") or []:
+            objs.extend(load_manifests(folder / str(entry)))
+        return objs
     for cmd in (["kubectl", "kustomize"], ["kustomize", "build"]):
         if shutil.which(cmd[0]):
             done = subprocess.run(
@@ -102,21 +113,10 @@ def _kustomize(folder: Path, file: Path) -> list[Obj]:
                     f"`{' '.join(cmd)} {folder}` failed: {done.stderr.strip()[-800:]}"
                 )
             return _parse(done.stdout, f"{' '.join(cmd)} {folder}")
-    try:
-        spec = yaml.safe_load(file.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{file} is not valid YAML: {exc}") from None
-    unsupported = sorted(set(spec) - {"apiVersion", "kind", "resources"})
-    if unsupported:
-        raise ConfigError(
-            f"{file} uses {', '.join(unsupported)}, which needs kustomize: install kubectl or "
-            "kustomize, or point --sandbox-manifests at plain YAML"
-        )
-    objs: list[Obj] = []
-    for entry in spec.get("resources") or []:
-        target = folder / str(entry)
-        objs.extend(load_manifests(target))
-    return objs
+    raise ConfigError(
+        f"{file} uses {', '.join(unsupported)}, which needs kustomize: install kubectl or "
+        "kustomize, or point --sandbox-manifests at plain YAML"
+    )
 
 
 def workload_pod_spec(obj: Obj) -> Obj | None:

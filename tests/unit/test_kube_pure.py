@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import shutil
 import time
 from pathlib import Path
 
@@ -323,3 +324,10 @@ def test_library_errors_during_bring_up_become_ours() -> None:
     assert type(api_error(ApiException(status=409, reason="Conflict"), info)) is ProvisionError
     lost = api_error(ConnectionRefusedError("refused"), info)
     assert isinstance(lost, ClusterUnreachable) and "https://k:6443 (context 'c')" in str(lost)
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kubectl on PATH")
+def test_kustomization_with_more_than_resources_is_built_by_kubectl(tmp_path: Path) -> None:
+    (tmp_path / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n")
+    (tmp_path / "kustomization.yaml").write_text("resources: [cm.yaml]\nnamePrefix: x-\n")
+    assert [o["metadata"]["name"] for o in mf.load_manifests(tmp_path)] == ["x-a"]
