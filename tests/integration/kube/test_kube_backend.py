@@ -327,3 +327,44 @@ def test_ctrl_c_during_provisioning_removes_the_namespace(
     assert proc.returncode == pytest.ExitCode.INTERRUPTED, out.decode()
     assert mine() == []
     isolated_state.assert_clean()
+
+
+def test_public_url_from_the_template_becomes_the_endpoint(
+    kube_example: pytest.Pytester, isolated_state: IsolatedState
+) -> None:
+    # Stands in for the ingress: answers every path, so the public URL is "up".
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    class Ingress(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = self.path.encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Ingress)
+    Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        only(
+            kube_example,
+            test_x="""
+            def test_endpoint(livesandbox, live_http):
+                info = livesandbox.info
+                assert info.endpoint.endswith(f"/sandbox-{info.id}.{info.namespace}")
+                assert live_http.get("/readyz").text.endswith("/readyz")
+                assert info.extra["port_forward"].startswith("http://127.0.0.1:")
+            """,
+        )
+        result = kube_example.runpytest_subprocess(
+            "-p", "no:cacheprovider",
+            f"--sandbox-url-template=http://127.0.0.1:{server.server_port}/sandbox-{{id}}.{{namespace}}",
+        )  # fmt: skip
+        result.assert_outcomes(passed=1)
+    finally:
+        server.shutdown()
+    isolated_state.assert_clean()
