@@ -2,14 +2,16 @@
 
     livesandbox ls                       # id, backend, status, age, expiry, owner, endpoint
     livesandbox gc [--older-than 2h] [--dry-run]
-    livesandbox down 3f9c2a1b
+    livesandbox down 3f9c2a1b            # a sandbox id, or the namespace of a kube sandbox
 
 Only sandboxes carrying our ownership mark (``managed_by: pytest-livesandbox`` in their state file,
-the ``app.kubernetes.io/managed-by`` label on docker containers, networks and volumes) are ever
-touched. ``gc`` removes sandboxes whose pytest process is gone (a ``kill -9``, a crashed CI
-runner) unless they were kept on purpose; kept ones once they pass their expiry (``expires_at`` in
-the state file, the ``livesandbox/expires-at`` label on docker: creation plus ``--sandbox-ttl``),
-and with ``--older-than`` also older ones. A sandbox whose pytest still runs is never reaped.
+the ``app.kubernetes.io/managed-by`` label on docker containers, networks, volumes and kube
+namespaces) are ever touched. ``gc`` removes sandboxes whose pytest process is gone (a ``kill -9``,
+a crashed CI runner) unless they were kept on purpose; kept ones once they pass their expiry
+(``expires_at`` in the state file, ``livesandbox/expires-at`` on docker and kube: creation plus
+``--sandbox-ttl``), and with ``--older-than`` also older ones. A sandbox whose pytest still runs is
+never reaped. Kube sandboxes are listed when a kubeconfig is found (``--kubeconfig``/``--context``,
+else ``$KUBECONFIG`` or ``~/.kube/config``).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any
 
 from .backends.local import STATE_FILE, LocalBackend
 from .config import parse_duration
-from .errors import SandboxError
+from .errors import SandboxError, UnsafeTarget
 from .locations import state_root
 from .processes import process_alive
 from .sandbox import MANAGED_BY, SandboxInfo
@@ -147,7 +149,7 @@ def _label_expires_in(labels: dict[str, str]) -> float | None:
         return None
 
 
-def cmd_ls(_args: argparse.Namespace) -> int:
+def cmd_ls(args: argparse.Namespace) -> int:
     """Print one line per sandbox."""
     records = local_records()
     print(
@@ -166,7 +168,41 @@ def cmd_ls(_args: argparse.Namespace) -> int:
             f"{_format_expiry(_label_expires_in(drec.labels)):<12} "
             f"{drec.owner:<24} {drec.endpoint or '-'}"
         )
+    cluster = _kube(args)
+    if cluster is not None:
+        from .kube.namespace import list_sandboxes
+
+        for ns in list_sandboxes(cluster.core):
+            status = "expired" if ns.expired else ns.phase.lower()
+            expires_in = None if ns.expires_at is None else ns.expires_at - time.time()
+            print(
+                f"{ns.sandbox_id:<10} {'kube':<8} {status:<9} {_format_age(ns.age):>6}  "
+                f"{_format_expiry(expires_in):<12} "
+                f"{ns.owner:<24} namespace/{ns.name} ({cluster.context})"
+            )
     return 0
+
+
+def _kube(args: argparse.Namespace, required: bool = False) -> Any:
+    """A connection to the kubeconfig's cluster, or None (with a note) when there is none."""
+    try:
+        from .kube.client import connect, kubeconfig_files
+    except ImportError:
+        if required:
+            raise
+        return None
+    explicit = Path(args.kubeconfig) if args.kubeconfig else None
+    if not required and not any(f.is_file() for f in kubeconfig_files(explicit)):
+        return None
+    try:
+        return connect(
+            kubeconfig=explicit, context=args.context, allow_context=None, check_production=False
+        )
+    except SandboxError as exc:
+        if required:
+            raise
+        print(f"kube sandboxes not listed: {exc}", file=sys.stderr)
+        return None
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
@@ -194,6 +230,20 @@ def cmd_gc(args: argparse.Namespace) -> int:
         if not args.dry_run:
             remove_docker_sandbox(client, drec.id)
             removed += 1
+    cluster = _kube(args)
+    if cluster is not None:
+        from .kube.namespace import delete_namespace, list_sandboxes
+
+        for ns in list_sandboxes(cluster.core):
+            old = older_than is not None and ns.age > older_than
+            if not (ns.expired or old) or ns.phase == "Terminating":
+                continue
+            reason = "expired" if ns.expired else f"older than {args.older_than}"
+            verb = "would remove" if args.dry_run else "removing"
+            print(f"{verb} namespace {ns.name} ({reason})")
+            if not args.dry_run:
+                delete_namespace(cluster.core, ns.name, sandbox_id=ns.sandbox_id)
+                removed += 1
     print(f"{removed} sandbox(es) removed")
     return 0
 
@@ -211,6 +261,15 @@ def cmd_down(args: argparse.Namespace) -> int:
             remove_docker_sandbox(client, drec.id)
             print(f"removed {drec.id} (docker)")
             return 0
+    cluster = _kube(args, required=bool(args.kubeconfig or args.context))
+    if cluster is not None:
+        from .kube.namespace import delete_namespace, list_sandboxes
+
+        for ns in list_sandboxes(cluster.core):
+            if args.id in (ns.name, ns.sandbox_id):
+                delete_namespace(cluster.core, ns.name, sandbox_id=ns.sandbox_id)
+                print(f"removed namespace {ns.name}")
+                return 0
     message = f"no sandbox {args.id!r} of ours here (see `livesandbox ls`)"
     if (state_root() / args.id / STATE_FILE).is_file():
         message = (
@@ -227,14 +286,18 @@ def build_parser() -> argparse.ArgumentParser:
         prog="livesandbox", description="List and clean up pytest-livesandbox sandboxes."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("ls", help="list sandboxes").set_defaults(func=cmd_ls)
+    ls = sub.add_parser("ls", help="list sandboxes")
+    ls.set_defaults(func=cmd_ls)
     gc = sub.add_parser("gc", help="remove orphaned (and old) sandboxes")
     gc.add_argument("--older-than", help="also remove sandboxes older than this (e.g. 2h)")
     gc.add_argument("--dry-run", action="store_true", help="only say what would be removed")
     gc.set_defaults(func=cmd_gc)
     down = sub.add_parser("down", help="remove one sandbox")
-    down.add_argument("id")
+    down.add_argument("id", help="sandbox id, or the namespace of a kube sandbox")
     down.set_defaults(func=cmd_down)
+    for command in (ls, gc, down):
+        command.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG)")
+        command.add_argument("--context", help="kube context (default: the current one)")
     return parser
 
 
@@ -243,7 +306,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except ValueError as exc:
+    except UnsafeTarget as exc:
+        print(f"livesandbox: {exc}", file=sys.stderr)
+        return 1
+    except (ValueError, SandboxError) as exc:
         print(f"livesandbox: {exc}", file=sys.stderr)
         return 2
 

@@ -9,6 +9,7 @@ the fitting builtin, so ``except TimeoutError`` works as well as ``except Startu
     │   ├── StartupTimeout (TimeoutError)   a component did not become ready in time
     │   ├── AppCrashed                      the app process/container exited during start-up
     │   ├── DatabaseStartError              PostgreSQL could not be started or reached
+    │   ├── RolloutFailed                   pods cannot start (bad image, bad spec, quota)
     │   └── ClusterUnreachable (ConnectionError)
     ├── UnsafeTarget                        a production-looking context or foreign resource
     ├── MarkerError (ValueError)            a chaos or isolation marker with bad arguments
@@ -52,6 +53,10 @@ class DatabaseStartError(ProvisionError):
     """PostgreSQL could not be started or reached."""
 
 
+class RolloutFailed(ProvisionError):
+    """Kubernetes cannot start the sandbox's pods (image, spec or quota); the message says why."""
+
+
 class ClusterUnreachable(ProvisionError, ConnectionError):
     """The Kubernetes API server or Docker daemon did not answer."""
 
@@ -80,6 +85,7 @@ __all__ = [
     "DatabaseStartError",
     "MarkerError",
     "ProvisionError",
+    "RolloutFailed",
     "SandboxError",
     "StartupTimeout",
     "TeardownError",

@@ -19,7 +19,7 @@ import pytest
 from .chaos import plugin as chaos_plugin
 from .chaos.markers import MARKER_HELP as CHAOS_MARKERS
 from .config import OPTIONS, SandboxConfig
-from .errors import ConfigError
+from .errors import ConfigError, SandboxError
 from .fixtures import (
     JANITOR_KEY,
     MANAGER_KEY,
@@ -271,7 +271,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if manager is None or manager.role == "worker":
         return
     began = time.perf_counter()
-    manager.shutdown()
+    try:
+        manager.shutdown()
+    except SandboxError as exc:
+        # A sandbox left behind is a failed run; say what is left and how to remove it.
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"livesandbox: {type(exc).__name__}: {exc}", red=True)
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
     teardown_s = round(time.perf_counter() - began, 4)
     config.stash[TIMES_KEY]["teardown_s"] = teardown_s
     events = config.stash[EVENTS_KEY]

@@ -22,6 +22,7 @@ def test_public_api_is_pinned() -> None:
         "IsolatedDatabase",
         "MarkerError",
         "ProvisionError",
+        "RolloutFailed",
         "Sandbox",
         "SandboxConfig",
         "SandboxError",
