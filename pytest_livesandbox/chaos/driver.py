@@ -14,9 +14,11 @@ implements the same protocol (Eviction API, patched resources, a proxy Deploymen
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -87,16 +89,95 @@ class ChaosDriver(Protocol):
         """Why the sandbox is not back to normal (empty when it is), waiting up to ``timeout``."""
 
 
+CHAOS_BACKENDS = ("local", "docker")
+# What each backend cannot do, and why (the collection error says so).
+_UNSUPPORTED = {
+    "docker": (
+        PROXY_KINDS,
+        "the docker backend has no fault proxy in front of its containers; "
+        "run this test with --sandbox=local",
+    ),
+    "kube": (
+        PROXY_KINDS,
+        "the kube backend has no fault proxy in the namespace yet; "
+        "run this test with --sandbox=local",
+    ),
+}
+
+
+def chaos_dir(info: SandboxInfo) -> Path:
+    """Where a sandbox's fault ledger and chaos lock live (shared by every process of the run)."""
+    if info.workdir:
+        return Path(info.workdir)
+    from ..locations import state_root
+
+    path = state_root() / f"chaos-{info.id}"
+    path.mkdir(mode=0o755, exist_ok=True)
+    return path
+
+
+def db_problems(info: SandboxInfo, timeout: float) -> list[str]:
+    """PostgreSQL refuses connections, or the app role still has a connection limit."""
+    if info.db is None or not info.db.admin_user:
+        return []
+    from . import database
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            limit = database.role_limit(info)
+        except Exception as exc:
+            if time.monotonic() > deadline:
+                return [f"PostgreSQL does not accept connections: {exc}"]
+            time.sleep(0.1)
+            continue
+        if limit != -1:
+            return [f"the app role's connection limit is {limit}, not unlimited"]
+        return []
+
+
+def watch_recovery(wait_ready: Callable[[], float], began: float) -> Callable[[], dict[str, Any]]:
+    """Time the recovery in the background from now; the returned undo waits for it.
+
+    ``recovery_s`` is measured from ``began`` (a ``time.monotonic()``) to the moment the app
+    answered again, not to the end of the test body.
+    """
+    result: dict[str, Any] = {}
+
+    def watch() -> None:
+        try:
+            wait_ready()
+            result["recovery_s"] = round(time.monotonic() - began, 4)
+        except Exception as exc:
+            result["recovery_error"] = str(exc).splitlines()[0]
+
+    thread = threading.Thread(target=watch, name="livesandbox-recovery", daemon=True)
+    thread.start()
+
+    def undo() -> dict[str, Any]:
+        thread.join()
+        if "recovery_error" in result:
+            raise ChaosError(f"the app did not recover: {result['recovery_error']}")
+        return dict(result)
+
+    return undo
+
+
 def capability_problems(plan: ChaosPlan, config: SandboxConfig) -> list[str]:
     """Why this run's backend cannot honour ``plan`` (collection-time check)."""
     from ..config import Backend
 
     if not plan or config.backend is Backend.NONE:
         return []  # the tests skip for want of a sandbox anyway
-    if config.backend is not Backend.LOCAL:
+    backend = config.backend.value
+    if backend not in CHAOS_BACKENDS:
+        return [f"@{plan.faults[0].marker}: chaos is not implemented for --sandbox={backend}"]
+    if backend != "local":
+        kinds, why = _UNSUPPORTED[backend]
         return [
-            f"@{plan.faults[0].marker}: chaos is not implemented for "
-            f"--sandbox={config.backend.value} yet (only local)"
+            f"@{fault.marker}: not supported on --sandbox={backend}: {why}"
+            for fault in plan.faults
+            if fault.kind in kinds
         ]
     from .limits import cgroup_writable, forced_mode
 
@@ -126,4 +207,8 @@ def driver_for(info: SandboxInfo, owner: str = "") -> ChaosDriver:
         from .local import LocalChaos
 
         return LocalChaos(info, owner=owner)
+    if info.backend == "docker":
+        from .docker_driver import DockerChaos
+
+        return DockerChaos(info, owner=owner)
     raise ChaosError(f"chaos is not implemented for the {info.backend} backend yet")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,7 +29,7 @@ from ..errors import ChaosError, MarkerError
 from ..fixtures import MANAGER_KEY
 from ..postgres.isolation import validate_db_isolation
 from ..sandbox import Sandbox, SandboxInfo
-from .driver import capability_problems, driver_for
+from .driver import CHAOS_BACKENDS, capability_problems, chaos_dir, driver_for
 from .lock import SandboxLock
 from .markers import MARKER_NAMES, ChaosPlan, plan_from_markers
 from .session import Chaos
@@ -78,7 +77,7 @@ def _info(config: pytest.Config) -> SandboxInfo | None:
     if manager is None or not manager.provisioned or manager.sandbox is None:
         return None
     info = manager.sandbox.info
-    return info if info.workdir else None
+    return info if info.backend in CHAOS_BACKENDS else None
 
 
 def _owner(nodeid: str) -> str:
@@ -116,11 +115,11 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Any:
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
     """Hold the sandbox lock around the whole test: exclusive for chaos, shared otherwise."""
     info = _info(item.config)
-    if info is None or info.backend != "local":
+    if info is None:
         return (yield)
     fixturenames = getattr(item, "fixturenames", ())
     exclusive = bool(item.stash.get(PLAN_KEY, None)) or "chaos" in fixturenames
-    with SandboxLock(str(info.workdir)).hold(exclusive=exclusive):
+    with SandboxLock(chaos_dir(info)).hold(exclusive=exclusive):
         return (yield)
 
 
@@ -128,13 +127,13 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Before each test: undo faults a dead process left; refuse to run on a degraded sandbox."""
     info = _info(item.config)
-    if info is None or info.backend != "local":
+    if info is None:
         return
     driver = driver_for(info, owner=_owner(item.nodeid))
-    degraded = Path(str(info.workdir)) / DEGRADED_FILE
+    degraded = chaos_dir(info) / DEGRADED_FILE
     if driver.clean() and not degraded.exists():
         return
-    with FileLock(str(Path(str(info.workdir)) / "chaos-repair.lock")):
+    with FileLock(str(chaos_dir(info) / "chaos-repair.lock")):
         done = driver.repair(only_stale=False)
         problems = driver.baseline_problems(_verify_timeout(item.config))
         if problems:
@@ -201,8 +200,8 @@ def _restore(session: Chaos, node: pytest.Item, info: SandboxInfo, timeout: floa
     repaired = session.driver.repair(only_stale=False)
     still = session.driver.baseline_problems(timeout)
     reasons = errors + problems
-    if still and info.workdir:
-        (Path(info.workdir) / DEGRADED_FILE).write_text(f"{node.nodeid}: {'; '.join(still)}")
+    if still:
+        (chaos_dir(info) / DEGRADED_FILE).write_text(f"{node.nodeid}: {'; '.join(still)}")
     raise ChaosError(
         "chaos teardown: the sandbox did not return to baseline: "
         + "; ".join(reasons)

@@ -216,6 +216,10 @@ def test_markers_the_backend_cannot_honour(pytester: pytest.Pytester) -> None:
     result.stderr.fnmatch_lines(
         ["*test_needs_proxy: @latency: needs the fault proxy, which is off*"]
     )
+    result = pytester.runpytest("--collect-only", "--sandbox=docker", "-p", "no:cacheprovider")
+    result.stderr.fnmatch_lines(
+        ["*test_needs_proxy: @latency: not supported on --sandbox=docker: *--sandbox=local*"]
+    )
     result = pytester.runpytest("--collect-only", "--sandbox=kube", "-p", "no:cacheprovider")
     result.stderr.fnmatch_lines(
         ["*test_needs_proxy: @latency: chaos is not implemented for --sandbox=kube*"]

@@ -1,0 +1,86 @@
+"""Inner test file: the chaos markers the docker and kube backends honour, effects observed.
+
+Run by ``tests/integration/docker`` and ``tests/integration/kube`` under ``-n 2``; each fault is
+seen from the outside (connection refused, OOM kill, 503 from the app) and the sandbox must be
+back at its baseline for the next test (the chaos fixture's teardown checks, and so does
+``test_baseline_after``).
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from pytest_livesandbox.chaos.driver import driver_for
+
+
+def wait_ready(live_url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    with httpx.Client(base_url=live_url, timeout=3) as client:
+        while True:
+            try:
+                if client.get("/readyz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the app did not become ready again"
+            time.sleep(0.1)
+
+
+@pytest.mark.evict_pod(component="backend")
+def test_evict(live_url: str) -> None:
+    # The marker's removal waits for the replacement; the app must answer again through the
+    # same endpoint (a new connection reaches the new container / pod).
+    wait_ready(live_url)
+
+
+@pytest.mark.resource_limits(component="backend", memory="96Mi")
+def test_memory_limit(live_url: str) -> None:
+    with httpx.Client(base_url=live_url, timeout=30) as client:
+        try:
+            status = client.get("/alloc", params={"mb": 200}).status_code
+        except httpx.TransportError:
+            status = 0  # killed mid-request
+    assert status in (0, 500, 502, 503)
+
+
+@pytest.mark.db_connections(max=1)
+def test_db_connections(live_url: str) -> None:
+    def call(_: int) -> tuple[int, str]:
+        with httpx.Client(base_url=live_url, timeout=20) as client:
+            response = client.get("/db-sleep", params={"ms": 2500})
+            return response.status_code, response.json().get("error", "ok")
+
+    with ThreadPoolExecutor(3) as pool:
+        results = sorted(pool.map(call, range(3)))
+    assert results[0] == (200, "ok")
+    assert (503, "db_unavailable") in results, results
+
+
+@pytest.mark.kill_db(down_for="2s")
+def test_kill_db(live_url: str) -> None:
+    with httpx.Client(base_url=live_url, timeout=10) as client:
+        first = client.get("/items")
+        assert (first.status_code, first.json()["error"]) == (503, "db_unavailable")
+        deadline = time.monotonic() + 90
+        while client.get("/items").status_code != 200:
+            assert time.monotonic() < deadline, "the app did not recover"
+            time.sleep(0.2)
+
+
+def test_imperative(chaos, live_url: str) -> None:
+    record = chaos.evict("backend")
+    assert record["recovery_s"] > 0
+    wait_ready(live_url)
+    with chaos.limit("backend", memory="256Mi", cpu="500m") as fault:
+        assert fault.record["kind"] == "resource_limits"
+    assert fault.record["oom_kills"] == 0
+
+
+def test_baseline_after(livesandbox, live_url: str) -> None:
+    # Runs after the chaos tests in its worker; the sandbox lock keeps them apart anyway.
+    wait_ready(live_url)
+    assert driver_for(livesandbox.info).baseline_problems(30) == []
