@@ -24,6 +24,7 @@ import contextlib
 import os
 import re
 import secrets
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -32,6 +33,7 @@ from typing import Any
 from kubernetes.client import ApiException
 from psycopg.conninfo import conninfo_to_dict
 
+from ..chaos.database import APP_SESSION_NAME
 from ..config import SandboxConfig
 from ..errors import (
     ClusterUnreachable,
@@ -154,7 +156,9 @@ class KubeBackend:
             )
             # The app starts once its role logs in: no app sees a half-made database, none
             # needs to retry (or crash-loop) through PostgreSQL's start-up.
-            app_secret = pg.app_secret(in_cluster.url(), **_parts(in_cluster))
+            # application_name marks the app's sessions (chaos db_connections ends them).
+            url = f"{in_cluster.url()}?application_name={APP_SESSION_NAME}"
+            app_secret = pg.app_secret(url, **_parts(in_cluster))
             mf.create_objects(target.api, namespace, [app_secret, *objs])
         info.timings["db_ready_s"] = round(time.monotonic() - began, 4)
 
@@ -388,6 +392,7 @@ class KubeBackend:
         target = self._targets.pop(info.id, None)
         with contextlib.suppress(OSError):
             (state_root() / f"{info.id}.template.lock").unlink(missing_ok=True)
+        shutil.rmtree(state_root() / f"chaos-{info.id}", ignore_errors=True)  # fault ledger
         try:
             if info.extra.get("attached") or not info.extra.get("created_namespace"):
                 return

@@ -89,7 +89,7 @@ class ChaosDriver(Protocol):
         """Why the sandbox is not back to normal (empty when it is), waiting up to ``timeout``."""
 
 
-CHAOS_BACKENDS = ("local", "docker")
+CHAOS_BACKENDS = ("local", "docker", "kube")
 # What each backend cannot do, and why (the collection error says so).
 _UNSUPPORTED = {
     "docker": (
@@ -211,4 +211,8 @@ def driver_for(info: SandboxInfo, owner: str = "") -> ChaosDriver:
         from .docker_driver import DockerChaos
 
         return DockerChaos(info, owner=owner)
+    if info.backend == "kube":
+        from .kube_driver import KubeChaos
+
+        return KubeChaos(info, owner=owner)
     raise ChaosError(f"chaos is not implemented for the {info.backend} backend yet")

@@ -6,9 +6,9 @@
     fwd.close()
 
 Each accepted connection gets its own port-forward stream (``kubernetes.stream.portforward``) to a
-running pod matching the selector, resolved again when that pod goes away (an evicted pod's
-replacement is found by the next connection). The listener lives in the process that provisioned
-the sandbox (the xdist controller); workers reach it over loopback.
+running pod matching the selector, Ready and newest first, looked up again for every connection
+(an evicted pod's replacement is reached by the next connection). The listener lives in the
+process that provisioned the sandbox (the xdist controller); workers reach it over loopback.
 """
 
 from __future__ import annotations
@@ -100,10 +100,17 @@ class PortForwarder:
             ).start()
 
     def target(self) -> tuple[str, int]:
-        """``(pod name, numeric port)`` of a running pod behind the selector."""
+        """``(pod name, numeric port)`` of a running pod behind the selector, Ready ones first.
+
+        Looked up for every new connection (one list call), so after an eviction or a deleted
+        database pod the next connection reaches the replacement, not the terminating pod.
+        """
         with self._lock:
-            if self._pod is None:
+            try:
                 self._pod = self._resolve()
+            except ApiException:
+                if self._pod is None:
+                    raise  # else: the API server hiccuped; the last pod may still serve
             return self._pod
 
     def _resolve(self) -> tuple[str, int]:

@@ -222,7 +222,7 @@ def test_markers_the_backend_cannot_honour(pytester: pytest.Pytester) -> None:
     )
     result = pytester.runpytest("--collect-only", "--sandbox=kube", "-p", "no:cacheprovider")
     result.stderr.fnmatch_lines(
-        ["*test_needs_proxy: @latency: chaos is not implemented for --sandbox=kube*"]
+        ["*test_needs_proxy: @latency: not supported on --sandbox=kube: *--sandbox=local*"]
     )
 
 
