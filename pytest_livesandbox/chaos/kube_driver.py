@@ -30,6 +30,7 @@ Components are Deployments, found by name or by their ``app.kubernetes.io/compon
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -262,7 +263,7 @@ class KubeChaos:
         saved = json.loads(path.read_text()) if path.exists() else {}
         if f"{name}/{index}" not in saved:
             saved[f"{name}/{index}"] = resources
-            tmp = path.with_suffix(f".{threading.get_ident()}.tmp")
+            tmp = path.with_suffix(f".{os.getpid()}-{threading.get_ident()}.tmp")
             tmp.write_text(json.dumps(saved))
             tmp.replace(path)
 
