@@ -8,6 +8,9 @@ back at its baseline for the next test (the chaos fixture's teardown checks, and
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -81,6 +84,32 @@ def test_imperative(chaos, live_url: str) -> None:
     with chaos.limit("backend", memory="256Mi", cpu="500m") as fault:
         assert fault.record["kind"] == "resource_limits"
     assert fault.record["oom_kills"] == 0
+
+
+DOOMED = """
+import json, os, sys
+from pytest_livesandbox.chaos.driver import driver_for
+from pytest_livesandbox.chaos.markers import Fault
+from pytest_livesandbox.sandbox import SandboxInfo
+driver = driver_for(SandboxInfo.from_json(json.loads(sys.stdin.read())), owner="gw9:doomed")
+driver.apply(Fault("resource_limits", "backend", {"memory": 200 * 1024 * 1024}))
+driver.apply(Fault("db_connections", "db", {"max": 5}))
+os._exit(0)  # a worker dying with its faults in force
+"""
+
+
+def test_faults_of_a_dead_process_are_repaired(chaos, livesandbox) -> None:
+    info = livesandbox.info
+    data = json.dumps(info.to_json(secrets=True))
+    subprocess.run([sys.executable, "-c", DOOMED], input=data, text=True, check=True)
+    driver = driver_for(info)
+    assert not driver.clean()
+    assert sorted(driver.repair(only_stale=True)) == [
+        "undid db_connections left by gw9:doomed",
+        "undid resource_limits left by gw9:doomed",
+    ]
+    assert driver.clean()
+    assert driver.baseline_problems(60) == []
 
 
 def test_baseline_after(livesandbox, live_url: str) -> None:

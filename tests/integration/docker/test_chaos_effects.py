@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +13,6 @@ import pytest
 
 from pytest_livesandbox.backends.docker import DockerBackend
 from pytest_livesandbox.chaos import docker as chaos
-from pytest_livesandbox.chaos.docker_driver import DockerChaos
 from pytest_livesandbox.config import SandboxConfig
 from pytest_livesandbox.errors import ChaosError
 from pytest_livesandbox.sandbox import Sandbox, SandboxInfo
@@ -107,38 +103,3 @@ def test_failure_artifacts_are_the_containers_logs_of_the_window(
         time.sleep(0.1)
     assert {p.name for p in paths} == {"app.log", "db.log"}
     assert "GET /items?artifact-probe=1 200" in text
-
-
-def test_faults_of_a_dead_process_are_repaired(
-    info: SandboxInfo, docker_client: docker.DockerClient
-) -> None:
-    # A "worker" applies a memory limit and a connection limit, then dies without removing them.
-    script = f"""
-import json, os, sys
-from pytest_livesandbox.chaos.docker_driver import DockerChaos
-from pytest_livesandbox.chaos.markers import Fault
-from pytest_livesandbox.sandbox import SandboxInfo
-info = SandboxInfo.from_json(json.loads(sys.stdin.read()))
-driver = DockerChaos(info, owner="gw9:doomed")
-driver.apply(Fault("resource_limits", "backend", {{"memory": {128 * chaos.MiB}}}))
-driver.apply(Fault("db_connections", "db", {{"max": 1}}))
-os._exit(0)
-"""
-    subprocess.run(
-        [sys.executable, "-c", script],
-        input=json.dumps(info.to_json(secrets=True)),
-        text=True,
-        check=True,
-    )
-    driver = DockerChaos(info)
-    assert not driver.clean()
-    app = docker_client.containers.get(info.extra["containers"]["app"])
-    assert app.attrs["HostConfig"]["Memory"] == 128 * chaos.MiB
-    problems = driver.baseline_problems(timeout=1)
-    assert "faults still recorded as active: db_connections, resource_limits" in problems
-    done = driver.repair(only_stale=True)
-    assert sorted(done) == [
-        "undid db_connections left by gw9:doomed",
-        "undid resource_limits left by gw9:doomed",
-    ]
-    assert driver.clean() and driver.baseline_problems(timeout=10) == []

@@ -29,7 +29,7 @@ def test_markers_have_real_effects_and_latency_is_refused(
         test_unsupported=(EXAMPLES / "chaos_unsupported.py").read_text(),
     )
     result = pytester.runpytest_subprocess("-n", "2", "--sandbox-report=r.jsonl")
-    result.assert_outcomes(passed=6, errors=1)
+    result.assert_outcomes(passed=7, errors=1)
     result.stdout.fnmatch_lines(
         ["*test_latency: @latency: not supported on --sandbox=kube*--sandbox=local*"]
     )
