@@ -24,7 +24,6 @@ import contextlib
 import os
 import re
 import secrets
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -392,7 +391,6 @@ class KubeBackend:
         target = self._targets.pop(info.id, None)
         with contextlib.suppress(OSError):
             (state_root() / f"{info.id}.template.lock").unlink(missing_ok=True)
-        shutil.rmtree(state_root() / f"chaos-{info.id}", ignore_errors=True)  # fault ledger
         try:
             if info.extra.get("attached") or not info.extra.get("created_namespace"):
                 return

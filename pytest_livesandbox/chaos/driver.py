@@ -14,6 +14,7 @@ implements the same protocol (Eviction API, patched resources, a proxy Deploymen
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -114,6 +115,19 @@ def chaos_dir(info: SandboxInfo) -> Path:
     path = state_root() / f"chaos-{info.id}"
     path.mkdir(mode=0o755, exist_ok=True)
     return path
+
+
+def remove_chaos_dir(info: SandboxInfo) -> None:
+    """Remove the chaos folder of a sandbox without a working folder, unless a fault is recorded.
+
+    A recorded fault stays for whoever attaches next (``--sandbox-attach``) to repair.
+    """
+    from ..locations import state_root
+    from .ledger import Ledger
+
+    path = state_root() / f"chaos-{info.id}"
+    if path.exists() and Ledger(path).empty():
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def db_problems(info: SandboxInfo, timeout: float) -> list[str]:

@@ -29,7 +29,13 @@ from ..errors import ChaosError, MarkerError
 from ..fixtures import MANAGER_KEY
 from ..postgres.isolation import validate_db_isolation
 from ..sandbox import Sandbox, SandboxInfo
-from .driver import CHAOS_BACKENDS, capability_problems, chaos_dir, driver_for
+from .driver import (
+    CHAOS_BACKENDS,
+    capability_problems,
+    chaos_dir,
+    driver_for,
+    remove_chaos_dir,
+)
 from .lock import SandboxLock
 from .markers import MARKER_NAMES, ChaosPlan, plan_from_markers
 from .session import Chaos
@@ -121,6 +127,15 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     exclusive = bool(item.stash.get(PLAN_KEY, None)) or "chaos" in fixturenames
     with SandboxLock(chaos_dir(info)).hold(exclusive=exclusive):
         return (yield)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The controller removes a kube sandbox's chaos folder (ledger, lock) once nothing is in it."""
+    if hasattr(session.config, "workerinput"):
+        return
+    info = _info(session.config)
+    if info is not None and not info.workdir:
+        remove_chaos_dir(info)
 
 
 @pytest.hookimpl(tryfirst=True)
