@@ -228,11 +228,15 @@ def test_keep_then_down(pytester: pytest.Pytester, isolated_state: IsolatedState
     kept = isolated_state.sandboxes()
     assert len(kept) == 1 and isolated_state.processes()
     ls = subprocess.run(
-        [sys.executable, "-m", "pytest_livesandbox.cli", "ls"], capture_output=True, text=True
+        [sys.executable, "-m", "pytest_livesandbox.cli", "ls", "--backend", "local"],
+        capture_output=True,
+        text=True,
     )
     assert kept[0].name in ls.stdout and "kept" in ls.stdout
     gc = subprocess.run(
-        [sys.executable, "-m", "pytest_livesandbox.cli", "gc"], capture_output=True, text=True
+        [sys.executable, "-m", "pytest_livesandbox.cli", "gc", "--backend", "local"],
+        capture_output=True,
+        text=True,
     )
     assert "0 sandbox(es) removed" in gc.stdout  # kept on purpose: gc leaves it alone
     down = subprocess.run(
@@ -270,7 +274,9 @@ def test_kill_9_leaves_an_orphan_that_gc_reaps(
     proc.wait()
     assert len(isolated_state.sandboxes()) == 1 and isolated_state.processes()
     gc = subprocess.run(
-        [sys.executable, "-m", "pytest_livesandbox.cli", "gc"], capture_output=True, text=True
+        [sys.executable, "-m", "pytest_livesandbox.cli", "gc", "--backend", "local"],
+        capture_output=True,
+        text=True,
     )
     assert "(orphaned)" in gc.stdout and "1 sandbox(es) removed" in gc.stdout
     isolated_state.assert_clean()
