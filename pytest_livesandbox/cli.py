@@ -151,7 +151,7 @@ def _label_expires_in(labels: dict[str, str]) -> float | None:
 
 def cmd_ls(args: argparse.Namespace) -> int:
     """Print one line per sandbox."""
-    records = local_records()
+    records = [r for r in local_records() if _wanted(args, "local", r.state.get("owner"))]
     print(
         f"{'ID':<10} {'BACKEND':<8} {'STATUS':<9} {'AGE':>6}  {'EXPIRES':<12} {'OWNER':<24} "
         "ENDPOINT"
@@ -162,17 +162,19 @@ def cmd_ls(args: argparse.Namespace) -> int:
             f"{_format_age(rec.age):>6}  {_format_expiry(rec.expires_in):<12} "
             f"{rec.state.get('owner', '?'):<24} {rec.state.get('endpoint') or '-'}"
         )
-    for drec in docker_sandboxes()[1]:
+    for drec in _docker_records(args):
         print(
             f"{drec.id:<10} {drec.backend:<8} {drec.status:<9} {_format_age(drec.age):>6}  "
             f"{_format_expiry(_label_expires_in(drec.labels)):<12} "
             f"{drec.owner:<24} {drec.endpoint or '-'}"
         )
-    cluster = _kube(args)
+    cluster = _kube(args) if _backend_wanted(args, "kube") else None
     if cluster is not None:
         from .kube.namespace import list_sandboxes
 
         for ns in list_sandboxes(cluster.core):
+            if not _wanted(args, "kube", ns.owner):
+                continue
             status = "expired" if ns.expired else ns.phase.lower()
             expires_in = None if ns.expires_at is None else ns.expires_at - time.time()
             print(
@@ -181,6 +183,23 @@ def cmd_ls(args: argparse.Namespace) -> int:
                 f"{ns.owner:<24} namespace/{ns.name} ({cluster.context})"
             )
     return 0
+
+
+def _backend_wanted(args: argparse.Namespace, backend: str) -> bool:
+    """``--backend`` is unset or names ``backend``."""
+    return not getattr(args, "backend", None) or backend == args.backend
+
+
+def _wanted(args: argparse.Namespace, backend: str, owner: str | None) -> bool:
+    """Apply ``--backend`` and ``--owner`` to one sandbox."""
+    wanted_owner = getattr(args, "owner", None)
+    return _backend_wanted(args, backend) and (not wanted_owner or owner == wanted_owner)
+
+
+def _docker_records(args: argparse.Namespace) -> list[Any]:
+    if not _backend_wanted(args, "docker"):
+        return []
+    return [d for d in docker_sandboxes()[1] if _wanted(args, "docker", d.owner)]
 
 
 def _kube(args: argparse.Namespace, required: bool = False) -> Any:
@@ -210,6 +229,8 @@ def cmd_gc(args: argparse.Namespace) -> int:
     older_than = parse_duration(args.older_than) if args.older_than else None
     removed = 0
     for rec in local_records():
+        if not _wanted(args, "local", rec.state.get("owner")):
+            continue
         old = older_than is not None and rec.age > older_than
         if rec.status == "running" or not (rec.status in {"orphaned", "expired"} or old):
             continue
@@ -221,20 +242,22 @@ def cmd_gc(args: argparse.Namespace) -> int:
         if not args.dry_run:
             LocalBackend().teardown(rec.info())
             removed += 1
-    client, records = docker_sandboxes()
+    client, records = docker_sandboxes() if _backend_wanted(args, "docker") else (None, [])
     for drec in records:
-        if not drec.reapable(older_than):
+        if not _wanted(args, "docker", drec.owner) or not drec.reapable(older_than):
             continue
         reason = drec.status if drec.status != "kept" else f"older than {args.older_than}"
         print(f"{'would remove' if args.dry_run else 'removing'} {drec.id} (docker, {reason})")
         if not args.dry_run:
             remove_docker_sandbox(client, drec.id)
             removed += 1
-    cluster = _kube(args)
+    cluster = _kube(args) if _backend_wanted(args, "kube") else None
     if cluster is not None:
         from .kube.namespace import delete_namespace, list_sandboxes
 
         for ns in list_sandboxes(cluster.core):
+            if not _wanted(args, "kube", ns.owner):
+                continue
             old = older_than is not None and ns.age > older_than
             if not (ns.expired or old) or ns.phase == "Terminating":
                 continue
@@ -295,6 +318,13 @@ def build_parser() -> argparse.ArgumentParser:
     down = sub.add_parser("down", help="remove one sandbox")
     down.add_argument("id", help="sandbox id, or the namespace of a kube sandbox")
     down.set_defaults(func=cmd_down)
+    for command in (ls, gc):
+        command.add_argument(
+            "--backend", choices=("local", "docker", "kube"), help="only this backend's sandboxes"
+        )
+        command.add_argument(
+            "--owner", help="only sandboxes made by this owner (as `ls` shows it, e.g. a CI job)"
+        )
     for command in (ls, gc, down):
         command.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG)")
         command.add_argument("--context", help="kube context (default: the current one)")

@@ -228,11 +228,15 @@ def test_keep_then_down(pytester: pytest.Pytester, isolated_state: IsolatedState
     kept = isolated_state.sandboxes()
     assert len(kept) == 1 and isolated_state.processes()
     ls = subprocess.run(
-        [sys.executable, "-m", "pytest_livesandbox.cli", "ls"], capture_output=True, text=True
+        [sys.executable, "-m", "pytest_livesandbox.cli", "ls", "--backend", "local"],
+        capture_output=True,
+        text=True,
     )
     assert kept[0].name in ls.stdout and "kept" in ls.stdout
     gc = subprocess.run(
-        [sys.executable, "-m", "pytest_livesandbox.cli", "gc"], capture_output=True, text=True
+        [sys.executable, "-m", "pytest_livesandbox.cli", "gc", "--backend", "local"],
+        capture_output=True,
+        text=True,
     )
     assert "0 sandbox(es) removed" in gc.stdout  # kept on purpose: gc leaves it alone
     down = subprocess.run(
@@ -244,9 +248,8 @@ def test_keep_then_down(pytester: pytest.Pytester, isolated_state: IsolatedState
     isolated_state.assert_clean()
 
 
-def test_kill_9_leaves_an_orphan_that_gc_reaps(
-    pytester: pytest.Pytester, isolated_state: IsolatedState
-) -> None:
+def start_hanging_run(pytester: pytest.Pytester) -> subprocess.Popen[bytes]:
+    """A pytest run against a live sandbox, returned once its only test hangs in its body."""
     pytester.makepyfile(
         """
         import time
@@ -266,11 +269,20 @@ def test_kill_9_leaves_an_orphan_that_gc_reaps(
     while not (pytester.path / "started").exists():
         assert time.monotonic() < deadline and proc.poll() is None
         time.sleep(0.05)
+    return proc
+
+
+def test_kill_9_leaves_an_orphan_that_gc_reaps(
+    pytester: pytest.Pytester, isolated_state: IsolatedState
+) -> None:
+    proc = start_hanging_run(pytester)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert len(isolated_state.sandboxes()) == 1 and isolated_state.processes()
     gc = subprocess.run(
-        [sys.executable, "-m", "pytest_livesandbox.cli", "gc"], capture_output=True, text=True
+        [sys.executable, "-m", "pytest_livesandbox.cli", "gc", "--backend", "local"],
+        capture_output=True,
+        text=True,
     )
     assert "(orphaned)" in gc.stdout and "1 sandbox(es) removed" in gc.stdout
     isolated_state.assert_clean()
@@ -308,25 +320,7 @@ def test_ctrl_c_during_provisioning_cleans_up(
 def test_sigterm_of_the_run_still_tears_down(
     pytester: pytest.Pytester, isolated_state: IsolatedState
 ) -> None:
-    pytester.makepyfile(
-        """
-        import time
-
-        def test_hang(live_url):
-            open("started", "w").close()
-            time.sleep(120)
-        """
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "--sandbox=local", f"--sandbox-app-cmd={DEMO_APP_CMD}"],
-        cwd=pytester.path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while not (pytester.path / "started").exists():
-        assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.05)
+    proc = start_hanging_run(pytester)
     proc.send_signal(signal.SIGTERM)
     proc.wait(60)
     isolated_state.assert_clean()

@@ -24,9 +24,11 @@ LOCAL = ["--sandbox=local", f"--sandbox-app-cmd={DEMO_APP_CMD}", "--sandbox-heal
 def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """``livesandbox ARGS`` on this test's local state only.
 
-    Docker sandboxes are machine-wide: a ``gc --older-than 1s`` here must not reap the one a
-    docker test on another xdist worker keeps on purpose, so the CLI sees no daemon.
+    Docker and kube sandboxes are machine- or cluster-wide: a ``gc --older-than 1s`` here must
+    not reap what a docker or kube test on another xdist worker is using right now.
     """
+    if args and args[0] in {"ls", "gc"}:
+        args = (args[0], "--backend", "local", *args[1:])
     env = {**os.environ, "DOCKER_HOST": "unix:///nonexistent/docker.sock"}
     return subprocess.run([*CLI, *args], capture_output=True, text=True, check=check, env=env)
 

@@ -60,3 +60,17 @@ def test_docs_build_in_strict_mode(tmp_path) -> None:
         text=True,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_every_error_class_is_in_troubleshooting() -> None:
+    import pytest_livesandbox.errors as errors
+
+    text = (DOCS / "troubleshooting.md").read_text()
+    classes = [
+        name
+        for name in dir(errors)
+        if isinstance(getattr(errors, name), type)
+        and issubclass(getattr(errors, name), errors.SandboxError)
+    ]
+    missing = [name for name in classes if f"## `{name}`" not in text]
+    assert missing == [], f"error classes without a section in docs/troubleshooting.md: {missing}"

@@ -168,10 +168,11 @@ def test_kill_9_leaves_labelled_containers_that_gc_reaps(
     left = docker_scope.leftovers()
     assert len(left) == 4, left  # app, db, network, volume
     sandbox_id = left[0].split("-")[1]
-    ls = cli("ls")
+    ls = cli("ls", "--backend", "docker", "--owner", docker_scope.owner)
     row = next(line for line in ls.stdout.splitlines() if line.startswith(sandbox_id))
     assert "docker" in row and "orphaned" in row and "127.0.0.1:" in row
-    gc = cli("gc")
+    # Scoped to this test's sandboxes: other tests running now have orphans of their own.
+    gc = cli("gc", "--backend", "docker", "--owner", docker_scope.owner)
     assert f"removing {sandbox_id} (docker, orphaned)" in gc.stdout, gc.stdout + gc.stderr
     assert docker_scope.leftovers() == []
     isolated_state.assert_clean()
@@ -187,7 +188,8 @@ def test_keep_then_down(
     kept = docker_scope.containers()
     assert len(kept) == 2
     sandbox_id = kept[0].split("-")[1]
-    assert "0 sandbox(es) removed" in cli("gc").stdout  # kept on purpose, not expired
+    gc = cli("gc", "--backend", "docker", "--owner", docker_scope.owner)
+    assert "0 sandbox(es) removed" in gc.stdout  # kept on purpose, not expired
     down = cli("down", sandbox_id)
     assert down.returncode == 0 and "(docker)" in down.stdout, down.stderr
     assert docker_scope.leftovers() == []

@@ -258,9 +258,11 @@ def test_namespaces_without_our_label_are_never_deleted(core: Any) -> None:
     ours_expired = f"sandbox-expired-{suffix}"
     body = namespace_body(foreign, {"team": "payments"}, ttl=-3600)  # expired, but not ours
     core.create_namespace(body)
-    core.create_namespace(namespace_body(ours_expired, sandbox_labels(suffix, "r", "o"), ttl=-60))
+    owner = f"gc-test-{suffix}"
+    core.create_namespace(namespace_body(ours_expired, sandbox_labels(suffix, "r", owner), ttl=-60))
     try:
-        gc = cli("gc", "--older-than", "1s")
+        # Scoped to this test: a bare `gc --older-than 1s` would reap other runs' live sandboxes.
+        gc = cli("gc", "--backend", "kube", "--owner", owner, "--older-than", "1s")
         assert f"removing namespace {ours_expired} (expired)" in gc.stdout, gc.stderr
         assert foreign not in gc.stdout
         down = cli("down", foreign)
