@@ -50,6 +50,7 @@ from ..sandbox import SandboxInfo
 from . import database
 from .driver import ActiveFault, chaos_dir, db_problems, watch_recovery
 from .ledger import Ledger
+from .ledgered import LedgeredDriver
 from .markers import Fault
 
 RECOVERY_TIMEOUT_S = 120.0
@@ -59,7 +60,7 @@ RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 parse_quantity: Callable[[str], Any] = k8s_utils.parse_quantity
 
 
-class KubeChaos:
+class KubeChaos(LedgeredDriver):
     """The :class:`~.driver.ChaosDriver` of the kube backend."""
 
     def __init__(self, info: SandboxInfo, owner: str = "") -> None:
@@ -269,23 +270,6 @@ class KubeChaos:
 
     # ----------------------------------------------------------------- database
 
-    def _db_connections(self, fault: Fault, record: dict[str, Any]) -> Callable[[], dict[str, Any]]:
-        key = self.ledger.add("db_connections", {}, self.owner)
-        try:
-            data = database.limit_connections(self.info, int(fault.params["max"]))
-        except BaseException:
-            self.ledger.remove(key)
-            raise
-        self.ledger.update(key, data)
-        record.update({k: v for k, v in data.items() if k != "previous"})
-
-        def undo() -> dict[str, Any]:
-            database.restore_connections(self.info, data)
-            self.ledger.remove(key)
-            return {"restored_limit": data["previous"]}
-
-        return undo
-
     def _kill_db(self, fault: Fault, record: dict[str, Any]) -> Callable[[], dict[str, Any]]:
         if self.info.db is None or not self.info.db.admin_password:
             raise ChaosError("kill_db: this sandbox's PostgreSQL is not ours (--sandbox-db-dsn)")
@@ -381,24 +365,6 @@ class KubeChaos:
         }
 
     # ----------------------------------------------------------------- repair, baseline
-
-    def clean(self) -> bool:
-        """No fault recorded (one ``listdir``)."""
-        return self.ledger.empty()
-
-    def repair(self, *, only_stale: bool) -> list[str]:
-        """Undo recorded faults (stale ones, or all); say what was done."""
-        done = []
-        entries = self.ledger.stale() if only_stale else self.ledger.entries()
-        for key, entry in entries.items():
-            try:
-                self._undo_entry(entry["kind"], entry["undo"])
-            except Exception as exc:
-                done.append(f"could not undo {entry['kind']} of {entry['owner']!r}: {exc}")
-                continue
-            self.ledger.remove(key)
-            done.append(f"undid {entry['kind']} left by {entry['owner'] or entry['owner_pid']}")
-        return done
 
     def _undo_entry(self, kind: str, undo: dict[str, Any]) -> None:
         if kind == "resource_limits" and undo:

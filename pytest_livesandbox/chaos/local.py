@@ -36,6 +36,7 @@ from ..sandbox import SandboxInfo
 from . import database
 from .driver import PROXY_KINDS, ActiveFault
 from .ledger import Ledger
+from .ledgered import LedgeredDriver
 from .limits import CGROUP_LIST, apply_limits, undo_limits
 from .markers import Fault
 from .processes import supervisor_state
@@ -46,7 +47,7 @@ RECOVERY_TIMEOUT_S = 30.0
 _names = iter(range(1, 1 << 30))
 
 
-class LocalChaos:
+class LocalChaos(LedgeredDriver):
     """The :class:`~.driver.ChaosDriver` of the local backend."""
 
     def __init__(self, info: SandboxInfo, owner: str = "") -> None:
@@ -193,23 +194,6 @@ class LocalChaos:
 
         return undo
 
-    def _db_connections(self, fault: Fault, record: dict[str, Any]) -> Callable[[], dict[str, Any]]:
-        key = self.ledger.add("db_connections", {}, self.owner)
-        try:
-            undo_data = database.limit_connections(self.info, int(fault.params["max"]))
-        except BaseException:
-            self.ledger.remove(key)
-            raise
-        self.ledger.update(key, undo_data)
-        record.update({k: v for k, v in undo_data.items() if k != "previous"})
-
-        def undo() -> dict[str, Any]:
-            database.restore_connections(self.info, undo_data)
-            self.ledger.remove(key)
-            return {"restored_limit": undo_data["previous"]}
-
-        return undo
-
     def _kill_db(self, fault: Fault, record: dict[str, Any]) -> Callable[[], dict[str, Any]]:
         key = self.ledger.add("kill_db", {}, self.owner)
         began = time.monotonic()
@@ -258,22 +242,9 @@ class LocalChaos:
         path = self.info.extra.get("health_path", "/healthz")
         return wait_until_ready(HttpReady(direct + path, what="the app"), timeout=timeout)
 
-    def clean(self) -> bool:
-        """No fault recorded (one ``listdir``)."""
-        return self.ledger.empty()
-
     def repair(self, *, only_stale: bool) -> list[str]:
         """Undo recorded faults (stale ones, or all) and clear stray toxics; say what was done."""
-        done = []
-        entries = self.ledger.stale() if only_stale else self.ledger.entries()
-        for key, entry in entries.items():
-            try:
-                self._undo_entry(entry["kind"], entry["undo"])
-            except Exception as exc:
-                done.append(f"could not undo {entry['kind']} of {entry['owner']!r}: {exc}")
-                continue
-            self.ledger.remove(key)
-            done.append(f"undid {entry['kind']} left by {entry['owner'] or entry['owner_pid']}")
+        done = super().repair(only_stale=only_stale)
         if not only_stale and self.proxy is not None and self.proxy.clear():
             done.append("removed stray toxics from the fault proxy")
         return done
