@@ -29,11 +29,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import ChaosError, StartupTimeout
+from ..errors import StartupTimeout
 from ..sandbox import SandboxInfo
 from . import database
 from . import docker as effects
-from .driver import ActiveFault, chaos_dir, db_problems, watch_recovery
+from .driver import chaos_dir, db_problems, watch_recovery
 from .ledger import Ledger
 from .ledgered import LedgeredDriver
 from .markers import Fault
@@ -47,23 +47,7 @@ class DockerChaos(LedgeredDriver):
         self.owner = owner
         self.ledger = Ledger(chaos_dir(info))
 
-    def apply(self, fault: Fault) -> ActiveFault:
-        """Inject one fault now."""
-        record: dict[str, Any] = {**fault.describe(), "applied_at": round(time.time(), 4)}
-        if fault.kind == "evict":
-            undo = self._evict(fault, record)
-        elif fault.kind == "resource_limits":
-            undo = self._limits(fault, record)
-        elif fault.kind == "db_connections":
-            undo = self._db_connections(fault, record)
-        elif fault.kind == "kill_db":
-            undo = self._kill_db(fault, record)
-        else:
-            raise ChaosError(
-                f"the docker backend cannot inject {fault.kind!r} (no fault proxy); "
-                "use --sandbox=local for latency and network faults"
-            )
-        return ActiveFault(fault, record, undo)
+    unsupported_hint = " (no fault proxy); use --sandbox=local for latency and network faults"
 
     def _guarded(self, kind: str, undo: dict[str, Any], act: Callable[[], Any]) -> tuple[str, Any]:
         key = self.ledger.add(kind, undo, self.owner)

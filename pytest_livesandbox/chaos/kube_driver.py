@@ -48,7 +48,7 @@ from ..postgres import kube as pg
 from ..readiness import HttpReady, wait_until_ready
 from ..sandbox import SandboxInfo
 from . import database
-from .driver import ActiveFault, chaos_dir, db_problems, watch_recovery
+from .driver import chaos_dir, db_problems, watch_recovery
 from .ledger import Ledger
 from .ledgered import LedgeredDriver
 from .markers import Fault
@@ -89,23 +89,9 @@ class KubeChaos(LedgeredDriver):
 
     # ----------------------------------------------------------------- apply
 
-    def apply(self, fault: Fault) -> ActiveFault:
-        """Inject one fault now."""
-        record: dict[str, Any] = {**fault.describe(), "applied_at": round(time.time(), 4)}
-        if fault.kind == "evict":
-            undo = self._evict(fault, record)
-        elif fault.kind == "resource_limits":
-            undo = self._limits(fault, record)
-        elif fault.kind == "db_connections":
-            undo = self._db_connections(fault, record)
-        elif fault.kind == "kill_db":
-            undo = self._kill_db(fault, record)
-        else:
-            raise ChaosError(
-                f"the kube backend cannot inject {fault.kind!r} (no fault proxy in the "
-                "namespace); use --sandbox=local for latency and network faults"
-            )
-        return ActiveFault(fault, record, undo)
+    unsupported_hint = (
+        " (no fault proxy in the namespace); use --sandbox=local for latency and network faults"
+    )
 
     def deployment(self, component: str) -> Any:
         """The Deployment named ``component`` or labelled ``app.kubernetes.io/component``."""

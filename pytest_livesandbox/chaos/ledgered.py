@@ -8,13 +8,19 @@ A driver subclass sets ``info``, ``owner`` and ``ledger`` and implements ``_undo
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
+from ..errors import ChaosError
 from ..sandbox import SandboxInfo
 from . import database
+from .driver import ActiveFault
 from .ledger import Ledger
 from .markers import Fault
+
+Undo = Callable[[], dict[str, Any]]
+Handler = Callable[[Fault, dict[str, Any]], Undo]
 
 
 class LedgeredDriver:
@@ -23,6 +29,36 @@ class LedgeredDriver:
     info: SandboxInfo
     owner: str
     ledger: Ledger
+    #: Appended to "the X backend cannot inject K" for kinds without a handler.
+    unsupported_hint = ""
+
+    def apply(self, fault: Fault) -> ActiveFault:
+        """Inject one fault now."""
+        record: dict[str, Any] = {**fault.describe(), "applied_at": round(time.time(), 4)}
+        handler = self._handlers().get(fault.kind)
+        if handler is None:
+            raise ChaosError(
+                f"the {self.info.backend} backend cannot inject {fault.kind!r}"
+                f"{self.unsupported_hint}"
+            )
+        return ActiveFault(fault, record, handler(fault, record))
+
+    def _handlers(self) -> dict[str, Handler]:
+        return {
+            "evict": self._evict,
+            "resource_limits": self._limits,
+            "db_connections": self._db_connections,
+            "kill_db": self._kill_db,
+        }
+
+    def _evict(self, fault: Fault, record: dict[str, Any]) -> Undo:
+        raise NotImplementedError
+
+    def _limits(self, fault: Fault, record: dict[str, Any]) -> Undo:
+        raise NotImplementedError
+
+    def _kill_db(self, fault: Fault, record: dict[str, Any]) -> Undo:
+        raise NotImplementedError
 
     def _undo_entry(self, kind: str, undo: dict[str, Any]) -> None:
         raise NotImplementedError

@@ -34,9 +34,9 @@ from ..errors import ChaosError, StartupTimeout
 from ..readiness import HttpReady, wait_until_ready
 from ..sandbox import SandboxInfo
 from . import database
-from .driver import PROXY_KINDS, ActiveFault
+from .driver import PROXY_KINDS
 from .ledger import Ledger
-from .ledgered import LedgeredDriver
+from .ledgered import Handler, LedgeredDriver
 from .limits import CGROUP_LIST, apply_limits, undo_limits
 from .markers import Fault
 from .processes import supervisor_state
@@ -61,22 +61,8 @@ class LocalChaos(LedgeredDriver):
 
     # ----------------------------------------------------------------- apply
 
-    def apply(self, fault: Fault) -> ActiveFault:
-        """Inject one fault now."""
-        record: dict[str, Any] = {**fault.describe(), "applied_at": round(time.time(), 4)}
-        if fault.kind in PROXY_KINDS:
-            undo = self._toxic(fault, record)
-        elif fault.kind == "evict":
-            undo = self._evict(record)
-        elif fault.kind == "resource_limits":
-            undo = self._limits(fault, record)
-        elif fault.kind == "db_connections":
-            undo = self._db_connections(fault, record)
-        elif fault.kind == "kill_db":
-            undo = self._kill_db(fault, record)
-        else:
-            raise ChaosError(f"the local backend cannot inject {fault.kind!r}")
-        return ActiveFault(fault, record, undo)
+    def _handlers(self) -> dict[str, Handler]:
+        return {**super()._handlers(), **dict.fromkeys(PROXY_KINDS, self._toxic)}
 
     def _toxic(self, fault: Fault, record: dict[str, Any]) -> Callable[[], dict[str, Any]]:
         if self.proxy is None:
@@ -114,7 +100,7 @@ class LocalChaos(LedgeredDriver):
             raise ChaosError("the app is not running under the supervisor (no app pid)")
         return int(pid)
 
-    def _evict(self, record: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+    def _evict(self, fault: Fault, record: dict[str, Any]) -> Callable[[], dict[str, Any]]:
         old = self._app_pid()
         began = time.monotonic()
         os.kill(old, signal.SIGTERM)
