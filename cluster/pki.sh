@@ -24,30 +24,17 @@ gen_cert() {
 
 # kubeconfig FILE USER (client cert) | kubeconfig_token FILE USER TOKEN
 kubeconfig() {
-  local file="$1" user="$2"
-  cat > "$file" <<KCFG
-apiVersion: v1
-kind: Config
-clusters:
-- name: livesandbox
-  cluster:
-    server: https://127.0.0.1:6443
-    certificate-authority: $PKI/ca.crt
-users:
-- name: $user
-  user:
-    client-certificate: $PKI/$user.crt
-    client-key: $PKI/$user.key
-contexts:
-- name: livesandbox
-  context: {cluster: livesandbox, user: $user}
-current-context: livesandbox
-KCFG
-  chmod 600 "$file"
+  _write_kubeconfig "$1" "$2" "    client-certificate: $PKI/$2.crt
+    client-key: $PKI/$2.key" ""
 }
 
 kubeconfig_token() {
-  local file="$1" user="$2" token="$3"
+  _write_kubeconfig "$1" "$2" "    token: $3" ", namespace: default"
+}
+
+# _write_kubeconfig FILE USER CREDENTIAL-LINES EXTRA-CONTEXT-FIELDS
+_write_kubeconfig() {
+  local file="$1" user="$2" credentials="$3" context_extra="$4"
   cat > "$file" <<KCFG
 apiVersion: v1
 kind: Config
@@ -59,10 +46,10 @@ clusters:
 users:
 - name: $user
   user:
-    token: $token
+$credentials
 contexts:
 - name: livesandbox
-  context: {cluster: livesandbox, user: $user, namespace: default}
+  context: {cluster: livesandbox, user: $user$context_extra}
 current-context: livesandbox
 KCFG
   chmod 600 "$file"

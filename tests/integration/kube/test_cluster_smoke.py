@@ -94,6 +94,25 @@ def ready_pods(core: Any, ns: str, app: str) -> list[Any]:
     return [p for p in pods if p.metadata.deletion_timestamp is None and pod_ready(p)]
 
 
+def run_script_pod(core: Any, ns: str, name: str, script: str) -> tuple[str, str]:
+    """Run ``python3 -c script`` in a one-shot pod; return its final phase and its log."""
+    create_pod(
+        core,
+        ns,
+        name,
+        demo_container(
+            name=name, command=["python3", "-c", script], readiness_probe=None, ports=None
+        ),
+    )
+    phase = wait_for(
+        f"{name} pod to finish",
+        lambda: (
+            (p := core.read_namespaced_pod(name, ns).status.phase) in ("Succeeded", "Failed") and p
+        ),
+    )
+    return str(phase), core.read_namespaced_pod_log(name, ns)
+
+
 def create_pod(
     core: Any, ns: str, name: str, container: client.V1Container, restart: str = "Never"
 ) -> None:
@@ -243,23 +262,7 @@ def test_clusterip_service_and_dns_route_between_pods(core: Any, apps: Any, name
         "    else:\n"
         "        sys.exit(1)\n"
     )
-    create_pod(
-        core,
-        namespace,
-        "client",
-        demo_container(
-            name="client", command=["python3", "-c", script], readiness_probe=None, ports=None
-        ),
-    )
-    phase = wait_for(
-        "client pod to finish",
-        lambda: (
-            (p := core.read_namespaced_pod("client", namespace).status.phase)
-            in ("Succeeded", "Failed")
-            and p
-        ),
-    )
-    log = core.read_namespaced_pod_log("client", namespace)
+    phase, log = run_script_pod(core, namespace, "client", script)
     assert phase == "Succeeded", f"client could not reach the service: {log}"
     assert f"resolved {svc.spec.cluster_ip}" in log
     for url in urls:
@@ -538,23 +541,7 @@ def test_pod_reaches_api_server_with_its_service_account(core: Any, namespace: s
         "print('version', *get('/version'))\n"
         "print('pods', *get('/api/v1/namespaces/kube-system/pods'))\n"
     )
-    create_pod(
-        core,
-        namespace,
-        "incluster",
-        demo_container(
-            name="incluster", command=["python3", "-c", script], readiness_probe=None, ports=None
-        ),
-    )
-    phase = wait_for(
-        "incluster pod to finish",
-        lambda: (
-            (p := core.read_namespaced_pod("incluster", namespace).status.phase)
-            in ("Succeeded", "Failed")
-            and p
-        ),
-    )
-    log = core.read_namespaced_pod_log("incluster", namespace)
+    phase, log = run_script_pod(core, namespace, "incluster", script)
     assert phase == "Succeeded", log
     assert "version 200" in log and "v1.34" in log
     # Authenticated as the pod's service account, which RBAC does not let list kube-system pods.
