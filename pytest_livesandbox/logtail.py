@@ -6,8 +6,11 @@ import os
 from pathlib import Path
 
 
-def tail(path: Path, lines: int = 20, max_bytes: int = 16384) -> str:
+def tail(path: Path, lines: int = 20, max_bytes: int = 16384, drop: str = "") -> str:
     """The last ``lines`` lines of ``path`` (reads at most ``max_bytes``); ``""`` if missing.
+
+    Lines containing ``drop`` are left out (the access-log lines of our own readiness probe,
+    ``drop="GET /healthz "``), so the app's own last words are what is shown.
 
     >>> tail(Path("/nonexistent"))
     ''
@@ -21,7 +24,8 @@ def tail(path: Path, lines: int = 20, max_bytes: int = 16384) -> str:
     except OSError:
         return ""
     text = data.decode("utf-8", errors="replace")
-    return "\n".join(text.splitlines()[-lines:])
+    kept = [line for line in text.splitlines() if not (drop and drop in line)]
+    return "\n".join(kept[-lines:])
 
 
 def read_from(path: Path, offset: int) -> str:

@@ -40,6 +40,7 @@ from ..errors import (
 from ..locations import state_root
 from ..postgres.container import ContainerPostgres, LoopbackContainer, logs_tail
 from ..readiness import HttpReady, wait_until_ready
+from ..report.redaction import redact_error
 from ..sandbox import SandboxInfo, default_owner
 from .docker_resources import COMPONENT, ENDPOINT, remove_sandbox, sandbox_labels
 
@@ -108,6 +109,7 @@ class DockerBackend:
 
     def __init__(self) -> None:
         self._client: docker.DockerClient | None = None
+        self._secrets: list[str] = []
 
     @property
     def client(self) -> docker.DockerClient:
@@ -118,6 +120,14 @@ class DockerBackend:
 
     def provision(self, config: SandboxConfig, sandbox_id: str, run_id: str) -> SandboxInfo:
         """Start PostgreSQL and the app; on any failure (or Ctrl-C) remove what was made."""
+        try:
+            return self._made(config, sandbox_id, run_id)
+        except BaseException as exc:
+            # The app's log lines are in the message: scrub the passwords at the source.
+            redact_error(exc, self._secrets)
+            raise
+
+    def _made(self, config: SandboxConfig, sandbox_id: str, run_id: str) -> SandboxInfo:
         app_image, pg_image = component_images(config.image)
         ensure_image(self.client, pg_image, role="postgres")
         if app_image is not None:
@@ -188,6 +198,7 @@ class DockerBackend:
         )
         info.extra["containers"]["db"] = db.name
         info.extra["volumes"] = [db.volume]
+        self._secrets = [db.app_password, db.admin_password]
         info.db = db.start(config.startup_timeout)
         info.timings["db_ready_s"] = round(time.perf_counter() - began, 4)
         if app_image is not None:

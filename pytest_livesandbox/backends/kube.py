@@ -57,6 +57,7 @@ from ..kube.rollout import RolloutReady
 from ..locations import state_root
 from ..postgres import kube as pg
 from ..readiness import HttpReady, wait_until_ready
+from ..report.redaction import redact_error
 from ..sandbox import DatabaseInfo, SandboxInfo, default_owner
 
 DEMO_MANIFESTS = Path(__file__).resolve().parents[2] / "examples" / "demo_app" / "k8s"
@@ -72,6 +73,7 @@ class KubeBackend:
     def __init__(self) -> None:
         self._targets: dict[str, KubeTarget] = {}
         self._forwarders: dict[str, list[PortForwarder]] = {}
+        self._passwords: dict[str, list[str]] = {}
 
     # -- connection -------------------------------------------------------------------------------
 
@@ -99,9 +101,13 @@ class KubeBackend:
         except BaseException as exc:
             with contextlib.suppress(Exception):
                 self.teardown(info)
+            # Pod log tails are in the message: scrub the generated passwords at the source.
+            known = [*info.secret_values(), *self._passwords.pop(info.id, [])]
             if isinstance(exc, Exception) and not isinstance(exc, SandboxError):
-                raise api_error(exc, info) from None
+                raise redact_error(api_error(exc, info), known) from None
+            redact_error(exc, known)
             raise
+        self._passwords.pop(info.id, None)
         return info
 
     def _provision(self, config: SandboxConfig, info: SandboxInfo) -> None:
@@ -140,12 +146,14 @@ class KubeBackend:
         info.timings["namespace_s"] = round(time.monotonic() - began, 4)
 
         app_password = secrets.token_hex(16)
+        self._passwords[info.id] = [app_password]
         if config.db_dsn:
             info.db = external_database(config.db_dsn)
             app_secret = pg.app_secret(config.db_dsn, **_parts(info.db))
             mf.create_objects(target.api, namespace, [app_secret, *objs])
         else:
             admin_password = secrets.token_hex(16)
+            self._passwords[info.id].append(admin_password)
             secret, service, statefulset = pg.postgres_objects(db_image, admin_password)
             mf.create_objects(target.api, namespace, [secret, service, statefulset])
             host = target.core.read_namespaced_service(pg.NAME, namespace).spec.cluster_ip

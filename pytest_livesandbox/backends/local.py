@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -51,6 +52,7 @@ from ..postgres.embedded import (
 )
 from ..processes import start_time
 from ..readiness import HttpReady, wait_until_ready
+from ..report.redaction import redact_error
 from ..sandbox import MANAGED_BY, DatabaseInfo, SandboxInfo, default_owner
 
 STATE_FILE = "state.json"
@@ -64,12 +66,23 @@ _PORT_RETRIES = 3
 class AppProcess:
     """The app under test as a child process in its own session, output appended to a log."""
 
-    def __init__(self, cmd: tuple[str, ...], cwd: Path, env: dict[str, str], log: Path) -> None:
+    def __init__(
+        self,
+        cmd: tuple[str, ...],
+        cwd: Path,
+        env: dict[str, str],
+        log: Path,
+        user_cmd: tuple[str, ...] = (),
+    ) -> None:
         self.cmd = cmd
+        # What the user configured (``cmd`` may be it wrapped in the supervisor): shown in errors.
+        self.user_cmd = user_cmd or cmd
+        self.shown = shlex.join(self.user_cmd)
         self.cwd = cwd
         self.env = env
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
+        self.probe_path = ""
 
     def start(self) -> int:
         """Spawn the app; return its pid."""
@@ -77,6 +90,12 @@ class AppProcess:
             raise ProvisionError(
                 f"app folder {self.cwd} does not exist; fix --sandbox-app-cwd (or the ini key "
                 "livesandbox_app_cwd)"
+            )
+        problem = missing_program(self.user_cmd[0], self.cwd, self.env.get("PATH", ""))
+        if problem:
+            raise AppCrashed(
+                f"could not start the app command: {problem} (command: {self.shown}). "
+                "Fix --sandbox-app-cmd (ini livesandbox_app_cmd)."
             )
         with open(self.log, "ab") as out:
             try:
@@ -91,7 +110,7 @@ class AppProcess:
                 )
             except OSError as exc:
                 raise AppCrashed(
-                    f"could not start the app command {' '.join(self.cmd)!r}: {exc}. "
+                    f"could not start the app command: {exc} (command: {self.shown}). "
                     "Fix --sandbox-app-cmd (ini livesandbox_app_cmd)."
                 ) from None
         return self.process.pid
@@ -107,9 +126,13 @@ class AppProcess:
         if code is not None:
             raise AppCrashed(
                 f"the app exited with code {code} during start-up "
-                f"(command: {' '.join(self.cmd)}).\nLast output:\n{tail(self.log)}\n"
+                f"(command: {self.shown}).\nLast output:\n{self.last_output()}\n"
                 "Hint: run the command yourself with DATABASE_URL and PORT set to see why."
             )
+
+    def last_output(self) -> str:
+        """The app log's last lines, without the access-log lines of our readiness probe."""
+        return tail(self.log, drop=f"GET {self.probe_path}" if self.probe_path else "")
 
     def stop(self, timeout: float = 5.0) -> None:
         """SIGTERM the app's process group, SIGKILL it after ``timeout``."""
@@ -121,6 +144,22 @@ class AppProcess:
             process.wait(1.0)
         except subprocess.TimeoutExpired:
             pass
+
+
+def missing_program(program: str, cwd: Path, path: str) -> str:
+    """Why ``program`` cannot be run (``"... not found"``, ``"... is not executable"``), or ``""``.
+
+    >>> missing_program("no-such-binary-xyz", Path("/"), "/usr/bin")
+    'no-such-binary-xyz: not found on PATH'
+    """
+    if "/" not in program:
+        return "" if shutil.which(program, path=path) else f"{program}: not found on PATH"
+    where = cwd / program
+    if not where.exists():
+        return f"{program}: not found (looked in {cwd})"
+    if where.is_dir() or not os.access(where, os.X_OK):
+        return f"{program}: is not an executable file"
+    return ""
 
 
 def stop_process_group(pid: int, timeout: float, first: int = signal.SIGTERM) -> None:
@@ -179,8 +218,10 @@ class LocalBackend:
         )
         try:
             self._provision(config, info, workdir)
-        except BaseException:
+        except BaseException as exc:
             self.teardown(info)
+            # The app's output and the last probe body are in the message: no password leaves.
+            redact_error(exc, info.secret_values())
             raise
         return info
 
@@ -281,7 +322,8 @@ class LocalBackend:
             }
         )
         cmd = supervised(config.app_cmd, workdir, parent_pid=0 if config.keep else os.getpid())
-        app = AppProcess(cmd, config.app_cwd, env, workdir / "app.log")
+        app = AppProcess(cmd, config.app_cwd, env, workdir / "app.log", config.app_cmd)
+        app.probe_path = config.health_path
         self._apps[info.id] = app
         # The supervisor leads the app's process group: stopping the group stops both.
         info.extra["app_pid"] = app.start()
@@ -297,7 +339,7 @@ class LocalBackend:
             HttpReady(
                 direct + config.health_path,
                 alive=app.ensure_alive,
-                log_tail=lambda: tail(app.log),
+                log_tail=app.last_output,
             ),
             timeout=config.startup_timeout,
         )

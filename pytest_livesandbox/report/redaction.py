@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, quote_plus
 
 if TYPE_CHECKING:
     from pytest import TestReport
@@ -45,9 +46,22 @@ def _mask(match: re.Match[str]) -> str:
     return match.group("head") + MASK
 
 
+def secret_forms(secrets: Iterable[str]) -> set[str]:
+    """Each known secret as written and URL-encoded (the way it appears inside a DSN).
+
+    >>> sorted(secret_forms(["p@ss word"]))
+    ['p%40ss%20word', 'p%40ss+word', 'p@ss word']
+    """
+    forms = set()
+    for secret in secrets:
+        if secret and len(secret) >= _MIN_SECRET:
+            forms.update({secret, quote(secret, safe=""), quote_plus(secret, safe="")})
+    return forms
+
+
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """``text`` with every known secret and every secret-looking value replaced by ``***``."""
-    known = {s for s in secrets if s and len(s) >= _MIN_SECRET}
+    known = secret_forms(secrets)
     for secret in sorted(known, key=len, reverse=True):
         text = text.replace(secret, MASK)
     text = _URL_USERINFO.sub(_mask, text)
@@ -72,6 +86,21 @@ def redact_data(value: Any, secrets: Iterable[str] = ()) -> Any:
     return value
 
 
+def redact_error(exc: BaseException, secrets: Iterable[str]) -> BaseException:
+    """Redact the message of ``exc`` in place (its string ``args``) and return it.
+
+    For errors raised while a sandbox is being made, before any sink knows its passwords: the
+    backend that generated them scrubs the error at the source, so every later copy of the
+    message (terminal, JSONL, HTML, JUnit) is clean::
+
+        except BaseException as exc:
+            raise redact_error(exc, info.secret_values())
+    """
+    known = list(secrets)
+    exc.args = tuple(redact(arg, known) if isinstance(arg, str) else arg for arg in exc.args)
+    return exc
+
+
 def redact_report(report: TestReport, secrets: Iterable[str]) -> None:
     """Replace a test report's failure text and captured output if they hold a known secret.
 
@@ -79,7 +108,7 @@ def redact_report(report: TestReport, secrets: Iterable[str]) -> None:
     a report that really contains one of the sandbox's passwords is touched (its traceback then
     becomes plain text).
     """
-    known = [s for s in secrets if s and len(s) >= _MIN_SECRET]
+    known = sorted(secret_forms(secrets))
     if not known:
         return
     if report.longrepr is not None:
