@@ -10,6 +10,8 @@ the fitting builtin, so ``except TimeoutError`` works as well as ``except Startu
     │   ├── AppCrashed                      the app process/container exited during start-up
     │   ├── DatabaseStartError              PostgreSQL could not be started or reached
     │   ├── RolloutFailed                   pods cannot start (bad image, bad spec, quota)
+    │   ├── MigrationFailed                 --sandbox-migrate-cmd exited non-zero
+    │   ├── SandboxDied                     PostgreSQL, the proxy or the app died mid-run
     │   └── ClusterUnreachable (ConnectionError)
     ├── UnsafeTarget                        a production-looking context or foreign resource
     ├── MarkerError (ValueError)            a chaos or isolation marker with bad arguments
@@ -57,6 +59,14 @@ class RolloutFailed(ProvisionError):
     """Kubernetes cannot start the sandbox's pods (image, spec or quota); the message says why."""
 
 
+class MigrationFailed(ProvisionError):
+    """The migration command (``--sandbox-migrate-cmd``) failed; the message has its last lines."""
+
+
+class SandboxDied(ProvisionError):
+    """A component of a running sandbox exited from outside; the next test errors with why."""
+
+
 class ClusterUnreachable(ProvisionError, ConnectionError):
     """The Kubernetes API server or Docker daemon did not answer."""
 
@@ -84,8 +94,10 @@ __all__ = [
     "ConfigError",
     "DatabaseStartError",
     "MarkerError",
+    "MigrationFailed",
     "ProvisionError",
     "RolloutFailed",
+    "SandboxDied",
     "SandboxError",
     "StartupTimeout",
     "TeardownError",

@@ -7,6 +7,7 @@ the backends and :mod:`.report`.
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import time
@@ -33,7 +34,9 @@ from .fixtures import (
     live_url,
     livesandbox,
 )
+from .health import HealthHooks
 from .parallel import WORKERINPUT_KEY, SandboxManager
+from .preflight import absolute_locations, preflight
 from .report.artifacts import ArtifactRecorder, artifact_root, prepare_root
 from .report.events import EventSink, RunEvents
 from .report.html import HtmlSink
@@ -46,6 +49,7 @@ from .sandbox import backend_for
 CONFIG_KEY = pytest.StashKey[SandboxConfig]()
 EVENTS_KEY = pytest.StashKey[RunEvents]()
 TIMES_KEY = pytest.StashKey[dict[str, float]]()
+_MARKERS_OK = pytest.StashKey[bool]()
 _SIGTERM_KEY = pytest.StashKey[Callable[..., Any] | int | None]()
 
 __all__ = [
@@ -73,9 +77,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     for spec in OPTIONS:
         where = f" [ini: {spec.ini_key}; env: {spec.env_var}; default: {spec.default}]"
         if spec.kind == "bool":
-            group.addoption(
-                spec.cli_flag, action="store_true", default=None, dest=spec.dest, help=spec.help
-            )
+            _add_bool_option(group, spec)
         elif spec.kind == "list":
             group.addoption(
                 spec.cli_flag, action="append", default=None, dest=spec.dest, help=spec.help + where
@@ -86,6 +88,35 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             parser.addini(spec.ini_key, spec.help, type="linelist")
         else:
             parser.addini(spec.ini_key, spec.help, type="string")
+
+
+def _add_bool_option(group: Any, spec: Any) -> None:
+    # --sandbox-keep, --sandbox-keep=false and --no-sandbox-keep all work. A value is never
+    # taken from the next argument (`--sandbox-keep tests/` keeps tests/ a path): argparse
+    # matches whole option strings first, so each spelled-out value is an option of its own.
+    group.addoption(
+        spec.cli_flag,
+        action="store_const",
+        const="true",
+        default=None,
+        dest=spec.dest,
+        help=f"{spec.help} Also {spec.cli_flag}=false, --no-{spec.cli_flag[2:]}.",
+    )
+    group.addoption(
+        "--no-" + spec.cli_flag[2:],
+        action="store_const",
+        const="false",
+        dest=spec.dest,
+        help=f"Same as {spec.cli_flag}=false.",
+    )
+    for word in ("true", "false", "yes", "no", "on", "off", "1", "0"):
+        group.addoption(
+            f"{spec.cli_flag}={word}",
+            action="store_const",
+            const=word,
+            dest=spec.dest,
+            help=argparse.SUPPRESS,
+        )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -108,9 +139,15 @@ def pytest_configure(config: pytest.Config) -> None:
     if not cfg.enabled:
         return
     workerinput = getattr(config, "workerinput", None)
+    if workerinput is None:
+        absolute_locations()
+        problems = preflight(cfg)
+        if problems:
+            raise pytest.UsageError("pytest-livesandbox: " + "\n  ".join(problems))
     manager = SandboxManager(cfg, workerinput)
     config.stash[MANAGER_KEY] = manager
     config.pluginmanager.register(_ArtifactHooks(manager), "livesandbox-artifacts")
+    config.pluginmanager.register(HealthHooks(manager), "livesandbox-health")
     if manager.role == "worker":
         return
     artifacts = artifact_root(cfg.report, cfg.html)
@@ -144,8 +181,31 @@ def _sigterm_as_interrupt() -> Callable[..., Any] | int | None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Provision before any worker starts; a failure is reported by every test that needs it."""
+    """Xdist controller: provision before any worker starts (workers get it through workerinput).
+
+    A single process provisions after collection instead (:func:`pytest_collection_finish`),
+    so bad markers stop the run before a sandbox is made.
+    """
+    if session.config.pluginmanager.has_plugin("dsession"):
+        _provision(session.config)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Single process: provision once the collected markers were checked.
+
+    Called also when collection failed (pytest calls it from a ``finally``): then nothing is made.
+    """
     config = session.config
+    if config.pluginmanager.has_plugin("dsession") or not config.stash.get(_MARKERS_OK, False):
+        return
+    if session.testsfailed and not config.option.continue_on_collection_errors:
+        return  # collection errors interrupt the run
+    _provision(config)
+
+
+def _provision(config: pytest.Config) -> None:
+    # A failure is remembered and reported by every test that needs the sandbox.
     manager = config.stash.get(MANAGER_KEY, None)
     if manager is None or manager.role == "worker":
         return
@@ -187,6 +247,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     problems = [line for item in items for line in chaos_plugin.marker_problems(item, cfg)]
     if problems:
         raise pytest.UsageError("pytest-livesandbox: bad markers:\n  " + "\n  ".join(problems))
+    config.stash[_MARKERS_OK] = True
 
 
 class _ArtifactHooks:
@@ -197,6 +258,7 @@ class _ArtifactHooks:
         self.root = artifact_root(manager.config.report, manager.config.html)
         self._recorder: ArtifactRecorder | None = None
         self._failed: set[str] = set()
+        self._first_error: str | None = None
 
     def _active(self) -> ArtifactRecorder | None:
         if self._recorder is None and self.root is not None and self.manager.provisioned:
@@ -222,6 +284,8 @@ class _ArtifactHooks:
         if self.manager.provisioned:
             assert self.manager.sandbox is not None
             redact_report(report, self.manager.sandbox.info.secret_values())
+        elif report.failed and report.when == "setup":
+            self._point_at_first_error(item, report)
         if report.failed:
             self._failed.add(item.nodeid)
         if report.when != "teardown":
@@ -238,6 +302,20 @@ class _ArtifactHooks:
             if files:
                 report.user_properties.append(("livesandbox_artifacts", files))
         return report
+
+    def _point_at_first_error(self, item: pytest.Item, report: pytest.TestReport) -> None:
+        # The provisioning error in full once; every later test gets one line pointing at it.
+        error = self.manager.error
+        if not error or error not in str(report.longrepr):
+            return
+        if self._first_error is None:
+            self._first_error = item.nodeid
+            return
+        kind = error.split(":", 1)[0]
+        report.longrepr = (
+            f"sandbox could not be provisioned ({kind}): the error is shown in full at "
+            f"{self._first_error}"
+        )
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> None:
@@ -308,9 +386,12 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if manager is None or manager.role == "worker":
         return
     terminalreporter.write_sep("-", "livesandbox")
-    for line in summary_lines(manager, config.stash[CONFIG_KEY], config.stash[TIMES_KEY]):
+    events = config.stash[EVENTS_KEY]
+    shown = bool(events.counts.get("error"))
+    cfg, times = config.stash[CONFIG_KEY], config.stash[TIMES_KEY]
+    for line in summary_lines(manager, cfg, times, errors_shown=shown):
         terminalreporter.write_line(line)
-    for line in report_lines(config.stash[EVENTS_KEY]):
+    for line in report_lines(events):
         terminalreporter.write_line(line)
 
 

@@ -16,6 +16,7 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import quote
 
 from .errors import SandboxError
+from .interrupts import shielded
 
 if TYPE_CHECKING:
     from .config import SandboxConfig
@@ -35,11 +37,43 @@ def new_sandbox_id() -> str:
     return secrets.token_hex(4)
 
 
+# CI job ids, most specific first: two jobs on one machine (a shared runner) get two owners.
+CI_JOB_VARS = (
+    ("GITHUB_RUN_ID", ("GITHUB_RUN_ATTEMPT", "GITHUB_JOB")),  # GitHub Actions
+    ("CI_JOB_ID", ()),  # GitLab CI
+    ("BUILDKITE_JOB_ID", ()),
+    ("CIRCLE_WORKFLOW_JOB_ID", ()),
+    ("SYSTEM_JOBID", ()),  # Azure Pipelines
+    ("TRAVIS_JOB_ID", ()),
+    ("BUILD_TAG", ()),  # Jenkins
+    ("CODEBUILD_BUILD_ID", ()),
+    ("BITBUCKET_BUILD_NUMBER", ("BITBUCKET_STEP_UUID",)),
+)
+
+
+def ci_job(env: Mapping[str, str] | None = None) -> str | None:
+    """``<var>-<value>`` of the CI job this runs in (``env``: the environment), else ``None``.
+
+    >>> ci_job({"CI_JOB_ID": "4711"}), ci_job({"GITHUB_RUN_ID": "9", "GITHUB_JOB": "test"})
+    ('ci_job_id-4711', 'github_run_id-9-test')
+    """
+    env = os.environ if env is None else env
+    for var, more in CI_JOB_VARS:
+        if env.get(var):
+            parts = [env[var], *(env[m] for m in more if env.get(m))]
+            return f"{var.lower()}-{'-'.join(parts)}"
+    return None
+
+
 def default_owner() -> str:
-    """Who made the sandbox: the CI job when there is one, else ``user@host``."""
-    for var in ("GITHUB_RUN_ID", "CI_JOB_ID", "BUILD_TAG"):
-        if os.environ.get(var):
-            return f"{var.lower()}-{os.environ[var]}"[:63]
+    """Who made the sandbox: the CI job when there is one, else ``user@host``.
+
+    The CI job id (``github_run_id-123-1-tests``, ``ci_job_id-4711``) tells apart two runs on
+    one machine, so ``livesandbox gc --owner`` can clean up after exactly one of them.
+    """
+    job = ci_job()
+    if job:
+        return job[:63]
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
@@ -186,6 +220,41 @@ class LogOffsets(Protocol):
         """Write each log's bytes ``[start, end)`` into ``dest``; return the files written."""
 
 
+@dataclass
+class SandboxHealth:
+    """What a cheap check of a running sandbox found (see :class:`HealthCheck`)."""
+
+    #: One line per component that died: ``PostgreSQL of sandbox 3f9c2a1b exited ...``.
+    problems: list[str] = field(default_factory=list)
+    #: How often the app was restarted by its supervisor so far (``None``: not known).
+    app_restarts: int | None = None
+
+
+@runtime_checkable
+class HealthCheck(Protocol):
+    """Optional backend capability: does everything the sandbox started still run.
+
+    Asked before and after every test (so it must take microseconds, not a round trip): a
+    component that died from outside fails the next test with the reason instead of leaving it
+    to fail with the app's own errors; app restarts outside any chaos fault are reported.
+    """
+
+    def health(self, info: SandboxInfo) -> SandboxHealth:
+        """The sandbox's state now."""
+
+
+@runtime_checkable
+class ConfigCheck(Protocol):
+    """Optional backend capability: refuse settings it cannot use, before anything is made.
+
+    Called at ``pytest_configure``; each returned line becomes part of one ``UsageError``
+    (``--sandbox-db-dsn: the local backend starts its own PostgreSQL; ...``).
+    """
+
+    def config_problems(self, config: SandboxConfig) -> list[str]:
+        """What is wrong with ``config`` for this backend (empty: nothing)."""
+
+
 # backend name -> (module, class, pip extra that brings its dependencies)
 BACKENDS: dict[str, tuple[str, str, str]] = {
     "local": ("pytest_livesandbox.backends.local", "LocalBackend", ""),
@@ -262,7 +331,9 @@ class Sandbox:
         if info is None or not self.owned or self.config.keep:
             return
         backend = self._backend or backend_for(self.config)
-        backend.teardown(info)
+        # Ctrl-C or SIGTERM now would leave PostgreSQL running: teardown finishes first.
+        with shielded(f"tearing down sandbox {info.id}"):
+            backend.teardown(info)
 
     def __enter__(self) -> Sandbox:
         self.start()

@@ -111,6 +111,25 @@ class DockerBackend:
         self._client: docker.DockerClient | None = None
         self._secrets: list[str] = []
 
+    def config_problems(self, config: SandboxConfig) -> list[str]:
+        """Settings the docker backend cannot use (checked at configure)."""
+        problems = []
+        if config.db_dsn:
+            problems.append(
+                "--sandbox-db-dsn: the docker backend runs its own PostgreSQL container and "
+                "cannot use an external one; drop the option (or use --sandbox=kube, which can)"
+            )
+        if config.attach:
+            problems.append(
+                "--sandbox-attach: the docker backend cannot attach to a running sandbox; use "
+                "--sandbox=kube for that"
+            )
+        try:
+            component_images(config.image)
+        except ProvisionError as exc:
+            problems.append(str(exc))
+        return problems
+
     @property
     def client(self) -> docker.DockerClient:
         """The daemon connection of this process (made on first use)."""

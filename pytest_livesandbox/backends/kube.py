@@ -43,7 +43,7 @@ from ..errors import (
     TeardownError,
 )
 from ..kube import manifests as mf
-from ..kube.client import KubeTarget, connect
+from ..kube.client import KubeTarget, connect, kubeconfig_problems
 from ..kube.names import (
     EXPIRES_AT,
     check_url_template,
@@ -74,6 +74,23 @@ class KubeBackend:
         self._targets: dict[str, KubeTarget] = {}
         self._forwarders: dict[str, list[PortForwarder]] = {}
         self._passwords: dict[str, list[str]] = {}
+
+    # -- checks before connecting ------------------------------------------------------------------
+
+    def config_problems(self, config: SandboxConfig) -> list[str]:
+        """Namespace prefix, manifests and kubeconfig files checked before connecting."""
+        problems = []
+        try:
+            namespace_name(config.namespace_prefix, "0" * 8)
+        except ConfigError as exc:
+            problems.append(str(exc))
+        if config.manifests is not None and not config.attach:
+            try:
+                mf.load_manifests(config.manifests)
+            except ConfigError as exc:
+                problems.append(str(exc))
+        problems.extend(kubeconfig_problems(config.kubeconfig))
+        return problems
 
     # -- connection -------------------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ from ..chaos.processes import ProxyProcess, start_proxy, supervised, supervisor_
 from ..chaos.proxy_client import EXTRA_KEY as PROXY_KEY
 from ..config import SandboxConfig
 from ..errors import AppCrashed, DatabaseStartError, ProvisionError
+from ..interrupts import hurried
 from ..locations import cache_root, state_root
 from ..logtail import tail
 from ..postgres.embedded import (
@@ -50,10 +51,10 @@ from ..postgres.embedded import (
     unprivileged_user,
     world_reachable,
 )
-from ..processes import start_time
+from ..processes import process_alive, start_time
 from ..readiness import HttpReady, wait_until_ready
 from ..report.redaction import redact_error
-from ..sandbox import MANAGED_BY, DatabaseInfo, SandboxInfo, default_owner
+from ..sandbox import MANAGED_BY, DatabaseInfo, SandboxHealth, SandboxInfo, default_owner
 
 STATE_FILE = "state.json"
 APP_DB_NAME = "livesandbox-app"  # application_name of the app's sessions (chaos finds them)
@@ -173,7 +174,7 @@ def stop_process_group(pid: int, timeout: float, first: int = signal.SIGTERM) ->
     except (ProcessLookupError, PermissionError):
         return
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not hurried():
         _reap(pid)
         try:
             os.killpg(pid, 0)
@@ -346,6 +347,25 @@ class LocalBackend:
         if proxy:
             info.endpoint = f"http://127.0.0.1:{proxy['app_port']}"
 
+    def config_problems(self, config: SandboxConfig) -> list[str]:
+        """Settings the local backend cannot use (checked at configure)."""
+        problems = []
+        if config.db_dsn:
+            problems.append(
+                "--sandbox-db-dsn: the local backend starts its own PostgreSQL and cannot use an "
+                "external one; drop the option (or use --sandbox=kube, which can)"
+            )
+        if config.attach:
+            problems.append(
+                "--sandbox-attach: the local backend cannot attach to a running sandbox; keep "
+                "one with --sandbox-keep and reach it through its endpoint, or use --sandbox=kube"
+            )
+        return problems
+
+    def health(self, info: SandboxInfo) -> SandboxHealth:
+        """PostgreSQL, the fault proxy and the app's supervisor still run (a few ``kill 0``)."""
+        return local_health(info, self._servers.get(info.id))
+
     def log_offsets(self, info: SandboxInfo) -> dict[str, int]:
         """Size of ``app.log`` and ``postgres.log`` now (taken when a test starts and ends)."""
         offsets = {}
@@ -415,6 +435,34 @@ class LocalBackend:
             shutil.rmtree(Path(info.extra["postgres_datadir"]).parent, ignore_errors=True)
         if info.workdir:
             shutil.rmtree(info.workdir, ignore_errors=True)
+
+
+def local_health(info: SandboxInfo, server: PostgresServer | None = None) -> SandboxHealth:
+    """What of ``info``'s processes died since start-up, and the app's restart count."""
+    health = SandboxHealth()
+    datadir = info.extra.get("postgres_datadir")
+    if datadir and _postmaster_pid(datadir) is None:
+        code = server.process.poll() if server is not None and server.process else None
+        how = f"exited with code {code}" if code is not None else "is not running"
+        health.problems.append(
+            f"PostgreSQL of sandbox {info.id} {how}.\nLast log lines:\n"
+            f"{tail(Path(datadir) / 'postgres.log', lines=10)}"
+        )
+    proxy_pid = (info.extra.get(PROXY_KEY) or {}).get("pid")
+    if proxy_pid and not process_alive(int(proxy_pid)):
+        health.problems.append(
+            f"the fault proxy of sandbox {info.id} (pid {proxy_pid}) exited.\nLast log lines:\n"
+            f"{tail(Path(str(info.workdir)) / 'proxy.log', lines=10)}"
+        )
+    app_pid = info.extra.get("app_pid")
+    if app_pid and not process_alive(int(app_pid)):
+        health.problems.append(
+            f"the app of sandbox {info.id} is gone: its supervisor (pid {app_pid}) exited, so "
+            f"nothing restarts it.\nLast output:\n{tail(Path(info.extra['app_log']), lines=10)}"
+        )
+    elif app_pid and info.workdir:
+        health.app_restarts = int(supervisor_state(info.workdir).get("restarts") or 0)
+    return health
 
 
 def private_data_dir(workdir: Path, runas: RunAs | None) -> Path:

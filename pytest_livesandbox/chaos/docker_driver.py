@@ -105,7 +105,7 @@ class DockerChaos(LedgeredDriver):
 
         def undo() -> dict[str, Any]:
             if timer is not None:
-                timer.cancel()
+                timer.join()  # down for down_for, even when the body ends first
             restart()
             self.ledger.remove(key)
             return dict(restart.result)

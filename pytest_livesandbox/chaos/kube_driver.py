@@ -289,7 +289,7 @@ class KubeChaos(LedgeredDriver):
 
         def undo() -> dict[str, Any]:
             if timer is not None:
-                timer.cancel()
+                timer.join()  # down for down_for, even when the body ends first
             restart()
             if "recovery_error" in result:
                 raise ChaosError(f"PostgreSQL did not come back: {result['recovery_error']}")

@@ -211,7 +211,7 @@ class LocalChaos(LedgeredDriver):
 
         def undo() -> dict[str, Any]:
             if timer is not None:
-                timer.cancel()
+                timer.join()  # down for down_for, even when the body ends first
             restart()  # no-op if the timer did it; the lock waits for a running restart
             self.ledger.remove(key)
             return dict(result)

@@ -16,6 +16,7 @@ because it is ambiguous. ``memory`` needs a unit too (``"96Mi"``, ``"1Gi"``, ``"
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -51,6 +52,9 @@ MARKER_HELP = (
     "PostgreSQL; with restart=True it comes back after down_for",
 )
 
+# Beyond these a marker is a typo, not a test: refused at collection.
+MAX_LATENCY_MS = 60_000.0
+MAX_CHAOS_SECONDS = 600.0
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m)\s*$")
 _MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(Ki|Mi|Gi|K|M|G)\s*$")
 _MEMORY_FACTORS = {"Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "K": 1000, "M": 1000**2, "G": 1000**3}
@@ -121,6 +125,11 @@ def parse_chaos_duration(value: object, name: str, *, allow_zero: bool = True) -
     seconds = float(match.group(1)) * {"ms": 0.001, "s": 1.0, "m": 60.0}[match.group(2)]
     if seconds == 0 and not allow_zero:
         raise MarkerError(f"{name}={value!r} must be longer than zero")
+    if seconds > MAX_CHAOS_SECONDS:
+        raise MarkerError(
+            f"{name}={value!r} is longer than a test should wait: at most "
+            f"{MAX_CHAOS_SECONDS / 60:g}m"
+        )
     return seconds
 
 
@@ -153,7 +162,7 @@ def parse_cpu(value: object, name: str = "cpu") -> float:
     """
     if isinstance(value, bool):
         raise MarkerError(f"{name}={value!r} is not a CPU amount; use e.g. '500m' or 0.5")
-    if isinstance(value, int | float):
+    if isinstance(value, int | float) and math.isfinite(value):
         cores = float(value)
     elif isinstance(value, str) and _CPU.match(value):
         cores = int(_CPU.match(value).group(1)) / 1000  # type: ignore[union-attr]
@@ -164,14 +173,25 @@ def parse_cpu(value: object, name: str = "cpu") -> float:
     return cores
 
 
-def _number(value: object, name: str, *, minimum: float = 0.0, integer: bool = False) -> float:
+def _number(
+    value: object,
+    name: str,
+    *,
+    minimum: float = 0.0,
+    maximum: float = float("inf"),
+    integer: bool = False,
+) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         unit_hint = "" if integer else " (the unit is in the name)"
         raise MarkerError(f"{name}={value!r} must be a number{unit_hint}")
+    if not math.isfinite(value):
+        raise MarkerError(f"{name}={value!r} must be a finite number")
     if integer and not isinstance(value, int):
         raise MarkerError(f"{name}={value!r} must be a whole number")
     if value < minimum:
         raise MarkerError(f"{name}={value!r} must be >= {minimum:g}")
+    if value > maximum:
+        raise MarkerError(f"{name}={value!r} is absurd here: at most {maximum:g}")
     return float(value)
 
 
@@ -228,8 +248,8 @@ def _latency(args: Args, kwargs: Kwargs) -> list[Fault]:
     bound = _bind("latency", args, kwargs, ("ms",), {"ms", "jitter", "target", "direction"})
     if "ms" not in bound:
         raise MarkerError("@latency: argument 'ms' is required, e.g. @latency(ms=300)")
-    ms = _number(bound["ms"], "ms")
-    jitter = _number(bound.get("jitter", 0), "jitter")
+    ms = _number(bound["ms"], "ms", maximum=MAX_LATENCY_MS)
+    jitter = _number(bound.get("jitter", 0), "jitter", maximum=MAX_LATENCY_MS)
     if jitter > ms:
         raise MarkerError(f"jitter={jitter:g} must not exceed ms={ms:g}")
     params = {
@@ -263,7 +283,7 @@ def _network_fault(args: Args, kwargs: Kwargs) -> list[Fault]:
     }
     if kind == "reset":
         params["after_bytes"] = int(
-            _number(bound.get("after_bytes", 0), "after_bytes", integer=True)
+            _number(bound.get("after_bytes", 0), "after_bytes", integer=True, maximum=2**40)
         )
     elif kind == "timeout":
         if "after" in bound:
@@ -271,7 +291,7 @@ def _network_fault(args: Args, kwargs: Kwargs) -> list[Fault]:
     elif kind == "bandwidth":
         if "rate_kbps" not in bound:
             raise MarkerError("kind='bandwidth' needs rate_kbps=, e.g. rate_kbps=64")
-        params["rate_kbps"] = _number(bound["rate_kbps"], "rate_kbps")
+        params["rate_kbps"] = _number(bound["rate_kbps"], "rate_kbps", maximum=10_000_000)
         if params["rate_kbps"] <= 0:
             raise MarkerError("rate_kbps must be > 0 (use kind='timeout' to stop traffic)")
     else:
@@ -304,7 +324,7 @@ def _db_connections(args: Args, kwargs: Kwargs) -> list[Fault]:
     bound = _bind("db_connections", args, kwargs, ("max",), {"max"})
     if "max" not in bound:
         raise MarkerError("@db_connections: argument 'max' is required, e.g. max=1")
-    limit = int(_number(bound["max"], "max", integer=True))
+    limit = int(_number(bound["max"], "max", integer=True, maximum=10_000))
     return [Fault("db_connections", "db", {"max": limit}, marker="db_connections")]
 
 

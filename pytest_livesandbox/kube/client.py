@@ -66,6 +66,35 @@ def kubeconfig_files(explicit: Path | None) -> list[Path]:
     return [Path("~/.kube/config").expanduser()]
 
 
+def kubeconfig_problems(explicit: Path | None) -> list[str]:
+    """Kubeconfig files that are missing (when named explicitly) or not valid YAML.
+
+    Read before connecting, so a broken file says so instead of "lost the connection".
+    """
+    problems = []
+    for path in kubeconfig_files(explicit):
+        if not path.exists():
+            if explicit is not None:
+                problems.append(f"--sandbox-kubeconfig: {path} does not exist")
+            continue
+        try:
+            doc = yaml.safe_load(path.read_text())
+        except OSError as exc:
+            problems.append(f"kubeconfig {path} cannot be read: {exc.strerror}")
+            continue
+        except yaml.YAMLError as exc:
+            where = getattr(exc, "problem_mark", None)
+            at = f" (line {where.line + 1})" if where is not None else ""
+            problems.append(
+                f"kubeconfig {path} is not valid YAML{at}; fix the file or point "
+                "--sandbox-kubeconfig / $KUBECONFIG at a good one"
+            )
+            continue
+        if doc is not None and not isinstance(doc, dict):
+            problems.append(f"kubeconfig {path} is not a kubeconfig (no mapping at the top)")
+    return problems
+
+
 def connect(
     *,
     kubeconfig: Path | None,

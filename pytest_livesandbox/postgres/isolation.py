@@ -13,7 +13,7 @@ import os
 import secrets
 import subprocess
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,10 +47,21 @@ class TransactionJanitor:
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        """Yield the connection in a transaction that is rolled back however the test ends."""
-        conn = self.connection()
+        """Yield the connection in a transaction that is rolled back however the test ends.
+
+        A pooled connection whose server went away since the last test (a ``kill_db`` chaos
+        test, a restarted database) is not ``broken`` until used: when ``BEGIN`` fails on it,
+        the janitor reconnects once instead of failing the test.
+        """
         try:
-            with conn.transaction(force_rollback=True):
+            with ExitStack() as stack:
+                try:
+                    conn = self.connection()
+                    stack.enter_context(conn.transaction(force_rollback=True))
+                except psycopg.OperationalError:
+                    self.close()
+                    conn = self.connection()
+                    stack.enter_context(conn.transaction(force_rollback=True))
                 yield conn
         except psycopg.Error:
             # The test left the connection unusable (closed, broken): start afresh next time.

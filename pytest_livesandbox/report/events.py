@@ -8,7 +8,8 @@ Each event is one JSON object with ``schema``, ``event``, ``time`` (Unix seconds
                    ``duration`` (sum of phases, seconds), ``setup``/``call``/``teardown``
                    (seconds), ``worker`` (xdist id or ``null``), ``started``/``finished``,
                    ``chaos`` (faults applied), ``artifacts`` (paths), ``message`` (short reason);
-                   a test whose xdist worker crashed ends with ``outcome`` failed, ``crashed`` true
+                   a test whose xdist worker crashed ends with ``outcome`` failed, ``crashed`` true;
+                   ``app_restarts`` when the app restarted during it outside any chaos fault
 ``run_finished``   ``counts`` per outcome, ``duration``, ``teardown_s``, ``exitstatus``
 
 Fields may be added in later versions of schema 1; none is removed or changes meaning.
@@ -74,6 +75,8 @@ class RunEvents:
         self.counts: Counter[str] = Counter()
         self.started = time.time()
         self._pending: dict[str, _Pending] = {}
+        #: (nodeid, restarts) of tests during which the app restarted outside any chaos fault.
+        self.app_restarts: list[tuple[str, int]] = []
 
     def emit(self, name: str, **fields: Any) -> Event:
         """Send one event to every sink and return it."""
@@ -112,7 +115,10 @@ class RunEvents:
             return None
         del self._pending[report.nodeid]
         self.counts[pending.outcome] += 1
-        extra = {"crashed": True} if crashed else {}
+        extra: dict[str, Any] = {"crashed": True} if crashed else {}
+        if pending.extra.get("app_restarts"):
+            extra["app_restarts"] = pending.extra["app_restarts"]
+            self.app_restarts.append((report.nodeid, int(pending.extra["app_restarts"])))
         artifacts = pending.extra.get("artifacts", [])
         self.artifact_dirs.update(str(Path(a).parent) for a in artifacts)
         return self.emit(

@@ -13,11 +13,17 @@ from .webhook import WebhookSink
 
 
 def summary_lines(
-    manager: SandboxManager, config: SandboxConfig, times: dict[str, float]
+    manager: SandboxManager,
+    config: SandboxConfig,
+    times: dict[str, float],
+    errors_shown: bool = False,
 ) -> list[str]:
     """Lines such as ``sandbox 3f9c2a1b (local) ready in 0.41s, torn down in 0.08s``."""
     if manager.error:
-        return [f"sandbox could not be provisioned ({config.backend.value}): {manager.error}"]
+        # Shown in full at the first test that needed the sandbox; here only its first line.
+        kind = manager.error.split(":", 1)[0]
+        shown = f"{kind} (shown in full above)" if errors_shown else manager.error
+        return [f"sandbox could not be provisioned ({config.backend.value}): {shown}"]
     info = manager.last_info
     if info is None:
         return [f"backend {config.backend.value}: no sandbox was needed"]
@@ -37,7 +43,10 @@ def summary_lines(
 
 def report_lines(events: RunEvents) -> list[str]:
     """Where the run's reports went: ``report: run.jsonl``, artifacts, webhook delivery."""
-    lines = []
+    lines = [
+        f"the app restarted {count}x during {nodeid} (no chaos fault asked for it: see app.log)"
+        for nodeid, count in events.app_restarts
+    ]
     for sink in events.sinks:
         if isinstance(sink, JsonlSink):
             lines.append(f"report: {sink.path}")

@@ -13,7 +13,7 @@ from pytest_livesandbox.backends.docker_resources import MANAGED_BY_LABEL, OWNER
 from pytest_livesandbox.dockerhost import connect
 from pytest_livesandbox.errors import ClusterUnreachable
 from pytest_livesandbox.fixtures import in_ci
-from pytest_livesandbox.sandbox import MANAGED_BY
+from pytest_livesandbox.sandbox import CI_JOB_VARS, MANAGED_BY
 
 DEMO_APP_IMAGE = "localhost/livesandbox/demo-app:dev"
 POSTGRES_IMAGE = "postgres:15"
@@ -73,8 +73,9 @@ def docker_scope(
     docker_client: docker.DockerClient, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[DockerScope]:
     """Label this test's inner runs with their own owner; check nothing of theirs is left."""
-    for var in ("GITHUB_RUN_ID", "CI_JOB_ID"):
-        monkeypatch.delenv(var, raising=False)
+    for var, more in CI_JOB_VARS:
+        for name in (var, *more):
+            monkeypatch.delenv(name, raising=False)
     tag = f"lsbtest-{uuid.uuid4().hex[:12]}"
     monkeypatch.setenv("BUILD_TAG", tag)
     scope = DockerScope(docker_client, f"build_tag-{tag}")
