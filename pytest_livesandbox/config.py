@@ -85,7 +85,8 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "app_cmd",
         "str",
         "Command that starts the app under test (local backend). {python} is replaced by the "
-        "running interpreter; the app gets DATABASE_URL and PORT in its environment.",
+        "running interpreter, {port} by the port it must listen on; the app gets DATABASE_URL "
+        "and PORT in its environment.",
     ),
     OptionSpec(
         "app_cwd",
@@ -181,6 +182,29 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "POST every report event as JSON to this URL, in the background.",
     ),
     OptionSpec("html", "path", "Write a self-contained HTML report to this file."),
+    OptionSpec(
+        "migrate_cmd",
+        "str",
+        "Command run once after PostgreSQL is up and before the app starts, with DATABASE_URL "
+        "(local: in the app's folder; docker: in the app's image; kube: a Job with the app's "
+        "image), e.g. 'alembic upgrade head'. Non-zero exit: MigrationFailed with its last lines.",
+    ),
+    OptionSpec(
+        "db_reset",
+        "choice",
+        "After each test, empty the app's tables (truncate: every table except the migration "
+        "tool's bookkeeping, identities restarted) so committed rows do not leak into later "
+        "tests; none: leave them. Per test: @pytest.mark.db_reset. A resetting test runs alone "
+        "under xdist (it holds the sandbox lock exclusively).",
+        default="none",
+        choices=("none", "truncate"),
+    ),
+    OptionSpec(
+        "db_reset_keep",
+        "list",
+        "Tables the reset leaves alone, as name or schema.name (repeatable; one per line in ini).",
+        default="alembic_version\ndjango_migrations\nschema_migrations\nflyway_schema_history",
+    ),
 )
 
 OPTIONS_BY_NAME: dict[str, OptionSpec] = {spec.name: spec for spec in OPTIONS}
@@ -293,6 +317,14 @@ class SandboxConfig:
     html: Path | None = None
     fault_proxy: bool = True
     chaos_verify_timeout: float = 30.0
+    migrate_cmd: tuple[str, ...] | None = None
+    db_reset: str = "none"
+    db_reset_keep: tuple[str, ...] = (
+        "alembic_version",
+        "django_migrations",
+        "schema_migrations",
+        "flyway_schema_history",
+    )
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -378,6 +410,6 @@ def _convert(spec: OptionSpec, raw: str | bool | list[str], rootdir: Path) -> ob
     if spec.kind == "path":
         path = Path(text).expanduser()
         return path if path.is_absolute() else rootdir / path
-    if spec.name == "app_cmd":
+    if spec.name in ("app_cmd", "migrate_cmd"):
         return split_command(text)
     return text

@@ -28,7 +28,8 @@ def render() -> str:
         "|---|---|---|---|---|",
     ]
     for spec in OPTIONS:
-        default = f"`{spec.default}`" if spec.default is not None else "-"
+        shown = (spec.default or "").replace("\n", "`, `")
+        default = f"`{shown}`" if spec.default is not None else "-"
         what = spec.help.replace("|", "\\|")
         if spec.choices:
             what += " One of: " + ", ".join(f"`{c}`" for c in spec.choices) + "."

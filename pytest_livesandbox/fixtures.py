@@ -42,10 +42,12 @@ from .postgres.isolation import (
     TransactionJanitor,
     validate_db_isolation,
 )
+from .postgres.reset import TableReset
 from .sandbox import Sandbox
 
 MANAGER_KEY = pytest.StashKey[SandboxManager]()
 JANITOR_KEY = pytest.StashKey[TransactionJanitor]()
+RESET_KEY = pytest.StashKey[TableReset]()
 HTTP_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 
 
@@ -177,3 +179,31 @@ def live_db(request: pytest.FixtureRequest, live_dsn: str) -> Iterator[Connectio
         request.config.stash[JANITOR_KEY] = janitor
     with janitor.transaction() as conn:
         yield conn
+
+
+def wants_reset(item: pytest.Item) -> bool:
+    """True if the app's tables are emptied after ``item`` (``db_reset`` marker or option)."""
+    if item.get_closest_marker("db_reset") is not None:
+        return True
+    manager = item.config.stash.get(MANAGER_KEY, None)
+    return manager is not None and manager.config.db_reset == "truncate"
+
+
+@pytest.fixture(autouse=True)
+def _livesandbox_db_reset(request: pytest.FixtureRequest) -> Iterator[None]:
+    # Set up first, torn down last: the test's own connections (live_db) are closed by then.
+    if not wants_reset(request.node):
+        yield
+        return
+    sandbox: Sandbox = request.getfixturevalue("livesandbox")
+    yield
+    db = sandbox.info.db
+    if db is None:
+        return
+    reset = request.config.stash.get(RESET_KEY, None)
+    if reset is None:
+        dsn = db.url(admin=True) if db.admin_password else db.dsn
+        reset = TableReset(dsn, keep=_manager(request.config).config.db_reset_keep)
+        request.config.stash[RESET_KEY] = reset
+    seconds = reset.run()
+    request.node.user_properties.append(("livesandbox_db_reset_ms", round(seconds * 1000, 3)))

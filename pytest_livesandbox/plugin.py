@@ -24,7 +24,9 @@ from .errors import ConfigError, SandboxError
 from .fixtures import (
     JANITOR_KEY,
     MANAGER_KEY,
+    RESET_KEY,
     _livesandbox_cloner,
+    _livesandbox_db_reset,
     _livesandbox_transport,
     live_async_http,
     live_db,
@@ -54,6 +56,7 @@ _SIGTERM_KEY = pytest.StashKey[Callable[..., Any] | int | None]()
 
 __all__ = [
     "_livesandbox_cloner",
+    "_livesandbox_db_reset",
     "_livesandbox_transport",
     "live_async_http",
     "live_db",
@@ -67,6 +70,8 @@ __all__ = [
 MARKERS = (
     "db_isolation(mode): 'transaction' (default: rolled back after the test) or 'database' "
     "(a fresh database cloned from the app schema, commits allowed)",
+    "db_reset: after this test, empty every app table except the migration bookkeeping "
+    "(TRUNCATE ... RESTART IDENTITY); the test runs alone under xdist",
     *CHAOS_MARKERS,
 )
 
@@ -345,6 +350,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     janitor = config.stash.get(JANITOR_KEY, None)
     if janitor is not None:
         janitor.close()
+    reset = config.stash.get(RESET_KEY, None)
+    if reset is not None:
+        reset.close()
     manager = config.stash.get(MANAGER_KEY, None)
     if manager is None or manager.role == "worker":
         return

@@ -51,6 +51,8 @@ from ..postgres.embedded import (
     unprivileged_user,
     world_reachable,
 )
+from ..postgres.migrate import MIGRATE_LOG
+from ..postgres.migrate import run_local as run_migrations
 from ..processes import process_alive, start_time
 from ..readiness import HttpReady, wait_until_ready
 from ..report.redaction import redact_error
@@ -59,7 +61,7 @@ from ..sandbox import MANAGED_BY, DatabaseInfo, SandboxHealth, SandboxInfo, defa
 STATE_FILE = "state.json"
 APP_DB_NAME = "livesandbox-app"  # application_name of the app's sessions (chaos finds them)
 # artifact file name -> SandboxInfo.extra key holding the log's path
-LOGS = {"app.log": "app_log", "postgres.log": "postgres_log"}
+LOGS = {"app.log": "app_log", "postgres.log": "postgres_log", "migrate.log": "migrate_log"}
 ARTIFACT_MAX_BYTES = 1 << 20
 _PORT_RETRIES = 3
 
@@ -277,6 +279,20 @@ class LocalBackend:
             info.timings["proxy_ready_s"] = round(time.perf_counter() - began, 4)
         _write_state(workdir, info, config)
 
+        if config.migrate_cmd:
+            env = {**os.environ, **dict(config.app_env), "DATABASE_URL": info.db.dsn}
+            log = workdir / MIGRATE_LOG
+            info.extra["migrate_log"] = str(log)
+            info.timings["migrate_s"] = round(
+                run_migrations(
+                    config.migrate_cmd,
+                    cwd=config.app_cwd,
+                    env=env,
+                    log=log,
+                    timeout=config.startup_timeout,
+                ),
+                4,
+            )
         if config.app_cmd:
             self._start_app(config, info, workdir)
             info.timings["app_ready_s"] = round(time.perf_counter() - began, 4)
@@ -322,8 +338,10 @@ class LocalBackend:
                 "PYTHONUNBUFFERED": "1",
             }
         )
-        cmd = supervised(config.app_cmd, workdir, parent_pid=0 if config.keep else os.getpid())
-        app = AppProcess(cmd, config.app_cwd, env, workdir / "app.log", config.app_cmd)
+        # uvicorn and gunicorn take the port only as an argument: {port} in the command.
+        user_cmd = tuple(part.replace("{port}", str(port)) for part in config.app_cmd)
+        cmd = supervised(user_cmd, workdir, parent_pid=0 if config.keep else os.getpid())
+        app = AppProcess(cmd, config.app_cwd, env, workdir / "app.log", user_cmd)
         app.probe_path = config.health_path
         self._apps[info.id] = app
         # The supervisor leads the app's process group: stopping the group stops both.

@@ -26,7 +26,7 @@ from filelock import FileLock
 
 from ..config import SandboxConfig
 from ..errors import ChaosError, MarkerError
-from ..fixtures import MANAGER_KEY
+from ..fixtures import MANAGER_KEY, wants_reset
 from ..postgres.isolation import validate_db_isolation
 from ..sandbox import Sandbox, SandboxInfo
 from .driver import (
@@ -57,6 +57,9 @@ def marker_problems(item: pytest.Item, config: SandboxConfig) -> list[str]:
             validate_db_isolation(marker.args, marker.kwargs)
         except MarkerError as exc:
             problems.append(str(exc))
+    for marker in item.iter_markers("db_reset"):
+        if marker.args or marker.kwargs:
+            problems.append("@db_reset takes no arguments (it empties every app table)")
     problems.extend(_chaos_problems(item, config))
     return [f"{item.nodeid}: {problem}" for problem in problems]
 
@@ -125,6 +128,8 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         return (yield)
     fixturenames = getattr(item, "fixturenames", ())
     exclusive = bool(item.stash.get(PLAN_KEY, None)) or "chaos" in fixturenames
+    # A test whose tables are emptied after it runs alone: the reset deletes every row.
+    exclusive = exclusive or wants_reset(item)
     with SandboxLock(chaos_dir(info)).hold(exclusive=exclusive):
         return (yield)
 
