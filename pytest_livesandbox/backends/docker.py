@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from typing import Any
 import docker
 import docker.errors
 import psycopg
+import requests
 from testcontainers.core.network import Network
 
 from ..config import SandboxConfig
@@ -38,7 +40,9 @@ from ..errors import (
     TeardownError,
 )
 from ..locations import state_root
+from ..logtail import tail
 from ..postgres.container import ContainerPostgres, LoopbackContainer, logs_tail
+from ..postgres.migrate import MIGRATE_LOG, migration_failed
 from ..readiness import HttpReady, wait_until_ready
 from ..report.redaction import redact_error
 from ..sandbox import SandboxInfo, default_owner
@@ -87,6 +91,15 @@ def container_port(app_env: dict[str, str], exposed: dict[str, Any] | None) -> i
     return tcp[0] if len(tcp) == 1 else DEFAULT_APP_PORT
 
 
+def in_image(cmd: tuple[str, ...]) -> tuple[str, ...]:
+    """``cmd`` as it runs inside an image: ``{python}`` (this interpreter's path) is ``python3``.
+
+    >>> import sys; in_image((sys.executable, "-m", "alembic", "upgrade", "head"))[0]
+    'python3'
+    """
+    return tuple("python3" if part == sys.executable else part for part in cmd)
+
+
 def ensure_running(container: Any, image: str) -> None:
     """Raise :class:`AppCrashed` with exit code and last log lines if the app container stopped."""
     container.reload()
@@ -125,9 +138,15 @@ class DockerBackend:
                 "--sandbox=kube for that"
             )
         try:
-            component_images(config.image)
+            app_image, _ = component_images(config.image)
         except ProvisionError as exc:
             problems.append(str(exc))
+        else:
+            if config.migrate_cmd and app_image is None:
+                problems.append(
+                    "--sandbox-migrate-cmd: on docker the migrations run in the app's image; "
+                    "give it with --sandbox-image app=IMAGE"
+                )
         return problems
 
     @property
@@ -220,9 +239,56 @@ class DockerBackend:
         self._secrets = [db.app_password, db.admin_password]
         info.db = db.start(config.startup_timeout)
         info.timings["db_ready_s"] = round(time.perf_counter() - began, 4)
+        if config.migrate_cmd and app_image is not None:
+            began_migrate = time.perf_counter()
+            self._migrate(config, info, app_image, network, labels, db)
+            info.timings["migrate_s"] = round(time.perf_counter() - began_migrate, 4)
         if app_image is not None:
             self._start_app(config, info, app_image, network, labels, db)
             info.timings["app_ready_s"] = round(time.perf_counter() - began, 4)
+
+    def _migrate(
+        self,
+        config: SandboxConfig,
+        info: SandboxInfo,
+        image: str,
+        network: Network,
+        labels: dict[str, str],
+        db: ContainerPostgres,
+    ) -> None:
+        """Run --sandbox-migrate-cmd once in a container of the app's image; log to migrate.log."""
+        assert config.migrate_cmd is not None
+        cmd = in_image(config.migrate_cmd)
+        log = Path(str(info.workdir)) / MIGRATE_LOG
+        info.extra["migrate_log"] = str(log)
+        container = self.client.containers.create(
+            image,
+            entrypoint=[cmd[0]],
+            command=list(cmd[1:]),
+            environment={**dict(config.app_env), "DATABASE_URL": db.dsn_in_network()},
+            network=network.name,
+            labels={**labels, COMPONENT: "migrate"},
+            name=f"livesandbox-{info.id}-migrate",
+        )
+        try:
+            try:
+                container.start()
+            except docker.errors.APIError as exc:
+                why = f"could not start in image {image}: {exc.explanation or exc}"
+                raise migration_failed(cmd, why, "", str(log)) from None
+            try:
+                code = int(container.wait(timeout=config.startup_timeout)["StatusCode"])
+            except requests.exceptions.RequestException:
+                container.kill()
+                code = None
+            log.write_bytes(container.logs())
+        finally:
+            container.remove(force=True)
+        if code is None:
+            why = f"did not finish in {config.startup_timeout:g}s (--sandbox-startup-timeout)"
+            raise migration_failed(cmd, why, tail(log), str(log))
+        if code != 0:
+            raise migration_failed(cmd, f"exited with code {code}", tail(log), str(log))
 
     def _start_app(
         self,
