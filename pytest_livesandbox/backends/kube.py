@@ -25,6 +25,7 @@ import os
 import re
 import secrets
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ from ..errors import (
 )
 from ..kube import manifests as mf
 from ..kube.client import KubeTarget, connect, kubeconfig_problems
+from ..kube.migrate import JOB_NAME, migration_job, run_job
 from ..kube.names import (
     EXPIRES_AT,
     check_url_template,
@@ -56,6 +58,7 @@ from ..kube.portforward import PortForwarder
 from ..kube.rollout import RolloutReady
 from ..locations import state_root
 from ..postgres import kube as pg
+from ..postgres.migrate import migration_failed
 from ..readiness import HttpReady, wait_until_ready
 from ..report.redaction import redact_error
 from ..sandbox import DatabaseInfo, SandboxInfo, default_owner
@@ -167,7 +170,9 @@ class KubeBackend:
         if config.db_dsn:
             info.db = external_database(config.db_dsn)
             app_secret = pg.app_secret(config.db_dsn, **_parts(info.db))
-            mf.create_objects(target.api, namespace, [app_secret, *objs])
+            mf.create_objects(target.api, namespace, [app_secret])
+            self._migrate(config, info, target, namespace, objs, deadline)
+            mf.create_objects(target.api, namespace, objs)
         else:
             admin_password = secrets.token_hex(16)
             self._passwords[info.id].append(admin_password)
@@ -183,11 +188,35 @@ class KubeBackend:
             # application_name marks the app's sessions (chaos db_connections ends them).
             url = f"{in_cluster.url()}?application_name={APP_SESSION_NAME}"
             app_secret = pg.app_secret(url, **_parts(in_cluster))
-            mf.create_objects(target.api, namespace, [app_secret, *objs])
+            mf.create_objects(target.api, namespace, [app_secret])
+            # The migrations run before any app pod starts (a Job with the app's image).
+            self._migrate(config, info, target, namespace, objs, deadline)
+            mf.create_objects(target.api, namespace, objs)
         info.timings["db_ready_s"] = round(time.monotonic() - began, 4)
 
         self._await_app(config, info, target, namespace, objs, deadline)
         info.timings["app_ready_s"] = round(time.monotonic() - began, 4)
+
+    def _migrate(
+        self,
+        config: SandboxConfig,
+        info: SandboxInfo,
+        target: KubeTarget,
+        namespace: str,
+        objs: list[dict[str, Any]],
+        deadline: float,
+    ) -> None:
+        if not config.migrate_cmd:
+            return
+        began = time.monotonic()
+        cmd = tuple("python3" if part == sys.executable else part for part in config.migrate_cmd)
+        remaining = max(deadline - time.monotonic(), 1.0)
+        job = migration_job(objs, cmd, remaining)
+        code, logs, why = run_job(target, namespace, job, remaining)
+        info.timings["migrate_s"] = round(time.monotonic() - began, 4)
+        if code != 0:
+            last = "\n".join(logs.splitlines()[-20:])
+            raise migration_failed(cmd, why, last, f"kubectl -n {namespace} logs job/{JOB_NAME}")
 
     def _app_objects(
         self, config: SandboxConfig, info: SandboxInfo, namespace: str

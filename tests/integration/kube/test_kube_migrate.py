@@ -1,0 +1,76 @@
+"""--sandbox-migrate-cmd on kube: a Job with the app's image before the app's Deployments."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from tests.conftest import IsolatedState
+from tests.integration.kube.test_kube_backend import POSTGRES, kube_example, only
+
+__all__ = ["kube_example"]  # the fixture, shared with test_kube_backend.py
+
+pytestmark = pytest.mark.kube
+
+MIGRATE_OK = (
+    "python3 -c \"import os, psycopg; psycopg.connect(os.environ['DATABASE_URL'], "
+    "autocommit=True).execute('create table migrated (v int)')\""
+)
+MIGRATE_BAD = (
+    "python3 -c \"import os, sys, urllib.parse; url = os.environ['DATABASE_URL']; "
+    "print('migrating', url, urllib.parse.urlsplit(url).password); sys.exit(3)\""
+)
+
+
+def namespaces_with(core: Any, prefix: str) -> list[str]:
+    return [
+        n.metadata.name for n in core.list_namespace().items if n.metadata.name.startswith(prefix)
+    ]
+
+
+def test_migration_job_runs_before_the_app(
+    kube_example: pytest.Pytester, isolated_state: IsolatedState, core: Any
+) -> None:
+    prefix = f"migok{uuid.uuid4().hex[:4]}"
+    only(
+        kube_example,
+        test_x="def test_migrated(live_db, live_http):\n"
+        "    assert live_db.execute('select count(*) from migrated').fetchone() == (0,)\n"
+        "    assert live_http.get('/readyz').status_code == 200\n",
+    )
+    result = kube_example.runpytest_subprocess(
+        "-p", "no:cacheprovider",
+        POSTGRES,
+        f"--sandbox-migrate-cmd={MIGRATE_OK}",
+        f"--sandbox-namespace-prefix={prefix}",
+    )  # fmt: skip
+    result.assert_outcomes(passed=1)
+    assert namespaces_with(core, prefix) == []
+    isolated_state.assert_clean()
+
+
+def test_failed_migration_job_is_migration_failed_without_secrets(
+    kube_example: pytest.Pytester, isolated_state: IsolatedState, core: Any
+) -> None:
+    prefix = f"migbad{uuid.uuid4().hex[:4]}"
+    only(kube_example, test_x="def test_a(live_url):\n    pass\n")
+    result = kube_example.runpytest_subprocess(
+        "-p", "no:cacheprovider",
+        POSTGRES,
+        f"--sandbox-migrate-cmd={MIGRATE_BAD}",
+        f"--sandbox-namespace-prefix={prefix}",
+        "--sandbox-report=r.jsonl",
+    )  # fmt: skip
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*MigrationFailed: the migration command exited with code 3 (command: python3 -c*",
+            "Last output (full log: kubectl -n * logs job/livesandbox-migrate):",
+            "migrating postgresql://app:***@* ***",
+        ]
+    )
+    assert "Traceback" not in result.stdout.str()
+    assert namespaces_with(core, prefix) == []
+    isolated_state.assert_clean()
