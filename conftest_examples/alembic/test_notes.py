@@ -23,3 +23,11 @@ def test_migrations_ran_once_and_are_kept(live_db):
     # The reset leaves Alembic's bookkeeping alone.
     assert live_db.execute("SELECT version_num FROM alembic_version").fetchall() == [("0001",)]
     assert live_db.execute("SELECT count(*) FROM notes").fetchone() == (0,)
+
+
+@pytest.mark.db_isolation("database")
+def test_cloned_databases_have_the_migrated_schema(live_db):
+    # The clone template is taken after the migrations ran: the tables are there, empty.
+    live_db.execute("INSERT INTO notes(title) VALUES ('only in this clone')")
+    live_db.commit()
+    assert live_db.execute("SELECT count(*) FROM notes").fetchone() == (1,)

@@ -18,7 +18,7 @@ def test_alembic_example_migrates_once_and_resets_every_test(
     result = pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "-p", "no:randomly", "--sandbox-report=r.jsonl"
     )
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=5)
     events = [json.loads(line) for line in (pytester.path / "r.jsonl").read_text().splitlines()]
     timings = events[0]["sandbox"]["timings"]
     assert timings["migrate_s"] > 0 and timings["app_ready_s"] > timings["migrate_s"]

@@ -17,22 +17,37 @@ MIGRATE_BAD = (
 )
 
 
-def test_migration_runs_in_the_app_image_before_the_app(
+RESET_TESTS = """
+import psycopg
+import pytest
+
+
+@pytest.mark.db_reset
+def test_1_app_commits(live_http, live_dsn):
+    assert live_http.post("/items", json={"name": "kept-by-the-app"}).status_code == 201
+    with psycopg.connect(live_dsn) as conn:
+        assert conn.execute("select count(*) from items").fetchone() == (1,)
+
+
+def test_2_tables_are_empty(live_dsn):
+    with psycopg.connect(live_dsn) as conn:
+        assert conn.execute("select count(*) from items").fetchone() == (0,)
+        assert conn.execute("select count(*) from migrated").fetchone() == (0,)
+"""
+
+
+def test_migration_runs_in_the_app_image_and_db_reset_cleans_up(
     pytester: pytest.Pytester, isolated_state: IsolatedState, docker_scope: DockerScope
 ) -> None:
-    pytester.makepyfile(
-        """
-        def test_table_is_there(live_db, live_http):
-            assert live_db.execute("select count(*) from migrated").fetchone() == (0,)
-            assert live_http.get("/healthz").status_code == 200
-        """
-    )
+    pytester.makepyfile(RESET_TESTS)
     result = pytester.runpytest_subprocess(
         "--sandbox=docker",
         f"--sandbox-image=app={DEMO_APP_IMAGE}",
         f"--sandbox-migrate-cmd={MIGRATE_OK}",
+        "-p",
+        "no:randomly",
     )
-    result.assert_outcomes(passed=1)
+    result.assert_outcomes(passed=2)
     assert docker_scope.leftovers() == []
     isolated_state.assert_clean()
 

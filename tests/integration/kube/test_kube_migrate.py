@@ -24,29 +24,44 @@ MIGRATE_BAD = (
 )
 
 
+RESET_TESTS = """
+import psycopg
+import pytest
+
+
+@pytest.mark.db_reset
+def test_1_app_commits(live_http, live_dsn):
+    assert live_http.post("/items", json={"name": "kept-by-the-app"}).status_code == 201
+    with psycopg.connect(live_dsn) as conn:
+        assert conn.execute("select count(*) from items").fetchone() == (1,)
+
+
+def test_2_tables_are_empty(live_dsn):
+    with psycopg.connect(live_dsn) as conn:
+        assert conn.execute("select count(*) from items").fetchone() == (0,)
+        assert conn.execute("select count(*) from migrated").fetchone() == (0,)
+"""
+
+
 def namespaces_with(core: Any, prefix: str) -> list[str]:
     return [
         n.metadata.name for n in core.list_namespace().items if n.metadata.name.startswith(prefix)
     ]
 
 
-def test_migration_job_runs_before_the_app(
+def test_migration_job_runs_before_the_app_and_db_reset_cleans_up(
     kube_example: pytest.Pytester, isolated_state: IsolatedState, core: Any
 ) -> None:
     prefix = f"migok{uuid.uuid4().hex[:4]}"
-    only(
-        kube_example,
-        test_x="def test_migrated(live_db, live_http):\n"
-        "    assert live_db.execute('select count(*) from migrated').fetchone() == (0,)\n"
-        "    assert live_http.get('/readyz').status_code == 200\n",
-    )
+    only(kube_example, test_x=RESET_TESTS)
     result = kube_example.runpytest_subprocess(
         "-p", "no:cacheprovider",
         POSTGRES,
         f"--sandbox-migrate-cmd={MIGRATE_OK}",
         f"--sandbox-namespace-prefix={prefix}",
+        "-p", "no:randomly",
     )  # fmt: skip
-    result.assert_outcomes(passed=1)
+    result.assert_outcomes(passed=2)
     assert namespaces_with(core, prefix) == []
     isolated_state.assert_clean()
 
