@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,6 @@ from typing import Any
 import docker
 import docker.errors
 import psycopg
-import requests
 from testcontainers.core.network import Network
 
 from ..config import SandboxConfig
@@ -40,13 +38,13 @@ from ..errors import (
     TeardownError,
 )
 from ..locations import state_root
-from ..logtail import tail
 from ..postgres.container import ContainerPostgres, LoopbackContainer, logs_tail
-from ..postgres.migrate import MIGRATE_LOG, migration_failed
+from ..postgres.migrate import MIGRATE_LOG
 from ..readiness import HttpReady, wait_until_ready
 from ..report.redaction import redact_error
-from ..sandbox import SandboxInfo, default_owner
-from .docker_resources import COMPONENT, ENDPOINT, remove_sandbox, sandbox_labels
+from ..sandbox import SandboxHealth, SandboxInfo, default_owner
+from .docker_migrate import in_image, run_migration_container
+from .docker_resources import COMPONENT, ENDPOINT, SANDBOX_ID, remove_sandbox, sandbox_labels
 
 DEFAULT_POSTGRES_IMAGE = "postgres:15"
 APP_COMPONENTS = ("app", "backend")
@@ -91,15 +89,6 @@ def container_port(app_env: dict[str, str], exposed: dict[str, Any] | None) -> i
     return tcp[0] if len(tcp) == 1 else DEFAULT_APP_PORT
 
 
-def in_image(cmd: tuple[str, ...]) -> tuple[str, ...]:
-    """``cmd`` as it runs inside an image: ``{python}`` (this interpreter's path) is ``python3``.
-
-    >>> import sys; in_image((sys.executable, "-m", "alembic", "upgrade", "head"))[0]
-    'python3'
-    """
-    return tuple("python3" if part == sys.executable else part for part in cmd)
-
-
 def ensure_running(container: Any, image: str) -> None:
     """Raise :class:`AppCrashed` with exit code and last log lines if the app container stopped."""
     container.reload()
@@ -123,6 +112,30 @@ class DockerBackend:
     def __init__(self) -> None:
         self._client: docker.DockerClient | None = None
         self._secrets: list[str] = []
+
+    def health(self, info: SandboxInfo) -> SandboxHealth:
+        """Every container of the sandbox still there and not exited (one list call)."""
+        health = SandboxHealth()
+        try:
+            listed = self.client.containers.list(
+                all=True, sparse=True, filters={"label": f"{SANDBOX_ID}={info.id}"}
+            )
+        except (docker.errors.DockerException, ClusterUnreachable):
+            return health  # the daemon's trouble, not the sandbox dying: teardown says more
+        found = {str(c.attrs["Names"][0]).lstrip("/"): c for c in listed}
+        for component, name in (info.extra.get("containers") or {}).items():
+            what = "PostgreSQL" if component == "db" else f"the {component} container"
+            container = found.get(name)
+            if container is None:
+                health.problems.append(
+                    f"{what} of sandbox {info.id} ({name}) is gone: removed from outside"
+                )
+            elif container.attrs.get("State") in ("exited", "dead"):
+                health.problems.append(
+                    f"{what} of sandbox {info.id} exited ({container.attrs.get('Status')}).\n"
+                    f"Last log lines:\n{logs_tail(container, lines=10)}"
+                )
+        return health
 
     def config_problems(self, config: SandboxConfig) -> list[str]:
         """Settings the docker backend cannot use (checked at configure)."""
@@ -256,39 +269,20 @@ class DockerBackend:
         labels: dict[str, str],
         db: ContainerPostgres,
     ) -> None:
-        """Run --sandbox-migrate-cmd once in a container of the app's image; log to migrate.log."""
         assert config.migrate_cmd is not None
-        cmd = in_image(config.migrate_cmd)
         log = Path(str(info.workdir)) / MIGRATE_LOG
         info.extra["migrate_log"] = str(log)
-        container = self.client.containers.create(
+        run_migration_container(
+            self.client,
             image,
-            entrypoint=[cmd[0]],
-            command=list(cmd[1:]),
-            environment={**dict(config.app_env), "DATABASE_URL": db.dsn_in_network()},
+            in_image(config.migrate_cmd),
+            env={**dict(config.app_env), "DATABASE_URL": db.dsn_in_network()},
             network=network.name,
             labels={**labels, COMPONENT: "migrate"},
             name=f"livesandbox-{info.id}-migrate",
+            log=log,
+            timeout=config.startup_timeout,
         )
-        try:
-            try:
-                container.start()
-            except docker.errors.APIError as exc:
-                why = f"could not start in image {image}: {exc.explanation or exc}"
-                raise migration_failed(cmd, why, "", str(log)) from None
-            try:
-                code = int(container.wait(timeout=config.startup_timeout)["StatusCode"])
-            except requests.exceptions.RequestException:
-                container.kill()
-                code = None
-            log.write_bytes(container.logs())
-        finally:
-            container.remove(force=True)
-        if code is None:
-            why = f"did not finish in {config.startup_timeout:g}s (--sandbox-startup-timeout)"
-            raise migration_failed(cmd, why, tail(log), str(log))
-        if code != 0:
-            raise migration_failed(cmd, f"exited with code {code}", tail(log), str(log))
 
     def _start_app(
         self,

@@ -84,3 +84,32 @@ def test_migrate_cmd_without_app_image_is_a_usage_error(
         ["*--sandbox-migrate-cmd: on docker the migrations run in the app's image*"]
     )
     isolated_state.assert_clean()
+
+
+def test_database_container_killed_from_outside_errors_the_next_test(
+    pytester: pytest.Pytester, isolated_state: IsolatedState, docker_scope: DockerScope
+) -> None:
+    pytester.makepyfile(
+        """
+        import docker
+
+        def test_kill(livesandbox):
+            name = livesandbox.info.extra["containers"]["db"]
+            docker.from_env().containers.get(name).kill()
+
+        def test_next(live_http):
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "--sandbox=docker", f"--sandbox-image=app={DEMO_APP_IMAGE}", "-p", "no:randomly"
+    )
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*SandboxDied: PostgreSQL of sandbox * exited (Exited (137)*",
+            "*Hint: something outside the test run stopped it*",
+        ]
+    )
+    assert docker_scope.leftovers() == []
+    isolated_state.assert_clean()
