@@ -15,7 +15,9 @@ value came from and what would be valid; the plugin turns it into a ``pytest.Usa
 
 from __future__ import annotations
 
-import enum
+import importlib.metadata
+import math
+import os
 import re
 import shlex
 import sys
@@ -26,17 +28,22 @@ from typing import Literal
 
 from .errors import ConfigError
 
-OptionKind = Literal["choice", "str", "bool", "duration", "path", "list", "int"]
+OptionKind = Literal["backend", "choice", "str", "bool", "duration", "path", "list", "int"]
 
 
-class Backend(enum.StrEnum):
-    """Where the sandbox runs."""
+def in_ci() -> bool:
+    """True when ``CI`` is set to a true value (``1``, ``true``, ``yes``: every CI sets one)."""
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes", "on"}
 
-    NONE = "none"
-    LOCAL = "local"
-    DOCKER = "docker"
-    KUBE = "kube"
-    GKE = "gke"
+
+NO_BACKEND = "none"
+BACKEND_GROUP = "pytest_livesandbox.backends"
+
+
+def backend_names() -> tuple[str, ...]:
+    """Names of the registered backends (entry-point group ``pytest_livesandbox.backends``)."""
+    names = {entry.name for entry in importlib.metadata.entry_points(group=BACKEND_GROUP)}
+    return tuple(sorted(names))
 
 
 @dataclass(frozen=True)
@@ -74,11 +81,10 @@ class OptionSpec:
 OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         "backend",
-        "choice",
+        "backend",
         "Where the sandbox runs: local (embedded PostgreSQL + the app as a subprocess), docker, "
-        "kube, gke, or none (plugin inert).",
-        default="none",
-        choices=tuple(b.value for b in Backend),
+        "kube, gke, any backend another package registers, or none (plugin inert).",
+        default=NO_BACKEND,
         flag="--sandbox",
     ),
     OptionSpec(
@@ -186,24 +192,36 @@ OPTIONS: tuple[OptionSpec, ...] = (
 OPTIONS_BY_NAME: dict[str, OptionSpec] = {spec.name: spec for spec in OPTIONS}
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+MAX_DURATION = 7 * 24 * 3600.0  # a week: anything longer is a typo, not a timeout
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
-def parse_duration(text: str) -> float:
-    """Parse ``"500ms"``, ``"30s"``, ``"2m"``, ``"1h"`` or a plain number of seconds.
+def parse_duration(value: object, *, allow_zero: bool = False) -> float:
+    """The one duration parser (options, markers, CLI): ``"500ms"``, ``"30s"``, ``"2m"``, ``"1h"``.
 
-    >>> parse_duration("1.5s"), parse_duration("250ms"), parse_duration("2m")
-    (1.5, 0.25, 120.0)
+    A bare number (``30``, ``"30"``, ``1.5``) means seconds, as in pytest-timeout. NaN,
+    infinities, negative values and more than a week are refused.
+
+    >>> parse_duration("1.5s"), parse_duration("250ms"), parse_duration("2m"), parse_duration(3)
+    (1.5, 0.25, 120.0, 3.0)
     """
-    match = _DURATION.match(text)
-    if not match:
-        raise ValueError(f"{text!r} is not a duration; use e.g. 30s, 500ms or 2m")
-    number = float(match.group(1))
-    unit = match.group(2) or "s"
-    seconds = number * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[unit]
-    if seconds <= 0:
-        raise ValueError(f"{text!r} must be longer than zero")
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration; use e.g. 30s, 500ms or 2m")
+    if isinstance(value, int | float):
+        seconds = float(value)
+        if not math.isfinite(seconds) or seconds < 0:
+            raise ValueError(f"{value!r} is not a duration; use e.g. 30s, 500ms or 2m")
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"{value!r} is not a duration; use e.g. 30s, 500ms or 2m")
+        seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
+    if seconds == 0 and not allow_zero:
+        raise ValueError(f"{value!r} must be longer than zero")
+    if seconds > MAX_DURATION:
+        raise ValueError(f"{value!r} is longer than a week; use e.g. 30s, 500ms or 2m")
     return seconds
 
 
@@ -266,10 +284,10 @@ class SandboxConfig:
         cfg = SandboxConfig.from_sources(
             cli={"backend": "local"}, env={}, ini={}, rootdir=Path(".")
         )
-        assert cfg.backend is Backend.LOCAL and cfg.startup_timeout == 30.0
+        assert cfg.backend == "local" and cfg.startup_timeout == 30.0
     """
 
-    backend: Backend = Backend.NONE
+    backend: str = NO_BACKEND
     app_cmd: tuple[str, ...] | None = None
     app_cwd: Path = field(default_factory=Path.cwd)
     app_env: tuple[tuple[str, str], ...] = ()
@@ -298,7 +316,7 @@ class SandboxConfig:
     @property
     def enabled(self) -> bool:
         """True unless the backend is ``none``."""
-        return self.backend is not Backend.NONE
+        return self.backend != NO_BACKEND
 
     @classmethod
     def from_sources(
@@ -365,10 +383,15 @@ def _convert(spec: OptionSpec, raw: str | bool | list[str], rootdir: Path) -> ob
             return parse_image_overrides([item.strip() for item in items])
         return tuple(item.strip() for item in items)
     text = str(raw).strip()
+    if spec.kind == "backend":
+        names = (NO_BACKEND, *backend_names())
+        if text not in names:
+            raise ValueError(f"{text!r} is not one of {', '.join(names)}")
+        return text
     if spec.kind == "choice":
         if text not in spec.choices:
             raise ValueError(f"{text!r} is not one of {', '.join(spec.choices)}")
-        return Backend(text) if spec.name == "backend" else text
+        return text
     if spec.kind == "duration":
         return parse_duration(text)
     if spec.kind == "int":

@@ -90,7 +90,7 @@ DOOMED = """
 import json, os, sys
 from pytest_livesandbox.chaos.driver import driver_for
 from pytest_livesandbox.chaos.markers import Fault
-from pytest_livesandbox.sandbox import SandboxInfo
+from pytest_livesandbox.info import SandboxInfo
 driver = driver_for(SandboxInfo.from_json(json.loads(sys.stdin.read())), owner="gw9:doomed")
 driver.apply(Fault("resource_limits", "backend", {"memory": 200 * 1024 * 1024}))
 driver.apply(Fault("db_connections", "db", {"max": 5}))

@@ -277,7 +277,7 @@ def test_kill_9_of_an_xdist_run_leaves_an_orphan_that_gc_reaps(
     proc.wait(30)
     assert len(isolated_state.sandboxes()) == 1 and isolated_state.processes()
     gc = cli("gc")
-    assert "(orphaned)" in gc.stdout and "1 sandbox(es) removed" in gc.stdout
+    assert "(local, orphaned)" in gc.stdout and "1 sandbox(es) removed" in gc.stdout
     isolated_state.assert_clean()
 
 
@@ -382,7 +382,7 @@ def test_kept_sandbox_expires_after_its_ttl_and_gc_reaps_it(
     ls = cli("ls")
     assert "expired" in ls.stdout and " ago" in ls.stdout
     dry = cli("gc", "--dry-run")
-    assert f"would remove {kept.name} (expired)" in dry.stdout and kept.exists()
+    assert f"would remove {kept.name} (local, expired)" in dry.stdout and kept.exists()
     gc = cli("gc")
-    assert f"removing {kept.name} (expired)" in gc.stdout
+    assert f"removing {kept.name} (local, expired)" in gc.stdout
     isolated_state.assert_clean()
