@@ -92,7 +92,7 @@ def _group_alive(pgid: int) -> bool:
         return False
     # Only zombies left (children of ours not reaped yet) count as gone.
     for proc in psutil.process_iter(["pid"]):
-        with contextlib.suppress(psutil.Error):
+        with contextlib.suppress(psutil.Error, OSError):
             if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
                 return True
     return False

@@ -369,11 +369,11 @@ def test_kept_sandbox_expires_after_its_ttl_and_gc_reaps_it(
     pytester: pytest.Pytester, isolated_state: IsolatedState
 ) -> None:
     pytester.makepyfile("def test_a(live_db):\n    pass\n")
-    result = pytester.runpytest_subprocess("--sandbox=local", "--sandbox-keep", "--sandbox-ttl=2s")
+    result = pytester.runpytest_subprocess("--sandbox=local", "--sandbox-keep", "--sandbox-ttl=10s")
     result.assert_outcomes(passed=1)
     (kept,) = isolated_state.sandboxes()
     state = json.loads((kept / "state.json").read_text())
-    assert state["expires_at"] == pytest.approx(state["created_at"] + 2, abs=0.01)
+    assert state["expires_at"] == pytest.approx(state["created_at"] + 10, abs=0.01)
     ls = cli("ls")
     assert "kept" in ls.stdout and "EXPIRES" in ls.stdout and " in " in ls.stdout
     gc = cli("gc")
