@@ -1,7 +1,7 @@
 """Components that die mid-run are named, not left to fail later tests with the app's errors.
 
 Registered where tests run (an xdist worker or the single process). Before each test the
-backend's :class:`~pytest_livesandbox.sandbox.HealthCheck` (if it has one) says whether
+backend's :class:`~pytest_livesandbox.protocol.HealthCheck` (if it has one) says whether
 PostgreSQL, the fault proxy and the app still run; if not, the test errors at setup with that
 reason (``PostgreSQL of sandbox 3f9c2a1b is not running. Last log lines: ...``). After each test
 the app's restart count is compared with the one before it: a restart that no chaos fault caused
@@ -21,7 +21,8 @@ import pytest
 from .chaos.markers import MARKER_NAMES
 from .errors import SandboxDied
 from .parallel import SandboxManager
-from .sandbox import HealthCheck, backend_for
+from .protocol import HealthCheck
+from .sandbox import backend_for
 
 RESTARTS_PROPERTY = "livesandbox_app_restarts"
 

@@ -12,7 +12,7 @@ import os
 import signal
 import time
 import warnings
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -37,13 +37,13 @@ from .fixtures import (
     livesandbox,
 )
 from .health import HealthHooks
-from .parallel import WORKERINPUT_KEY, SandboxManager
+from .parallel import WORKERINPUT_KEY, SandboxManager, is_xdist_worker
 from .preflight import absolute_locations, preflight
-from .report.artifacts import ArtifactRecorder, artifact_root, prepare_root
+from .report.artifacts import artifact_root, prepare_root
 from .report.events import EventSink, RunEvents
+from .report.hooks import ArtifactHooks, ReportHooks
 from .report.html import HtmlSink
 from .report.jsonl import JsonlSink
-from .report.redaction import redact_report
 from .report.terminal import report_lines, summary_lines
 from .report.webhook import WebhookSink
 from .sandbox import backend_for
@@ -145,15 +145,16 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     workerinput = getattr(config, "workerinput", None)
     if workerinput is None:
+        # Paths and what the backend cannot honour, before anything is made (not per worker).
         absolute_locations()
         problems = preflight(cfg)
         if problems:
             raise pytest.UsageError("pytest-livesandbox: " + "\n  ".join(problems))
     manager = SandboxManager(cfg, workerinput)
     config.stash[MANAGER_KEY] = manager
-    config.pluginmanager.register(_ArtifactHooks(manager), "livesandbox-artifacts")
+    config.pluginmanager.register(ArtifactHooks(manager, backend_for), "livesandbox-artifacts")
     config.pluginmanager.register(HealthHooks(manager), "livesandbox-health")
-    if manager.role == "worker":
+    if is_xdist_worker(config):
         return
     artifacts = artifact_root(cfg.report, cfg.html)
     if artifacts is not None and not config.option.collectonly:
@@ -167,7 +168,7 @@ def pytest_configure(config: pytest.Config) -> None:
         sinks.append(HtmlSink(cfg.html))
     events = RunEvents(sinks)
     config.stash[EVENTS_KEY] = events
-    config.pluginmanager.register(_ReportHooks(events), "livesandbox-report")
+    config.pluginmanager.register(ReportHooks(events), "livesandbox-report")
     config.stash[TIMES_KEY] = {}
     config.stash[_SIGTERM_KEY] = _sigterm_as_interrupt()
 
@@ -212,7 +213,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def _provision(config: pytest.Config) -> None:
     # A failure is remembered and reported by every test that needs the sandbox.
     manager = config.stash.get(MANAGER_KEY, None)
-    if manager is None or manager.role == "worker":
+    if manager is None or is_xdist_worker(config):
         return
     events = config.stash[EVENTS_KEY]
     if not (config.option.collectonly or getattr(config.option, "showfixtures", False)):
@@ -231,7 +232,7 @@ def _provision(config: pytest.Config) -> None:
     events.emit(
         "run_started",
         run_id=manager.run_id,
-        backend=manager.config.backend.value,
+        backend=manager.config.backend,
         sandbox=sandbox_public,
         error=manager.error,
         workers=getattr(config.option, "numprocesses", None) or 0,
@@ -255,94 +256,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     config.stash[_MARKERS_OK] = True
 
 
-class _ArtifactHooks:
-    """Registered where tests run (xdist worker or single process): log windows, properties."""
-
-    def __init__(self, manager: SandboxManager) -> None:
-        self.manager = manager
-        self.root = artifact_root(manager.config.report, manager.config.html)
-        self._recorder: ArtifactRecorder | None = None
-        self._failed: set[str] = set()
-        self._first_error: str | None = None
-
-    def _active(self) -> ArtifactRecorder | None:
-        if self._recorder is None and self.root is not None and self.manager.provisioned:
-            assert self.manager.sandbox is not None
-            info = self.manager.sandbox.info
-            backend = backend_for(self.manager.config)
-            self._recorder = ArtifactRecorder(backend, info, self.root, info.secret_values())
-        return self._recorder
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_setup(self, item: pytest.Item) -> None:
-        """Note where the sandbox's logs are before the test's fixtures start."""
-        recorder = self._active()
-        if recorder is not None:
-            recorder.start(item.nodeid)
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(
-        self, item: pytest.Item, call: pytest.CallInfo[None]
-    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-        """After teardown: save a failed test's log window; tag the report for JUnit/JSONL."""
-        report = yield
-        if self.manager.provisioned:
-            assert self.manager.sandbox is not None
-            redact_report(report, self.manager.sandbox.info.secret_values())
-        elif report.failed and report.when == "setup":
-            self._point_at_first_error(item, report)
-        if report.failed:
-            self._failed.add(item.nodeid)
-        if report.when != "teardown":
-            return report
-        failed = item.nodeid in self._failed
-        self._failed.discard(item.nodeid)
-        sandbox = self.manager.sandbox if self.manager.provisioned else None
-        if sandbox is not None:
-            report.user_properties.append(("livesandbox_sandbox_id", sandbox.info.id))
-            report.user_properties.append(("livesandbox_backend", sandbox.info.backend))
-        recorder = self._active()
-        if recorder is not None:
-            files = recorder.finish(item.nodeid, failed)
-            if files:
-                report.user_properties.append(("livesandbox_artifacts", files))
-        return report
-
-    def _point_at_first_error(self, item: pytest.Item, report: pytest.TestReport) -> None:
-        # The provisioning error in full once; every later test gets one line pointing at it.
-        error = self.manager.error
-        if not error or error not in str(report.longrepr):
-            return
-        if self._first_error is None:
-            self._first_error = item.nodeid
-            return
-        kind = error.split(":", 1)[0]
-        report.longrepr = (
-            f"sandbox could not be provisioned ({kind}): the error is shown in full at "
-            f"{self._first_error}"
-        )
-
-    @pytest.hookimpl(optionalhook=True)
-    def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> None:
-        """Xdist controller: a worker died during ``crashitem``; attach the latest logs."""
-        recorder = self._active()
-        if recorder is not None:
-            files = recorder.recent(crashitem, since=time.time() - 300)
-            if files:
-                report.user_properties.append(("livesandbox_artifacts", files))
-
-
-class _ReportHooks:
-    """Registered in the controller (or single process), where every worker's reports arrive."""
-
-    def __init__(self, events: RunEvents) -> None:
-        self.events = events
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """Feed each phase report to the run's events."""
-        self.events.on_report(report)
-
-
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """After fixtures are torn down: remove the sandbox (once), then close the report."""
@@ -354,7 +267,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if reset is not None:
         reset.close()
     manager = config.stash.get(MANAGER_KEY, None)
-    if manager is None or manager.role == "worker":
+    if manager is None or is_xdist_worker(config):
         return
     began = time.perf_counter()
     try:
@@ -391,7 +304,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     """A short section: sandbox id, backend, bring-up and teardown times, endpoint, report."""
     manager = config.stash.get(MANAGER_KEY, None)
-    if manager is None or manager.role == "worker":
+    if manager is None or is_xdist_worker(config):
         return
     terminalreporter.write_sep("-", "livesandbox")
     events = config.stash[EVENTS_KEY]

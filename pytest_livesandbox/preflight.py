@@ -8,8 +8,8 @@ that names the option and the fix::
     if problems:
         raise ConfigError("; ".join(problems))
 
-The backend is asked about its own settings through
-:class:`~pytest_livesandbox.sandbox.ConfigCheck`; nothing here knows which backend is which.
+The backend is asked about its own settings (``Backend.check_config``); nothing here knows
+which backend is which.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .config import OPTIONS_BY_NAME, SandboxConfig
 from .errors import SandboxError
-from .sandbox import ConfigCheck, backend_for
+from .sandbox import backend_for
 
 
 def folder_problem(path: Path, what: str) -> str:
@@ -86,9 +86,7 @@ def preflight(config: SandboxConfig) -> list[str]:
             "(relative paths are relative to the ini file's folder)"
         )
     try:
-        backend = backend_for(config)
-    except SandboxError:
-        backend = None  # a missing extra: reported when the sandbox is needed
-    if isinstance(backend, ConfigCheck):
-        problems.extend(backend.config_problems(config))
+        problems.extend(backend_for(config).check_config(config))
+    except SandboxError as exc:  # the backend's dependencies are missing: say which
+        problems.append(str(exc))
     return [problem for problem in problems if problem]

@@ -11,8 +11,8 @@ backend for that window after teardown. Backends with :class:`~..sandbox.LogOffs
 window by byte offsets (exact for logs without timestamps); others get the Unix-time window via
 ``collect_artifacts``. When an xdist worker dies mid-test the controller saves the logs' recent
 part instead (:meth:`ArtifactRecorder.recent`). Every written file passes
-:func:`.redaction.redact`. The paths end up in the test's ``livesandbox_artifacts`` user
-property, hence in the JSONL/HTML/JUnit reports.
+:func:`~pytest_livesandbox.redaction.redact`. The paths end up in the test's
+``livesandbox_artifacts`` user property, hence in the JSONL/HTML/JUnit reports.
 """
 
 from __future__ import annotations
@@ -25,8 +25,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..sandbox import LogOffsets, SandboxBackend, SandboxInfo
-from .redaction import redact
+from ..info import SandboxInfo
+from ..protocol import Backend as SandboxBackend
+from ..protocol import LogOffsets
+from ..redaction import redact
 
 MARKER = ".livesandbox-artifacts"
 

@@ -13,7 +13,7 @@ Each event is one JSON object with ``schema``, ``event``, ``time`` (Unix seconds
 ``run_finished``   ``counts`` per outcome, ``duration``, ``teardown_s``, ``exitstatus``
 
 Fields may be added in later versions of schema 1; none is removed or changes meaning.
-Every string of every event passes :func:`~pytest_livesandbox.report.redaction.redact_data`
+Every string of every event passes :func:`~pytest_livesandbox.redaction.redact_data`
 (the sandbox's passwords and secret-looking values become ``***``) before any sink sees it.
 """
 
@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import pytest
 
-from .redaction import redact_data
+from ..redaction import redact_data
 
 SCHEMA = 1
 Event = dict[str, Any]

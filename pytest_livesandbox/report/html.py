@@ -16,8 +16,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from ..redaction import redact
 from .events import Event
-from .redaction import redact
 
 OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import httpx
 
+from ..redaction import redact
 from .events import Event
-from .redaction import redact
 
 _STOP = object()
 

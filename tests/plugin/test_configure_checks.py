@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_livesandbox.sandbox import ci_job, default_owner
+from pytest_livesandbox.info import ci_job, default_owner
 from tests.conftest import DEMO_APP_CMD, IsolatedState
 
 BAD = {
@@ -26,13 +26,13 @@ BAD = {
     "db-dsn-on-local": (
         ["--sandbox-db-dsn=postgresql://u:p@h/db"],
         {},
-        "*--sandbox-db-dsn: the local backend starts its own PostgreSQL and cannot use an "
-        "external one*",
+        "*--sandbox-db-dsn: the local backend always runs its own embedded PostgreSQL; drop the "
+        "option or use --sandbox=kube*",
     ),
     "attach-on-local": (
         ["--sandbox-attach=3f9c2a1b"],
         {},
-        "*--sandbox-attach: the local backend cannot attach to a running sandbox*",
+        "*--sandbox-attach: the local backend cannot attach to a sandbox; keep one with*",
     ),
     "kube-namespace-prefix": (
         ["--sandbox=kube", "--sandbox-namespace-prefix=Bad_Prefix"],

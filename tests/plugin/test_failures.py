@@ -94,7 +94,7 @@ def test_gc_right_after_kill_9_sees_a_dead_owner(
         text=True,
     )
     proc.wait()
-    assert "(orphaned)" in gc.stdout and "1 sandbox(es) removed" in gc.stdout, gc.stdout
+    assert "(local, orphaned)" in gc.stdout and "1 sandbox(es) removed" in gc.stdout, gc.stdout
     isolated_state.assert_clean()
 
 

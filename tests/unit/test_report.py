@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from pytest_livesandbox.redaction import redact, redact_data
 from pytest_livesandbox.report.artifacts import artifact_root, prepare_root, slug
 from pytest_livesandbox.report.html import HtmlSink, render
-from pytest_livesandbox.report.redaction import redact, redact_data
 from pytest_livesandbox.report.webhook import WebhookPolicy, WebhookSink
 from tests.receiver import receiving
 

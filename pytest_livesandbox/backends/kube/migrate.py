@@ -1,0 +1,170 @@
+"""``--sandbox-migrate-cmd`` on kube: a Job with the app's image, run before the app rolls out.
+
+The Job's one container copies the first app workload's first container (image, ``env``,
+``envFrom``, resources), so the migration sees the same ``DATABASE_URL`` the app will (Secret
+``livesandbox-db``, key ``url``, added if the app takes it another way) and the namespace's
+LimitRange and quota treat it like the app::
+
+    job = migration_job(objs, ("alembic", "upgrade", "head"), deadline_s=60)
+    code, logs = run_job(target, namespace, job, timeout=60)
+
+``backoffLimit: 0``: a failed migration is reported, not retried. :func:`run_migration` does
+both and raises :class:`~pytest_livesandbox.errors.MigrationFailed`.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import time
+from typing import Any
+
+from kubernetes import client as k8s
+
+from ...errors import ConfigError
+from ...info import MANAGED_BY
+from ...postgres.migrate import migration_failed
+from . import manifests as mf
+from .names import MANAGED_BY_LABEL
+from .postgres import APP_SECRET
+
+JOB_NAME = "livesandbox-migrate"
+_POLL_S = 0.25
+_STUCK_S = 15.0
+
+
+def run_migration(
+    target: Any, namespace: str, objs: list[dict[str, Any]], cmd: tuple[str, ...], deadline: float
+) -> float:
+    """Run ``cmd`` as the migration Job before the app's objects exist; return the seconds taken.
+
+    ``{python}`` (this interpreter's path) becomes ``python3`` inside the image.
+    """
+    began = time.monotonic()
+    cmd = tuple("python3" if part == sys.executable else part for part in cmd)
+    remaining = max(deadline - time.monotonic(), 1.0)
+    code, logs, why = run_job(target, namespace, migration_job(objs, cmd, remaining), remaining)
+    if code != 0:
+        last = "\n".join(logs.splitlines()[-20:])
+        raise migration_failed(cmd, why, last, f"kubectl -n {namespace} logs job/{JOB_NAME}")
+    return round(time.monotonic() - began, 4)
+
+
+def migration_job(objs: list[dict[str, Any]], cmd: tuple[str, ...], deadline_s: float) -> Any:
+    """The Job manifest running ``cmd`` in the image of the first app workload.
+
+    >>> web = {"name": "web", "image": "app:1"}
+    >>> deploy = {"kind": "Deployment", "metadata": {"name": "web"},
+    ...           "spec": {"template": {"spec": {"containers": [web]}}}}
+    >>> job = migration_job([deploy], ("alembic", "upgrade", "head"), 60)
+    >>> container = job["spec"]["template"]["spec"]["containers"][0]
+    >>> container["image"], container["command"], container["env"][0]["name"]
+    ('app:1', ['alembic', 'upgrade', 'head'], 'DATABASE_URL')
+    """
+    spec = next(
+        (
+            pod
+            for obj in objs
+            if obj.get("kind") in mf.WORKLOAD_KINDS
+            for pod in [mf.workload_pod_spec(obj)]
+            if pod and pod.get("containers")
+        ),
+        None,
+    )
+    if spec is None:
+        raise ConfigError(
+            "--sandbox-migrate-cmd: on kube the migrations run as a Job with the app's image, "
+            "but the manifests hold no Deployment/StatefulSet with a container"
+        )
+    app = spec["containers"][0]
+    container: dict[str, Any] = {
+        "name": "migrate",
+        "image": app["image"],
+        "command": list(cmd),
+        "env": copy.deepcopy(app.get("env") or []),
+    }
+    for key in ("envFrom", "resources", "imagePullPolicy", "workingDir", "securityContext"):
+        if key in app:
+            container[key] = copy.deepcopy(app[key])
+    if not any(e.get("name") == "DATABASE_URL" for e in container["env"]):
+        container["env"].insert(
+            0,
+            {
+                "name": "DATABASE_URL",
+                "valueFrom": {"secretKeyRef": {"name": APP_SECRET, "key": "url"}},
+            },
+        )
+    pod_spec: dict[str, Any] = {"restartPolicy": "Never", "containers": [container]}
+    for key in ("imagePullSecrets", "serviceAccountName", "securityContext"):
+        if key in spec:
+            pod_spec[key] = copy.deepcopy(spec[key])
+    labels = {MANAGED_BY_LABEL: MANAGED_BY, "app.kubernetes.io/component": "migrate"}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": JOB_NAME, "labels": labels},
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": max(1, int(deadline_s)),
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }
+
+
+def run_job(target: Any, namespace: str, job: Any, timeout: float) -> tuple[int | None, str, str]:
+    """Create ``job``, wait for it; ``(exit code or None on timeout, logs, why)``."""
+    batch = k8s.BatchV1Api(target.api)
+    batch.create_namespaced_job(namespace, job)
+    deadline = time.monotonic() + timeout
+    stuck_since = 0.0
+    while time.monotonic() < deadline:
+        status: Any = batch.read_namespaced_job_status(JOB_NAME, namespace).status
+        if status.succeeded:
+            return 0, _logs(target, namespace), ""
+        if status.failed:
+            code, why = _exit(target, namespace)
+            return code, _logs(target, namespace), why
+        waiting = _waiting(target, namespace)
+        if waiting in ("ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName"):
+            return None, "", f"could not start: its pod cannot get the app's image ({waiting})"
+        if waiting in ("CreateContainerConfigError", "CreateContainerError"):
+            # Often transient (the kubelet has not seen the Secret yet): fatal only if it stays.
+            stuck_since = stuck_since or time.monotonic()
+            if time.monotonic() - stuck_since > _STUCK_S:
+                why = f"could not start: its container cannot be created ({waiting})"
+                return None, _logs(target, namespace), why
+        else:
+            stuck_since = 0.0
+        time.sleep(_POLL_S)
+    return None, _logs(target, namespace), f"did not finish in {timeout:g}s"
+
+
+def _pods(target: Any, namespace: str) -> list[Any]:
+    pods = target.core.list_namespaced_pod(namespace, label_selector=f"job-name={JOB_NAME}")
+    return list(pods.items)
+
+
+def _logs(target: Any, namespace: str) -> str:
+    for pod in _pods(target, namespace):
+        try:
+            return str(target.core.read_namespaced_pod_log(pod.metadata.name, namespace))
+        except k8s.ApiException:
+            continue
+    return ""
+
+
+def _exit(target: Any, namespace: str) -> tuple[int | None, str]:
+    for pod in _pods(target, namespace):
+        for state in pod.status.container_statuses or []:
+            done = state.state.terminated
+            if done is not None:
+                return int(done.exit_code), f"exited with code {done.exit_code}"
+    return None, "failed (the Job's deadline passed or its pod was removed)"
+
+
+def _waiting(target: Any, namespace: str) -> str:
+    for pod in _pods(target, namespace):
+        for state in pod.status.container_statuses or []:
+            if state.state.waiting is not None:
+                return str(state.state.waiting.reason or "")
+    return ""
