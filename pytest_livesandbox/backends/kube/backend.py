@@ -178,7 +178,7 @@ class KubeBackend:
         mf.create_objects(target.api, namespace, [app_secret])
         if config.migrate_cmd:  # before any app pod starts: a Job with the app's image
             info.timings["migrate_s"] = run_migration(
-                target, namespace, objs, config.migrate_cmd, deadline
+                target, namespace, objs, config.migrate_cmd, deadline, info.extra
             )
         mf.create_objects(target.api, namespace, objs)
         info.timings["db_ready_s"] = round(time.monotonic() - began, 4)

@@ -50,6 +50,7 @@ from ...info import SandboxInfo
 from ...readiness import HttpReady, wait_until_ready
 from . import postgres as pg
 from .client import KubeTarget, connect
+from .migrate import rerun_migration
 from .names import COMPONENT_LABEL
 
 RECOVERY_TIMEOUT_S = 120.0
@@ -293,6 +294,11 @@ class KubeChaos(LedgeredDriver):
                     raise ChaosError(f"PostgreSQL did not accept connections: {exc}") from None
                 time.sleep(0.25)
         start_s = time.monotonic() - began
+        job = self.info.extra.get("migrate_job")
+        if job:  # --sandbox-migrate-cmd: the new, empty database is migrated again first
+            failed = rerun_migration(self.target, self.namespace, job, RECOVERY_TIMEOUT_S)
+            if failed:
+                raise ChaosError(f"PostgreSQL came back but could not be migrated: {failed}")
         # A new, empty data folder: the apps migrate their schema when they start.
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         found = self.target.apps.list_namespaced_deployment(self.namespace).items

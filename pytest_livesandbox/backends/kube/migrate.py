@@ -34,20 +34,52 @@ _STUCK_S = 15.0
 
 
 def run_migration(
-    target: Any, namespace: str, objs: list[dict[str, Any]], cmd: tuple[str, ...], deadline: float
+    target: Any,
+    namespace: str,
+    objs: list[dict[str, Any]],
+    cmd: tuple[str, ...],
+    deadline: float,
+    extra: dict[str, Any],
 ) -> float:
     """Run ``cmd`` as the migration Job before the app's objects exist; return the seconds taken.
 
-    ``{python}`` (this interpreter's path) becomes ``python3`` inside the image.
+    ``{python}`` (this interpreter's path) becomes ``python3`` inside the image. The Job's
+    manifest (no secret in it: ``DATABASE_URL`` comes from the Secret) is kept in ``extra`` as
+    ``migrate_job``, so a ``kill_db`` that empties the database can migrate it again.
     """
     began = time.monotonic()
     cmd = tuple("python3" if part == sys.executable else part for part in cmd)
     remaining = max(deadline - time.monotonic(), 1.0)
-    code, logs, why = run_job(target, namespace, migration_job(objs, cmd, remaining), remaining)
+    job = migration_job(objs, cmd, remaining)
+    extra["migrate_job"] = job
+    code, logs, why = run_job(target, namespace, job, remaining)
     if code != 0:
         last = "\n".join(logs.splitlines()[-20:])
         raise migration_failed(cmd, why, last, f"kubectl -n {namespace} logs job/{JOB_NAME}")
     return round(time.monotonic() - began, 4)
+
+
+def rerun_migration(target: Any, namespace: str, job: Any, timeout: float) -> str:
+    """Delete the finished migration Job and run it again; ``""`` or why it failed."""
+    batch = k8s.BatchV1Api(target.api)
+    deadline = time.monotonic() + timeout
+    try:
+        batch.delete_namespaced_job(JOB_NAME, namespace, propagation_policy="Foreground")
+    except k8s.ApiException as exc:
+        if exc.status != 404:
+            raise
+    while time.monotonic() < deadline:
+        try:
+            batch.read_namespaced_job(JOB_NAME, namespace)
+        except k8s.ApiException as exc:
+            if exc.status == 404:
+                break
+            raise
+        time.sleep(_POLL_S)
+    code, logs, why = run_job(target, namespace, job, max(deadline - time.monotonic(), 1.0))
+    if code == 0:
+        return ""
+    return f"the migration Job {why}: {' | '.join(logs.splitlines()[-3:])}"
 
 
 def migration_job(objs: list[dict[str, Any]], cmd: tuple[str, ...], deadline_s: float) -> Any:

@@ -43,17 +43,31 @@ def test_2_tables_are_empty(live_dsn):
 """
 
 
+# kill_db on kube empties the database (a new emptyDir): the migration Job runs again.
+KILL_DB_TESTS = """
+
+@pytest.mark.kill_db(when="before", down_for="1s")
+def test_3_outage(live_http):
+    pass
+
+
+def test_4_schema_is_back(live_dsn):
+    with psycopg.connect(live_dsn) as conn:
+        assert conn.execute("select count(*) from migrated").fetchone() == (0,)
+"""
+
+
 def namespaces_with(core: Any, prefix: str) -> list[str]:
     return [
         n.metadata.name for n in core.list_namespace().items if n.metadata.name.startswith(prefix)
     ]
 
 
-def test_migration_job_runs_before_the_app_and_db_reset_cleans_up(
+def test_migration_job_runs_before_the_app_again_after_kill_db_and_db_reset_cleans_up(
     kube_example: pytest.Pytester, isolated_state: IsolatedState, core: Any
 ) -> None:
     prefix = f"migok{uuid.uuid4().hex[:4]}"
-    only(kube_example, test_x=RESET_TESTS)
+    only(kube_example, test_x=RESET_TESTS + KILL_DB_TESTS)
     result = kube_example.runpytest_subprocess(
         "-p", "no:cacheprovider",
         POSTGRES,
@@ -61,7 +75,7 @@ def test_migration_job_runs_before_the_app_and_db_reset_cleans_up(
         f"--sandbox-namespace-prefix={prefix}",
         "-p", "no:randomly",
     )  # fmt: skip
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=4)
     assert namespaces_with(core, prefix) == []
     isolated_state.assert_clean()
 
