@@ -71,7 +71,8 @@ def livesandbox(request: pytest.FixtureRequest) -> Sandbox:
     try:
         return manager.get()
     except SandboxError as exc:
-        message = f"sandbox could not be provisioned: {exc}"
+        # The remembered form names the error class, however this process first saw it.
+        message = f"sandbox could not be provisioned: {manager.error or exc}"
     pytest.fail(message, pytrace=False)
 
 

@@ -35,7 +35,7 @@ from ...errors import (
 from ...info import DatabaseInfo, SandboxInfo, default_owner
 from ...locations import state_root
 from ...postgres.roles import APP_SESSION_NAME
-from ...protocol import ListScope, SandboxRecord
+from ...protocol import ListScope, SandboxHealth, SandboxRecord
 from ...readiness import HttpReady, wait_until_ready
 from ...redaction import redact_error
 from . import manifests as mf
@@ -46,6 +46,7 @@ from .chaos import KubeChaos
 from .checks import config_problems
 from .client import KubeTarget, connect
 from .diagnose import api_error
+from .health import kube_health, target_for
 from .migrate import run_migration
 from .names import (
     EXPIRES_AT,
@@ -109,8 +110,7 @@ class KubeBackend:
         except BaseException as exc:
             with contextlib.suppress(Exception):
                 self.teardown(info)
-            # Pod log tails are in the message: scrub the generated passwords at the source.
-            known = [*info.secret_values(), *self._passwords.pop(info.id, [])]
+            known = [*info.secret_values(), *self._passwords.pop(info.id, [])]  # log tails
             if isinstance(exc, Exception) and not isinstance(exc, SandboxError):
                 raise redact_error(api_error(exc, info), known) from None
             redact_error(exc, known)
@@ -165,6 +165,7 @@ class KubeBackend:
             self._passwords[info.id].append(admin_password)
             secret, service, statefulset = pg.postgres_objects(db_image, admin_password)
             mf.create_objects(target.api, namespace, [secret, service, statefulset])
+            info.extra["postgres_in_namespace"] = True  # health() watches its pod
             host = target.core.read_namespaced_service(pg.NAME, namespace).spec.cluster_ip
             in_cluster = DatabaseInfo(host, pg.PORT, pg.APP_DB, pg.APP_USER, app_password)
             info.db = self._await_postgres(
@@ -372,6 +373,10 @@ class KubeBackend:
                 target.close()
 
     # ----------------------------------------------------------------- protocol: config, chaos, CLI
+
+    def health(self, info: SandboxInfo) -> SandboxHealth:
+        """PostgreSQL's pod ready; the app's container restarts (one list call, health.py)."""
+        return kube_health(target_for(info), info)
 
     def check_config(self, config: SandboxConfig) -> list[str]:
         """Namespace prefix, manifests and kubeconfig files, checked before connecting."""

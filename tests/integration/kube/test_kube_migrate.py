@@ -103,3 +103,44 @@ def test_failed_migration_job_is_migration_failed_without_secrets(
     assert "Traceback" not in result.stdout.str()
     assert namespaces_with(core, prefix) == []
     isolated_state.assert_clean()
+
+
+def test_postgres_scaled_away_from_outside_errors_the_next_test(
+    kube_example: pytest.Pytester, isolated_state: IsolatedState, core: Any
+) -> None:
+    prefix = f"health{uuid.uuid4().hex[:4]}"
+    only(
+        kube_example,
+        test_x="""
+import os, time
+
+from kubernetes import client, config
+
+
+def test_scale_db_away(livesandbox):
+    api = config.new_client_from_config(os.environ["KUBECONFIG"])
+    apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
+    ns = livesandbox.info.namespace
+    apps.patch_namespaced_stateful_set_scale(
+        "livesandbox-postgres", ns, {"spec": {"replicas": 0}}
+    )
+    while core.list_namespaced_pod(ns, label_selector="livesandbox/role=database").items:
+        time.sleep(0.5)
+
+
+def test_next(live_http):
+    pass
+""",
+    )
+    result = kube_example.runpytest_subprocess(
+        "-p", "no:cacheprovider",
+        POSTGRES,
+        f"--sandbox-namespace-prefix={prefix}",
+        "-p", "no:randomly",
+    )  # fmt: skip
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*SandboxDied: PostgreSQL of sandbox * (namespace *) is not running: no pod.*"]
+    )
+    assert namespaces_with(core, prefix) == []
+    isolated_state.assert_clean()
