@@ -17,6 +17,7 @@ them. Measured per reset:
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -121,7 +122,8 @@ def main() -> None:
     ratio_delete = statistics.median(delete) / statistics.median(ours)
     body = (
         f"{args.tables} tables (serial keys, foreign keys between pairs), 3 rows each, "
-        f"{args.runs} rounds, median per reset, embedded PostgreSQL:\n\n"
+        f"{args.runs} rounds, median per reset, embedded PostgreSQL (1-minute load average "
+        f"{os.getloadavg()[0]:.1f} on a shared machine):\n\n"
         "| reset | median | ratio |\n|---|---|---|\n"
         f"| `TableReset.run()`, every table dirty (one `DO` block: dirty check, `DELETE`, "
         f"`setval`) | {ms(ours)} | 1.0 |\n"
