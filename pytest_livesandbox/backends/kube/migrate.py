@@ -27,6 +27,7 @@ from ...postgres.migrate import migration_failed
 from . import manifests as mf
 from .names import MANAGED_BY_LABEL
 from .postgres import APP_SECRET
+from .postgres import NAME as PG_SERVICE
 
 JOB_NAME = "livesandbox-migrate"
 _POLL_S = 0.25
@@ -143,8 +144,27 @@ def migration_job(objs: list[dict[str, Any]], cmd: tuple[str, ...], deadline_s: 
     }
 
 
+def _await_db_service(target: Any, namespace: str, deadline: float) -> None:
+    # The Job reaches PostgreSQL through its Service, whose endpoints list the pod only once its
+    # readiness probe passed (our own checks go straight to the pod): wait for that first.
+    while time.monotonic() < deadline:
+        try:
+            endpoints = target.core.read_namespaced_endpoints(PG_SERVICE, namespace)
+        except k8s.ApiException as exc:
+            if exc.status == 404:
+                return  # an external database (--sandbox-db-dsn): no Service of ours
+            raise
+        if any(subset.addresses for subset in endpoints.subsets or []):
+            return
+        time.sleep(_POLL_S)
+
+
 def run_job(target: Any, namespace: str, job: Any, timeout: float) -> tuple[int | None, str, str]:
-    """Create ``job``, wait for it; ``(exit code or None on timeout, logs, why)``."""
+    """Create ``job`` once the database Service routes, wait for it; ``(code, logs, why)``.
+
+    ``code`` is ``None`` when it did not finish (timeout, image or container problems).
+    """
+    _await_db_service(target, namespace, time.monotonic() + timeout)
     batch = k8s.BatchV1Api(target.api)
     batch.create_namespaced_job(namespace, job)
     deadline = time.monotonic() + timeout
