@@ -11,6 +11,7 @@ from .config import Backend, SandboxConfig
 from .errors import (
     AppCrashed,
     ChaosError,
+    ChaosNotObserved,
     ClusterUnreachable,
     ConfigError,
     DatabaseStartError,
@@ -31,6 +32,7 @@ __all__ = [
     "AppCrashed",
     "Backend",
     "ChaosError",
+    "ChaosNotObserved",
     "ClusterUnreachable",
     "ConfigError",
     "DatabaseInfo",

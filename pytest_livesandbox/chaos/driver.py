@@ -30,7 +30,7 @@ from .markers import ChaosPlan, Fault
 if TYPE_CHECKING:
     from ..config import SandboxConfig
 
-PROXY_KINDS = frozenset({"latency", "reset", "timeout", "bandwidth", "slow_close"})
+PROXY_KINDS = frozenset({"latency", "reset", "timeout", "bandwidth", "slow_close", "http"})
 
 
 @dataclass
@@ -77,8 +77,14 @@ class ActiveFault:
 class ChaosDriver(Protocol):
     """One backend's way of injecting faults into a running sandbox."""
 
-    def apply(self, fault: Fault) -> ActiveFault:
-        """Inject ``fault`` now; it stays until the returned handle is removed."""
+    def apply(self, fault: Fault, scope: str = "") -> ActiveFault:
+        """Inject ``fault`` now; it stays until the returned handle is removed.
+
+        A scoped fault (:attr:`Fault.scoped`) acts only on requests carrying ``scope``.
+        """
+
+    def counters(self, record: dict[str, Any]) -> dict[str, Any]:
+        """``hits`` (and ``requests_seen``) of a fault in force, from its record."""
 
     def repair(self, *, only_stale: bool) -> list[str]:
         """Undo faults left behind (by dead processes, or all); returns what was undone."""

@@ -70,7 +70,9 @@ class LocalChaos(LedgeredDriver):
                 f"{fault.kind} needs the fault proxy, but this sandbox runs without it "
                 "(livesandbox_fault_proxy = false)"
             )
-        params = {k: float(v) for k, v in fault.params.items() if k != "direction"}
+        params: dict[str, Any] = dict(fault.params)
+        if fault.kind != "http":
+            params = {k: float(v) for k, v in fault.params.items() if k != "direction"}
         direction = str(fault.params.get("direction", "both"))
         if fault.kind == "latency" and direction == "both":
             # ms is what one request/response exchange gains: half on the way in, half out.
@@ -78,7 +80,13 @@ class LocalChaos(LedgeredDriver):
         key = self.ledger.add("toxic", {"route": fault.target}, self.owner)
         try:
             toxic = self.proxy.add_toxic(
-                fault.target, fault.kind, direction, params, owner=self.owner, ttl_s=TOXIC_TTL_S
+                fault.target,
+                fault.kind,
+                direction,
+                params,
+                owner=self.owner,
+                ttl_s=TOXIC_TTL_S,
+                scope=str(record.get("scope", "")),
             )
         except BaseException:
             self.ledger.remove(key)
@@ -88,11 +96,18 @@ class LocalChaos(LedgeredDriver):
 
         def undo() -> dict[str, Any]:
             assert self.proxy is not None
-            self.proxy.remove_toxic(fault.target, toxic["id"])
+            removed = self.proxy.remove_toxic(fault.target, toxic["id"])
             self.ledger.remove(key)
-            return {}
+            return counters(fault, removed)
 
         return undo
+
+    def counters(self, record: dict[str, Any]) -> dict[str, Any]:
+        """What a proxy fault in force has affected so far (``hits``, ``requests_seen``)."""
+        if self.proxy is None or "toxic_id" not in record:
+            raise ChaosError(f"{record.get('kind')} on {record.get('target')} counts nothing")
+        toxic = self.proxy.toxic(str(record["target"]), str(record["toxic_id"]))
+        return {k: toxic[k] for k in ("hits", "requests_seen") if k in toxic}
 
     def _app_pid(self) -> int:
         pid = supervisor_state(self.workdir).get("pid")
@@ -289,6 +304,16 @@ class LocalChaos(LedgeredDriver):
             if limit != -1:
                 return [f"the app role's connection limit is {limit}, not unlimited"]
             return []
+
+
+def counters(fault: Fault, toxic: dict[str, Any] | None) -> dict[str, Any]:
+    """The report's counters of a removed toxic (``hits`` None if the proxy had dropped it)."""
+    if toxic is None:
+        return {"hits": None}
+    found = {"hits": int(toxic.get("hits", 0))}
+    if fault.kind == "http":
+        found["requests_seen"] = int(toxic.get("requests_seen", 0))
+    return found
 
 
 def _running(pid: int) -> bool:

@@ -11,13 +11,20 @@ managed over HTTP (``Connection: close``, JSON bodies):
 =========================================  ===================================================
 ``GET  /health``                           ``{"ok": true}``
 ``GET  /routes``                           every route: listen port, upstream, toxics, links
-``PUT  /routes/<name>``                    ``{"upstream": "127.0.0.1:5432", "listen_port": 0}``
-                                           -> the route (``listen_port`` is the bound port)
+``PUT  /routes/<name>``                    ``{"upstream": "127.0.0.1:5432", "listen_port": 0,
+                                           "protocol": "tcp"|"http"}`` -> the route
+                                           (``listen_port`` is the bound port)
 ``POST /routes/<name>/toxics``             ``{"kind", "direction", "params", "owner",
-                                           "owner_pid", "ttl_s"}`` -> the toxic with its id
-``DELETE /routes/<name>/toxics/<id>``      remove one toxic
+                                           "owner_pid", "ttl_s", "scope"}`` -> the toxic
+``GET  /routes/<name>/toxics/<id>``        one toxic, with its ``hits`` and ``requests_seen``
+``DELETE /routes/<name>/toxics/<id>``      remove one toxic -> ``{"removed", "toxic"}``
 ``DELETE /toxics[?owner=...]``             remove all toxics (of one owner)
 =========================================  ===================================================
+
+An ``http`` route parses HTTP/1.1 requests (:mod:`proxy_http`): it strips the
+``X-Livesandbox-Test`` header, and a toxic with a ``scope`` acts only on the requests that carried
+that value (and on their responses), so one test's faults never reach another test's requests.
+Each toxic counts ``hits``: connections it acted on (``tcp`` routes), requests (``http``).
 
 Toxics (ideas from Toxiproxy's, written afresh), applied per direction: ``upstream`` is
 client -> server data, ``downstream`` server -> client, ``both`` either:
@@ -30,6 +37,8 @@ client -> server data, ``downstream`` server -> client, ``both`` either:
   closed that long after the toxic first swallowed data on it.
 - ``bandwidth`` ``{"rate_kbps"}``: at most that many kilobits per second (1 kbps = 125 B/s).
 - ``slow_close`` ``{"delay"}``: when one side closes, the other side is closed ``delay`` s later.
+- ``http`` (``http`` routes): answer (``status``), reset (``abort``) or hold back (``delay``) the
+  requests it matches; see :func:`proxy_http.decide`.
 
 A toxic may carry ``owner_pid`` (removed when that process is gone) and ``ttl_s`` (removed when
 it expires), so a crashed test process cannot leave a fault behind.
@@ -53,10 +62,17 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+if __package__:
+    from . import proxy_http as httpf
+else:  # run by path under ``python -I -S``: the script's folder is not on sys.path
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import proxy_http as httpf  # type: ignore[no-redef,import-not-found]
+
 BUFFER = 1024 * 1024  # stream and transport buffers: fewer, bigger reads and writes
 QUEUE_CHUNKS = 64
 SWEEP_S = 0.25
-KINDS = ("latency", "reset", "timeout", "bandwidth", "slow_close")
+KINDS = ("latency", "reset", "timeout", "bandwidth", "slow_close", "http")
+PROTOCOLS = ("tcp", "http")
 DIRECTIONS = ("both", "upstream", "downstream")
 _ids = itertools.count(1)
 
@@ -67,12 +83,16 @@ class Toxic:
 
     kind: str
     direction: str
-    params: dict[str, float]
+    params: dict[str, Any]
     owner: str = ""
     owner_pid: int = 0
     expires_at: float = 0.0
+    scope: str = ""  # "" acts on all traffic; else only on requests carrying this test scope
     id: str = field(default_factory=lambda: f"t{next(_ids)}")
     created_at: float = field(default_factory=time.time)
+    hits: int = 0  # connections (tcp) or requests (http) the toxic acted on
+    seen: int = 0  # requests it matched (http toxics)
+    rng: random.Random | None = None
 
     def applies(self, direction: str) -> bool:
         """True if the toxic acts on data flowing in ``direction``."""
@@ -95,6 +115,9 @@ class Toxic:
             "owner_pid": self.owner_pid,
             "expires_at": self.expires_at,
             "created_at": self.created_at,
+            "scope": self.scope,
+            "hits": self.hits,
+            "requests_seen": self.seen,
         }
 
 
@@ -206,6 +229,21 @@ class Link:
         self.senders: list[asyncio.Task[None]] = []
         self.last_due = {"upstream": 0.0, "downstream": 0.0}
         self.busy: set[str] = set()  # directions whose sender holds a chunk right now
+        self.http = httpf.RequestStream() if route.protocol == "http" else None
+        self.scope = ""  # of the request in flight (http routes)
+        self.fault: Toxic | None = None  # the http toxic acting on the request in flight
+        self.request: httpf.Request | None = None
+        self.counted: set[str] = set()  # toxics that counted this connection / request
+
+    def toxics(self, direction: str) -> list[Toxic]:
+        """The route's stream toxics that act on this link in ``direction``."""
+        return self.route.toxics_for(direction, self.scope)
+
+    def hit(self, toxic: Toxic) -> None:
+        """Count the toxic once per connection (tcp) or request (http)."""
+        if toxic.id not in self.counted:
+            self.counted.add(toxic.id)
+            toxic.hits += 1
 
     def target(self, direction: str) -> Side:
         """The side that data flowing in ``direction`` is written to."""
@@ -217,8 +255,9 @@ class Link:
 
     def on_accepted(self) -> None:
         """The client is connected: reset it at once, or connect upstream."""
-        for toxic in self.route.toxics_for("upstream") + self.route.toxics_for("downstream"):
+        for toxic in self.toxics("upstream") + self.toxics("downstream"):
             if toxic.kind == "reset" and not toxic.params.get("after_bytes", 0):
+                self.hit(toxic)
                 self.reset()
                 return
         assert self.client.transport is not None
@@ -240,13 +279,59 @@ class Link:
             self.client.transport.resume_reading()
 
     def on_data(self, direction: str, data: bytes) -> None:
-        """A chunk arrived: forward it now, queue it, or apply a fatal toxic."""
+        """A chunk arrived: split it into requests (http routes) or deliver it."""
         if self.closed:
             return
+        if self.http is not None and direction == "upstream":
+            self.on_requests(self.http, data)
+        else:
+            self.deliver(direction, data)
+
+    def on_requests(self, stream: httpf.RequestStream, data: bytes) -> None:
+        """Client bytes of an http route: scope, match and fault each request."""
+        for piece in stream.feed(data):
+            if self.closed:
+                return
+            if piece.kind == "raw":
+                if stream.unparsed and "unparsed" not in self.counted:
+                    self.counted.add("unparsed")
+                    self.route.unparsed += 1
+                self.deliver("upstream", piece.data)
+                continue
+            if piece.request is not None:  # a head: a new exchange begins
+                self.route.requests += 1
+                if piece.request.scope != self.scope:
+                    self.scope, self.bytes = piece.request.scope, 0
+                self.counted.clear()
+                self.fault = httpf.decide(self.route.http_toxics(), piece.request)
+                self.request = piece.request
+            fault, request = self.fault, self.request
+            if fault is None or fault.params["action"] == "delay":
+                if piece.data:
+                    extra = float(fault.params["delay"]) if fault is not None else 0.0
+                    self.deliver("upstream", piece.data, extra)
+            elif piece.kind == "end":  # status / abort once the whole request is in
+                if fault.params["action"] == "abort":
+                    self.reset()
+                    return
+                assert request is not None
+                self.deliver("downstream", httpf.response(fault.params, request))
+                if request.close:
+                    self.on_eof("downstream")
+            if piece.kind == "end":
+                self.fault = None
+
+    def deliver(self, direction: str, data: bytes, extra: float = 0.0) -> None:
+        """Forward a chunk now, queue it (due ``extra`` s later or more), or apply a fatal toxic."""
         self.bytes += len(data)
-        toxics = self.route.toxics_for(direction)
+        toxics = self.toxics(direction)
         queue = self.queues.get(direction)
-        if not toxics and (queue is None or queue.empty()) and direction not in self.busy:
+        if (
+            not toxics
+            and not extra
+            and (queue is None or queue.empty())
+            and direction not in self.busy
+        ):
             transport = self.target(direction).transport
             if transport is not None and not transport.is_closing():
                 transport.write(data)
@@ -254,9 +339,10 @@ class Link:
         now = time.monotonic()
         if toxics and self._fatal(toxics, now):
             return
-        due = now
+        due = now + extra
         for toxic in toxics:
             if toxic.kind == "latency":
+                self.hit(toxic)
                 jitter = toxic.params.get("jitter", 0.0)
                 due += max(0.0, toxic.params["ms"] + random.uniform(-jitter, jitter)) / 1000
         # Jitter must not reorder a byte stream.
@@ -277,7 +363,7 @@ class Link:
     def on_eof(self, direction: str) -> None:
         """The sender of ``direction`` half-closed: pass it on after any queued data."""
         queue = self.queues.get(direction)
-        slow = any(t.kind == "slow_close" for t in self.route.toxics_for(direction))
+        slow = any(t.kind == "slow_close" for t in self.toxics(direction))
         if slow or (queue is not None and (not queue.empty() or direction in self.busy)):
             self._queue(direction).put_nowait((0.0, None))
         else:
@@ -299,9 +385,11 @@ class Link:
     def _fatal(self, toxics: list[Toxic], now: float) -> bool:
         for toxic in toxics:
             if toxic.kind == "reset" and self.bytes >= toxic.params.get("after_bytes", 0):
+                self.hit(toxic)
                 self.reset()
                 return True
             if toxic.kind == "timeout":
+                self.hit(toxic)
                 if not self.black_holed_at:
                     self.black_holed_at = now
                     after = toxic.params.get("after", 0.0)
@@ -320,8 +408,9 @@ class Link:
                 if wait > 0:
                     await asyncio.sleep(wait)
                 if data is None:
-                    for toxic in self.route.toxics_for(direction):
+                    for toxic in self.toxics(direction):
                         if toxic.kind == "slow_close":
+                            self.hit(toxic)
                             await asyncio.sleep(toxic.params.get("delay", 0.0))
                     self.busy.discard(direction)
                     self._finish(direction)
@@ -337,8 +426,9 @@ class Link:
 
     async def _write(self, direction: str, data: bytes, side: Side) -> None:
         rate = 0.0
-        for toxic in self.route.toxics_for(direction):
+        for toxic in self.toxics(direction):
             if toxic.kind == "bandwidth":
+                self.hit(toxic)
                 rate = toxic.params["rate_kbps"] * 125  # bytes per second
         step = max(1, int(rate / 20)) if rate else len(data)
         # Slices of ~50 ms keep a limited rate smooth for small and large chunks alike.
@@ -382,20 +472,33 @@ class Link:
 class Route:
     """One listening port forwarding to one upstream address."""
 
-    def __init__(self, name: str, upstream: tuple[str, int]) -> None:
+    def __init__(self, name: str, upstream: tuple[str, int], protocol: str = "tcp") -> None:
         self.name = name
         self.upstream = upstream
+        self.protocol = protocol
+        self.requests = 0  # request heads parsed (http)
+        self.unparsed = 0  # connections passed through unparsed (http)
         self.toxics: dict[str, Toxic] = {}
         self.links: set[Link] = set()
         self.server: asyncio.Server | None = None
         self.listen_port = 0
         self.accepted = 0
 
-    def toxics_for(self, direction: str) -> list[Toxic]:
-        """Toxics acting on ``direction`` (an empty list on the fast path)."""
+    def toxics_for(self, direction: str, scope: str = "") -> list[Toxic]:
+        """Stream toxics on ``direction`` for traffic of ``scope`` (empty on the fast path)."""
         if not self.toxics:
             return []
-        return [t for t in self.toxics.values() if t.applies(direction)]
+        return [
+            t
+            for t in self.toxics.values()
+            if t.kind != "http" and t.applies(direction) and t.scope in ("", scope)
+        ]
+
+    def http_toxics(self) -> list[Toxic]:
+        """The ``http`` toxics, oldest first."""
+        if not self.toxics:
+            return []
+        return [t for t in self.toxics.values() if t.kind == "http"]
 
     async def listen(self, port: int) -> None:
         """Bind 127.0.0.1:port (0 = any free port)."""
@@ -415,7 +518,9 @@ class Route:
         self.toxics[toxic.id] = toxic
         if toxic.kind == "reset" and not toxic.params.get("after_bytes", 0):
             for link in list(self.links):
-                link.reset()
+                if toxic.scope in ("", link.scope):
+                    link.hit(toxic)
+                    link.reset()
 
     def to_json(self) -> dict[str, Any]:
         """The route as the control API shows it."""
@@ -426,6 +531,9 @@ class Route:
             "toxics": [t.to_json() for t in self.toxics.values()],
             "links": len(self.links),
             "accepted": self.accepted,
+            "protocol": self.protocol,
+            "requests": self.requests,
+            "unparsed": self.unparsed,
         }
 
 
@@ -467,20 +575,28 @@ class Proxy:
                 return 404, {"error": f"no route {parts[1]!r}"}
             if method == "POST" and len(parts) == 3:
                 return self._add_toxic(route, body)
-            if method == "DELETE" and len(parts) == 4:
-                found = route.toxics.pop(parts[3], None)
-                return (200, {"removed": 1}) if found else (404, {"error": "no such toxic"})
+            if len(parts) == 4 and method in ("GET", "DELETE"):
+                found = route.toxics.get(parts[3])
+                if found is None:
+                    return 404, {"error": "no such toxic"}
+                if method == "GET":
+                    return 200, found.to_json()
+                del route.toxics[parts[3]]
+                return 200, {"removed": 1, "toxic": found.to_json()}
         return 404, {"error": f"no endpoint {method} {url.path}"}
 
     async def _put_route(self, name: str, body: dict[str, Any]) -> tuple[int, Any]:
         host, _, port = str(body.get("upstream", "")).rpartition(":")
         if not host or not port.isdigit():
             return 400, {"error": "upstream must be 'host:port'"}
+        protocol = str(body.get("protocol", "tcp"))
+        if protocol not in PROTOCOLS:
+            return 400, {"error": f"protocol must be one of {PROTOCOLS}"}
         existing = self.routes.get(name)
         if existing is not None:
             existing.upstream = (host, int(port))
             return 200, existing.to_json()
-        route = Route(name, (host, int(port)))
+        route = Route(name, (host, int(port)), protocol)
         await route.listen(int(body.get("listen_port", 0)))
         self.routes[name] = route
         return 200, route.to_json()
@@ -489,7 +605,17 @@ class Proxy:
         kind, direction = body.get("kind"), body.get("direction", "both")
         if kind not in KINDS or direction not in DIRECTIONS:
             return 400, {"error": f"kind must be one of {KINDS}, direction one of {DIRECTIONS}"}
-        params = {str(k): float(v) for k, v in dict(body.get("params") or {}).items()}
+        raw = dict(body.get("params") or {})
+        scope = str(body.get("scope") or "")
+        if (kind == "http" or scope) and route.protocol != "http":
+            return 400, {"error": f"route {route.name!r} is not an http route (kind http, scope)"}
+        try:
+            params = raw if kind == "http" else {str(k): float(v) for k, v in raw.items()}
+            problem = httpf.validate(params) if kind == "http" else ""
+        except (TypeError, ValueError) as exc:
+            problem = f"bad params: {exc}"
+        if problem:
+            return 400, {"error": problem}
         if kind == "latency" and "ms" not in params:
             return 400, {"error": "latency needs params.ms"}
         if kind == "bandwidth" and params.get("rate_kbps", 0) <= 0:
@@ -502,6 +628,7 @@ class Proxy:
             owner=str(body.get("owner", "")),
             owner_pid=int(body.get("owner_pid") or 0),
             expires_at=time.time() + ttl if ttl else 0.0,
+            scope=scope,
         )
         route.add(toxic)
         return 201, toxic.to_json()
