@@ -49,6 +49,7 @@ from .session import Chaos
 PLAN_KEY = pytest.StashKey[ChaosPlan]()
 SESSION_KEY = pytest.StashKey[Chaos]()
 ERRORS_KEY = pytest.StashKey[list[str]]()
+EXCLUSIVE_KEY = pytest.StashKey[bool]()
 DEGRADED_FILE = "chaos-degraded"
 
 
@@ -129,7 +130,8 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     info = _info(item.config)
     if info is None:
         return (yield)
-    with SandboxLock(chaos_dir(info)).hold(exclusive=exclusive(item)):
+    alone = item.stash[EXCLUSIVE_KEY] = exclusive(item)
+    with SandboxLock(chaos_dir(info)).hold(exclusive=alone):
         return (yield)
 
 
@@ -219,7 +221,8 @@ def chaos(request: pytest.FixtureRequest, livesandbox: Sandbox) -> Iterator[Chao
     records: list[dict[str, Any]] = []
     node.user_properties.append(("livesandbox_chaos", records))
     driver = driver_for(info, owner=_owner(node.nodeid))
-    session = Chaos(driver, records, scope_token(node.nodeid), exclusive=exclusive(node))
+    alone = node.stash.get(EXCLUSIVE_KEY, True)
+    session = Chaos(driver, records, scope_token(node.nodeid), exclusive=alone)
     node.stash[SESSION_KEY] = session
     try:
         yield session

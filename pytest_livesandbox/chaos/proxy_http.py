@@ -92,7 +92,9 @@ class RequestStream:
                 del buf[:2]
             end = buf.find(b"\r\n\r\n")
             if end < 0:
-                return len(buf) <= MAX_HEAD or self._fail("request head over 64 KiB")
+                if not _plausible(buf):  # fail early: a TLS or HTTP/2 client waits for us
+                    return self._fail(f"not an HTTP/1.x request: {bytes(buf[:20])!r}")
+                return len(buf) > MAX_HEAD and self._fail("request head over 64 KiB")
             head = bytes(buf[: end + 4])
             del buf[: end + 4]
             return self._head(head, pieces)
@@ -123,7 +125,7 @@ class RequestStream:
             return True
         end = buf.find(b"\r\n")
         if end < 0:
-            return len(buf) <= MAX_HEAD or self._fail("chunk line over 64 KiB")
+            return len(buf) > MAX_HEAD and self._fail("chunk line over 64 KiB")
         line = bytes(buf[: end + 2])
         del buf[: end + 2]
         pieces.append(Piece("body", line))
@@ -191,6 +193,20 @@ class RequestStream:
             self.unparsed = "upgraded (Upgrade / CONNECT): passed through"
 
 
+def _plausible(buf: bytearray) -> bool:
+    """Could ``buf`` be the start of an HTTP/1.x request head?"""
+    line_end = buf.find(b"\r\n")
+    line = bytes(buf[:line_end] if line_end >= 0 else buf[:300])
+    method, space, rest = line.partition(b" ")
+    if not space:
+        return len(method) <= 20 and (not method or method.isalpha())
+    if not method.isalpha():
+        return False
+    if line_end >= 0:
+        return rest.endswith((b" HTTP/1.1", b" HTTP/1.0"))
+    return True
+
+
 class HttpToxic(Protocol):
     """What :func:`decide` needs of a proxy toxic of kind ``http``."""
 
@@ -226,6 +242,8 @@ def matches(toxic: HttpToxic, request: Request) -> bool:
         return False
     params = toxic.params
     methods = params.get("method")
+    if isinstance(methods, str):
+        methods = [methods]
     if methods and request.method not in [str(m).upper() for m in methods]:
         return False
     pattern = params.get("path")

@@ -62,7 +62,9 @@ class Chaos:
                 f"@{fault.marker} on {fault.target!r} acts on the whole sandbox, but this test "
                 "shares it with others (it has only client -> app faults)"
             )
-        active = self.driver.apply(fault, self.scope)
+        # Alone on the sandbox, a client -> app fault acts on all traffic (clients of the test's
+        # own too); sharing it, only on the requests that carry this test's scope.
+        active = self.driver.apply(fault, "" if self.exclusive else self.scope)
         with self._lock:
             self.active.append(active)
             self.records.append(active.record)
