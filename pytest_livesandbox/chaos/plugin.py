@@ -166,6 +166,16 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if driver.clean() and not degraded.exists():
         return
     with FileLock(str(chaos_dir(info) / "chaos-repair.lock")):
+        if not item.stash.get(EXCLUSIVE_KEY, True):
+            # Tests beside us may hold live scoped faults: undo only what dead processes left.
+            done = driver.repair(only_stale=True)
+            if not degraded.exists():
+                return
+            if not driver.clean():
+                raise ChaosError(
+                    "the sandbox is degraded and could not be repaired while other tests "
+                    f"hold faults (degraded by: {degraded.read_text()})"
+                )
         done = driver.repair(only_stale=False)
         problems = driver.baseline_problems(_verify_timeout(item.config))
         if problems:
@@ -232,15 +242,16 @@ def chaos(request: pytest.FixtureRequest, livesandbox: Sandbox) -> Iterator[Chao
 
 def _restore(session: Chaos, node: pytest.Item, info: SandboxInfo, timeout: float) -> None:
     errors = node.stash.get(ERRORS_KEY, []) + session.remove_all()
+    if not session.exclusive:
+        # Only scoped faults of this test, all removed above; the sandbox-wide baseline would
+        # see the faults of the tests running beside this one.
+        if errors:
+            raise ChaosError("chaos teardown: " + "; ".join(errors))
+        _check_observed(session)
+        return
     problems = session.driver.baseline_problems(timeout)
     if not errors and not problems:
-        missed = session.unobserved()
-        if missed and not session.body_failed:
-            raise ChaosNotObserved(
-                "a chaos test whose fault never happened tests nothing: "
-                + "; ".join(missed)
-                + ". Fix the test, or give the marker require_hit=False"
-            )
+        _check_observed(session)
         return
     # Try once to put things right, so that only this test fails, not the rest of the run.
     repaired = session.driver.repair(only_stale=False)
@@ -254,3 +265,13 @@ def _restore(session: Chaos, node: pytest.Item, info: SandboxInfo, timeout: floa
         + (f"; repaired: {'; '.join(repaired)}" if repaired and not still else "")
         + (f"; the sandbox stays degraded: {'; '.join(still)}" if still else "")
     )
+
+
+def _check_observed(session: Chaos) -> None:
+    missed = session.unobserved()
+    if missed and not session.body_failed:
+        raise ChaosNotObserved(
+            "a chaos test whose fault never happened tests nothing: "
+            + "; ".join(missed)
+            + ". Fix the test, or give the marker require_hit=False"
+        )

@@ -194,7 +194,7 @@ class RequestStream:
 
 
 def _plausible(buf: bytearray) -> bool:
-    """Could ``buf`` be the start of an HTTP/1.x request head?"""
+    """True if ``buf`` could be the start of an HTTP/1.x request head."""
     line_end = buf.find(b"\r\n")
     line = bytes(buf[:line_end] if line_end >= 0 else buf[:300])
     method, space, rest = line.partition(b" ")

@@ -37,9 +37,8 @@ class Echo(BaseHTTPRequestHandler):
                 pass
         else:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        data = json.dumps(
-            {"method": self.command, "path": self.path, "headers": dict(self.headers), "n": len(body)}
-        ).encode()
+        seen = {"method": self.command, "path": self.path, "headers": dict(self.headers)}
+        data = json.dumps({**seen, "n": len(body)}).encode()
         # One write: no Nagle / delayed-ACK stall on keep-alive connections.
         self.wfile.write(
             b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
