@@ -9,7 +9,8 @@ its Go module (``benchmarks/toxiproxy.py``, cached after the first build). Direc
 Toxiproxy samples are taken in alternating blocks so that background load hits all alike.
 
 1. Overhead, no fault: round trips of a 64-byte message, direct vs through each proxy -> added
-   p50/p99; throughput of a 64 MiB one-way stream (acknowledged at the end), 7 interleaved
+   p50/p99 (also through ``benchmarks/asyncio_floor.py``, the least a stdlib asyncio forwarder
+   costs); throughput of a 64 MiB one-way stream (acknowledged at the end), 7 interleaved
    direct/ours/Toxiproxy triples -> median of the per-triple ratios (robust to load drifting).
 2. With a 50 ms latency toxic (25 ms each way, on both proxies): added delay beyond the 50 ms,
    p50/p99, and the throughput of a 16 MiB stream, ours vs Toxiproxy.
@@ -248,6 +249,10 @@ def render(
         f"| added round trip p50 | {d['p50_ms']:.3f} ms | +{added['ours']['p50_ms']:.3f} ms "
         f"| +{added['toxiproxy']['p50_ms']:.3f} ms | {p50_ratio:.2f}x | <= 1.2x "
         f"| {'yes' if p50_ratio <= 1.2 else 'no'} |",
+        f"| added p50, bare asyncio forwarder (`asyncio_floor.py`, the floor for any stdlib "
+        f"proxy) | - | +{o['floor']['p50_ms'] - d['p50_ms']:.3f} ms | - "
+        f"| {ratio_text(o['floor']['p50_ms'] - d['p50_ms'], added['toxiproxy']['p50_ms'])} "
+        "| - | - |",
         f"| added round trip p99 | {d['p99_ms']:.3f} ms | +{added['ours']['p99_ms']:.3f} ms "
         f"| +{added['toxiproxy']['p99_ms']:.3f} ms "
         f"| {ratio_text(added['ours']['p99_ms'], added['toxiproxy']['p99_ms'])} | - | - |",
@@ -314,13 +319,25 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="fault-proxy-bench-"))
     proxy = start_proxy(workdir, parent_pid=os.getpid())
     peer = Toxiproxy.start()
+    floor: subprocess.Popen[str] | None = None
     try:
         assert server.stdout is not None
         direct = int(server.stdout.readline())
         client = proxy.wait(10)
         proxied = client.set_route("echo", f"127.0.0.1:{direct}")
         theirs = peer.proxy("echo", f"127.0.0.1:{direct}")
-        ports = {"direct": direct, "ours": proxied, "toxiproxy": theirs}
+        floor = subprocess.Popen(
+            [sys.executable, str(ROOT / "benchmarks" / "asyncio_floor.py"), str(direct)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert floor.stdout is not None
+        ports = {
+            "direct": direct,
+            "ours": proxied,
+            "toxiproxy": theirs,
+            "floor": int(floor.stdout.readline()),
+        }
         results = overhead(ports, args.rounds)
         lat = with_latency(client, proxied, peer, theirs)
         acc = {
@@ -328,6 +345,9 @@ def main() -> int:
             for ms, samples in ((50, 40), (200, 20), (1000, 8))
         }
     finally:
+        if floor is not None:
+            floor.terminate()
+            floor.wait(5)
         peer.stop()
         proxy.process.terminate()
         proxy.process.wait(5)
