@@ -313,6 +313,8 @@ def counters(fault: Fault, toxic: dict[str, Any] | None) -> dict[str, Any]:
     found = {"hits": int(toxic.get("hits", 0))}
     if fault.kind == "http":
         found["requests_seen"] = int(toxic.get("requests_seen", 0))
+    if toxic.get("unparsed"):  # connections no http_fault / scope could act on
+        found["unparsed"] = int(toxic["unparsed"])
     return found
 
 

@@ -92,6 +92,7 @@ class Toxic:
     created_at: float = field(default_factory=time.time)
     hits: int = 0  # connections (tcp) or requests (http) the toxic acted on
     seen: int = 0  # requests it matched (http toxics)
+    unparsed_before: int = 0  # the route's unparsed connections when the toxic was added
     rng: random.Random | None = None
 
     def applies(self, direction: str) -> bool:
@@ -515,6 +516,7 @@ class Route:
 
     def add(self, toxic: Toxic) -> None:
         """Install a toxic; a reset without a byte budget also resets current links."""
+        toxic.unparsed_before = self.unparsed
         self.toxics[toxic.id] = toxic
         if toxic.kind == "reset" and not toxic.params.get("after_bytes", 0):
             for link in list(self.links):
@@ -579,10 +581,11 @@ class Proxy:
                 found = route.toxics.get(parts[3])
                 if found is None:
                     return 404, {"error": "no such toxic"}
+                shown = {**found.to_json(), "unparsed": route.unparsed - found.unparsed_before}
                 if method == "GET":
-                    return 200, found.to_json()
+                    return 200, shown
                 del route.toxics[parts[3]]
-                return 200, {"removed": 1, "toxic": found.to_json()}
+                return 200, {"removed": 1, "toxic": shown}
         return 404, {"error": f"no endpoint {method} {url.path}"}
 
     async def _put_route(self, name: str, body: dict[str, Any]) -> tuple[int, Any]:

@@ -196,6 +196,11 @@ def _why(record: dict[str, Any]) -> str:
     if record.get("target") == "db":
         return "the test never reached the database (through the app)"
     seen = record.get("requests_seen")
+    if record.get("unparsed"):
+        return (
+            f"{record['unparsed']} connection(s) to the app were not HTTP/1.x (TLS, HTTP/2, "
+            "an upgrade), which the proxy passes through untouched"
+        )
     if seen:
         return f"it matched {seen} request(s) but fired on none (check times / every / rate)"
     matcher = " matching path / method" if record.get("kind") == "http" else ""

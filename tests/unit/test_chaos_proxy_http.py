@@ -162,6 +162,7 @@ def test_what_is_not_http_passes_through_and_is_counted(proxy: ProxyClient) -> N
 
     threading.Thread(target=serve, daemon=True).start()
     port = proxy.set_route("raw", f"127.0.0.1:{echo.getsockname()[1]}", protocol="http")
+    tid = str(proxy.add_toxic("raw", "http", "both", {"action": "abort"})["id"])
     hello = b"\x16\x03\x01\x00\x05hello"
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         sock.sendall(hello)
@@ -170,6 +171,8 @@ def test_what_is_not_http_passes_through_and_is_counted(proxy: ProxyClient) -> N
             got += sock.recv(100)
     assert got == hello
     assert proxy.routes()["raw"]["unparsed"] == 1
+    removed = proxy.remove_toxic("raw", tid)
+    assert removed is not None and (removed["hits"], removed["unparsed"]) == (0, 1)
     echo.close()
 
 
