@@ -68,3 +68,10 @@ def test_retries_until_success(chaos, live_http: httpx.Client) -> None:
     while live_http.get("/items").status_code != 200:
         attempts += 1
     assert attempts == 3 == chaos.requests_seen(fault) and chaos.hits(fault) == 2
+
+
+@pytest.mark.anyio
+@pytest.mark.http_fault(status=503, times=1, path="/healthz")
+async def test_async_client_is_scoped_too(live_async_http: httpx.AsyncClient) -> None:
+    assert (await live_async_http.get("/healthz")).status_code == 503
+    assert (await live_async_http.get("/healthz")).status_code == 200

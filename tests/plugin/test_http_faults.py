@@ -12,7 +12,7 @@ __all__ = ["sandbox_ini"]  # the fixture, imported for this module's tests
 def test_http_faults_have_their_effect_and_count_it(sandbox_ini: pytest.Pytester) -> None:
     copy_example(sandbox_ini, "chaos_http.py")
     result, found = run(sandbox_ini, "-n", "2")
-    result.assert_outcomes(passed=8, errors=1)  # test_unfired: passed, then errored
+    result.assert_outcomes(passed=9, errors=1)  # test_unfired: passed, then errored
     twice = found["test_fails_twice_then_succeeds"]["chaos"][0]
     assert (twice["kind"], twice["hits"], twice["requests_seen"]) == ("http", 2, 4)
     assert twice["removed_at"] >= twice["applied_at"] and twice["scope"]
@@ -23,6 +23,7 @@ def test_http_faults_have_their_effect_and_count_it(sandbox_ini: pytest.Pytester
     retries = found["test_retries_until_success"]["chaos"][0]
     assert (retries["hits"], retries["requests_seen"]) == (2, 3)
     assert "scope" not in retries  # the chaos fixture: the test runs alone, the fault is global
+    assert found["test_async_client_is_scoped_too[asyncio]"]["chaos"][0]["hits"] == 1
     assert found["test_unfired"]["outcome"] == "error"
     assert found["test_unfired_allowed"]["outcome"] == "passed"
     assert found["test_unfired_allowed"]["chaos"][0]["hits"] == 0
