@@ -7,7 +7,7 @@ Public API (a test pins ``__all__``)::
     from pytest_livesandbox import Sandbox, SandboxConfig, SandboxError
 """
 
-from .config import Backend, SandboxConfig
+from .config import SandboxConfig
 from .errors import (
     AppCrashed,
     ChaosError,
@@ -23,8 +23,10 @@ from .errors import (
     TeardownError,
     UnsafeTarget,
 )
+from .info import DatabaseInfo, SandboxInfo
 from .postgres.isolation import IsolatedDatabase
-from .sandbox import DatabaseInfo, Sandbox, SandboxInfo
+from .protocol import Backend, ListScope, SandboxRecord
+from .sandbox import Sandbox
 
 __version__ = "0.1.0"
 
@@ -38,6 +40,7 @@ __all__ = [
     "DatabaseInfo",
     "DatabaseStartError",
     "IsolatedDatabase",
+    "ListScope",
     "MarkerError",
     "ProvisionError",
     "RolloutFailed",
@@ -45,6 +48,7 @@ __all__ = [
     "SandboxConfig",
     "SandboxError",
     "SandboxInfo",
+    "SandboxRecord",
     "StartupTimeout",
     "TeardownError",
     "UnsafeTarget",

@@ -8,10 +8,11 @@ and the argument, before anything runs::
 
 Units. A parameter whose *name* carries the unit takes a plain number: ``ms`` and ``jitter``
 (milliseconds), ``rate_kbps`` (kilobits per second, 1 kbps = 125 bytes/s), ``after_bytes``,
-``max``. A duration whose name carries no unit (``delay``, ``down_for``, ``after``) must be a
-string with a unit: ``"500ms"``, ``"1.5s"``, ``"2m"``; a bare ``300`` or ``"300"`` is refused
-because it is ambiguous. ``memory`` needs a unit too (``"96Mi"``, ``"1Gi"``, ``"100M"``);
-``cpu`` follows Kubernetes: ``"500m"`` (millicores) or a number of cores (``0.5``).
+``max``. A duration whose name carries no unit (``delay``, ``down_for``, ``after``) takes
+``"500ms"``, ``"1.5s"``, ``"2m"``, or a bare number of seconds, parsed by the same function as
+every duration option (:func:`~pytest_livesandbox.config.parse_duration`). ``memory`` needs a
+unit (``"96Mi"``, ``"1Gi"``, ``"100M"``); ``cpu`` follows Kubernetes: ``"500m"`` (millicores)
+or a number of cores (``0.5``).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 
-from .proxy_http import SCOPE_HEADER
+from ..faultproxy.http1 import SCOPE_HEADER
 
 __all__ = ["SCOPE_HEADER", "scope_headers", "scope_token"]
 

@@ -172,14 +172,6 @@ class Chaos:
             missed.append(f"{describe(fault)} affected 0 {_unit(fault)}: {_why(handle.record)}")
         return missed
 
-    def verify(self, timeout: float) -> None:
-        """Raise :class:`ChaosError` unless the sandbox is back to its baseline."""
-        problems = self.driver.baseline_problems(timeout)
-        if problems:
-            raise ChaosError(
-                "the sandbox did not return to baseline after chaos: " + "; ".join(problems)
-            )
-
 
 def describe(fault: Fault) -> str:
     """The fault as the user wrote it, roughly: ``@latency(ms=300, target='db')``."""

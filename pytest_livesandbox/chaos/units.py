@@ -11,32 +11,24 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from ..config import parse_duration
 from ..errors import MarkerError
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m)\s*$")
 _MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(Ki|Mi|Gi|K|M|G)\s*$")
 _MEMORY_FACTORS = {"Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "K": 1000, "M": 1000**2, "G": 1000**3}
 _CPU = re.compile(r"^\s*(\d+)m\s*$")
 
 
 def parse_chaos_duration(value: object, name: str, *, allow_zero: bool = True) -> float:
-    """A duration that must carry a unit: ``"500ms"``, ``"1.5s"``, ``"2m"`` -> seconds.
+    """A marker's duration argument, by the one parser of :func:`~..config.parse_duration`.
 
-    >>> parse_chaos_duration("250ms", "delay")
-    0.25
+    >>> parse_chaos_duration("250ms", "delay"), parse_chaos_duration(2, "down_for")
+    (0.25, 2.0)
     """
-    if isinstance(value, bool) or not isinstance(value, str):
-        raise MarkerError(
-            f"{name}={value!r}: give a duration with a unit, e.g. {name}='500ms' or '1.5s' "
-            "(a bare number is ambiguous)"
-        )
-    match = _DURATION.match(value)
-    if not match:
-        raise MarkerError(f"{name}={value!r} is not a duration; use e.g. '500ms', '1.5s' or '2m'")
-    seconds = float(match.group(1)) * {"ms": 0.001, "s": 1.0, "m": 60.0}[match.group(2)]
-    if seconds == 0 and not allow_zero:
-        raise MarkerError(f"{name}={value!r} must be longer than zero")
-    return seconds
+    try:
+        return parse_duration(value, allow_zero=allow_zero)
+    except ValueError as exc:
+        raise MarkerError(f"{name}={value!r}: {exc}") from None
 
 
 def parse_memory(value: object, name: str = "memory") -> int:

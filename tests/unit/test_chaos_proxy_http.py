@@ -17,9 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pytest_livesandbox.chaos.processes import start_proxy
-from pytest_livesandbox.chaos.proxy_client import ProxyClient
+from pytest_livesandbox.backends.local.launcher import start_proxy
 from pytest_livesandbox.chaos.scope import SCOPE_HEADER
+from pytest_livesandbox.faultproxy.client import ProxyClient
 
 
 class Echo(BaseHTTPRequestHandler):

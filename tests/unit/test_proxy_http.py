@@ -6,7 +6,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_livesandbox.chaos.proxy_http import (
+from pytest_livesandbox.faultproxy.http1 import (
     Piece,
     Request,
     RequestStream,

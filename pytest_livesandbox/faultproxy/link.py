@@ -1,0 +1,364 @@
+"""One proxied connection: the two sockets, the toxics' effects on them, the HTTP layer.
+
+A :class:`Link` is made by its route for each accepted client; without toxics a chunk goes from
+one socket's ``data_received`` straight to the other's transport. Standard library only::
+
+    link = Link(route)            # in the route's protocol factory
+    return link.client            # the asyncio.Protocol of the accepted socket
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import socket
+import struct
+import time
+from typing import TYPE_CHECKING
+
+if __package__:
+    from . import http1
+else:  # run by path (``python -I -S server.py``): the siblings are top-level modules
+    import http1  # type: ignore[no-redef,import-not-found]
+
+if TYPE_CHECKING:
+    from .server import Route
+    from .toxics import Toxic
+
+BUFFER = 1024 * 1024  # stream and transport buffers: fewer, bigger reads and writes
+QUEUE_CHUNKS = 64
+
+
+def _rst(transport: asyncio.BaseTransport | None) -> None:
+    """Close with a TCP RST instead of a FIN: linger on, timeout 0."""
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()  # type: ignore[attr-defined]
+
+
+def _tune(transport: asyncio.BaseTransport) -> None:
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * BUFFER)
+    transport.set_write_buffer_limits(high=BUFFER)  # type: ignore[attr-defined]
+    # asyncio reads at most 256 KiB per recv(); bigger reads halve the calls on bulk streams.
+    if hasattr(transport, "max_size"):
+        transport.max_size = BUFFER
+
+
+class Side(asyncio.Protocol):
+    """One socket of a link; data it receives flows in ``direction``.
+
+    Protocols rather than streams: a chunk goes from ``data_received`` straight to the other
+    socket's transport, with no reader buffer in between (that doubled throughput).
+    """
+
+    def __init__(self, link: Link, direction: str) -> None:
+        self.link = link
+        self.direction = direction
+        self.transport: asyncio.Transport | None = None
+        self.writable = asyncio.Event()
+        self.writable.set()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Tune the socket."""
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        _tune(transport)
+        if self is self.link.client:
+            self.link.on_accepted()
+
+    def data_received(self, data: bytes) -> None:
+        """Hand the chunk to the link."""
+        self.link.on_data(self.direction, data)
+
+    def eof_received(self) -> bool:
+        """Half-close: pass the FIN on, keep the other way open."""
+        self.link.on_eof(self.direction)
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Either side gone: the link is over."""
+        self.link.on_lost()
+
+    def pause_writing(self) -> None:
+        """Our send buffer is full: stop reading the socket that feeds it."""
+        self.writable.clear()
+        feeder = self.link.feeder(self)
+        if feeder is not None and feeder.transport is not None:
+            feeder.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        """Drained: read again."""
+        self.writable.set()
+        feeder = self.link.feeder(self)
+        if feeder is not None and feeder.transport is not None:
+            with contextlib.suppress(RuntimeError):
+                feeder.transport.resume_reading()
+
+
+class Link:
+    """One proxied connection: client <-> upstream.
+
+    Without toxics (and nothing queued) a chunk is written through at once. Otherwise it goes
+    into the direction's queue with a due time, and a sender task writes it when due (latency,
+    bandwidth, slow_close), keeping the order.
+    """
+
+    def __init__(self, route: Route) -> None:
+        self.route = route
+        self.client = Side(self, "upstream")
+        self.upstream = Side(self, "downstream")
+        self.bytes = 0
+        self.black_holed_at = 0.0
+        self.closed = False
+        self.eofs: set[str] = set()
+        self.queues: dict[str, asyncio.Queue[tuple[float, bytes | None]]] = {}
+        self.senders: list[asyncio.Task[None]] = []
+        self.last_due = {"upstream": 0.0, "downstream": 0.0}
+        self.busy: set[str] = set()  # directions whose sender holds a chunk right now
+        self.http = http1.RequestStream() if route.protocol == "http" else None
+        self.scope = ""  # of the request in flight (http routes)
+        self.fault: Toxic | None = None  # the http toxic acting on the request in flight
+        self.request: http1.Request | None = None
+        self.counted: set[str] = set()  # toxics that counted this connection / request
+
+    def toxics(self, direction: str) -> list[Toxic]:
+        """The route's stream toxics that act on this link in ``direction``."""
+        return self.route.toxics_for(direction, self.scope)
+
+    def hit(self, toxic: Toxic) -> None:
+        """Count the toxic once per connection (tcp) or request (http)."""
+        if toxic.id not in self.counted:
+            self.counted.add(toxic.id)
+            toxic.hits += 1
+
+    def target(self, direction: str) -> Side:
+        """The side that data flowing in ``direction`` is written to."""
+        return self.upstream if direction == "upstream" else self.client
+
+    def feeder(self, side: Side) -> Side | None:
+        """The side whose data is written to ``side``."""
+        return self.client if side is self.upstream else self.upstream
+
+    def on_accepted(self) -> None:
+        """The client is connected: reset it at once, or connect upstream."""
+        for toxic in self.toxics("upstream") + self.toxics("downstream"):
+            if toxic.kind == "reset" and not toxic.params.get("after_bytes", 0):
+                self.hit(toxic)
+                self.reset()
+                return
+        assert self.client.transport is not None
+        self.client.transport.pause_reading()  # until the upstream connection is there
+        self.senders.append(asyncio.ensure_future(self.connect(*self.route.upstream)))
+
+    async def connect(self, host: str, port: int) -> None:
+        """Open the upstream connection, then start reading the client."""
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.create_connection(lambda: self.upstream, host, port)
+        except OSError:
+            # Upstream down (evicted app, stopped DB): the client sees the same thing.
+            self.reset()
+            return
+        if self.closed:
+            _rst(self.upstream.transport)
+        elif self.client.transport is not None:
+            self.client.transport.resume_reading()
+
+    def on_data(self, direction: str, data: bytes) -> None:
+        """A chunk arrived: split it into requests (http routes) or deliver it."""
+        if self.closed:
+            return
+        if self.http is not None and direction == "upstream":
+            self.on_requests(self.http, data)
+        else:
+            self.deliver(direction, data)
+
+    def on_requests(self, stream: http1.RequestStream, data: bytes) -> None:
+        """Client bytes of an http route: scope, match and fault each request."""
+        for piece in stream.feed(data):
+            if self.closed:
+                return
+            if piece.kind == "raw":
+                if stream.unparsed and "unparsed" not in self.counted:
+                    self.counted.add("unparsed")
+                    self.route.unparsed += 1
+                self.deliver("upstream", piece.data)
+                continue
+            if piece.request is not None:  # a head: a new exchange begins
+                self.route.requests += 1
+                if piece.request.scope != self.scope:
+                    self.scope, self.bytes = piece.request.scope, 0
+                self.counted.clear()
+                self.fault = http1.decide(self.route.http_toxics(), piece.request)
+                self.request = piece.request
+            fault, request = self.fault, self.request
+            if fault is None or fault.params["action"] == "delay":
+                if piece.data:
+                    extra = float(fault.params["delay"]) if fault is not None else 0.0
+                    self.deliver("upstream", piece.data, extra)
+            elif piece.kind == "end":  # status / abort once the whole request is in
+                if fault.params["action"] == "abort":
+                    self.reset()
+                    return
+                assert request is not None
+                self.deliver("downstream", http1.response(fault.params, request))
+                if request.close:
+                    self.on_eof("downstream")
+            if piece.kind == "end":
+                self.fault = None
+
+    def deliver(self, direction: str, data: bytes, extra: float = 0.0) -> None:
+        """Forward a chunk now, queue it (due ``extra`` s later or more), or apply a fatal toxic."""
+        self.bytes += len(data)
+        toxics = self.toxics(direction)
+        queue = self.queues.get(direction)
+        if (
+            not toxics
+            and not extra
+            and (queue is None or queue.empty())
+            and direction not in self.busy
+        ):
+            transport = self.target(direction).transport
+            if transport is not None and not transport.is_closing():
+                transport.write(data)
+            return
+        now = time.monotonic()
+        if toxics and self._fatal(toxics, now):
+            return
+        due = now + extra
+        for toxic in toxics:
+            if toxic.kind == "latency":
+                self.hit(toxic)
+                jitter = toxic.params.get("jitter", 0.0)
+                due += max(0.0, toxic.params["ms"] + random.uniform(-jitter, jitter)) / 1000
+        # Jitter must not reorder a byte stream.
+        due = max(due, self.last_due[direction])
+        self.last_due[direction] = due
+        self._queue(direction).put_nowait((due, data))
+        source = self.feeder(self.target(direction))
+        if self._queue(direction).qsize() > QUEUE_CHUNKS and source and source.transport:
+            source.transport.pause_reading()  # resumed by the sender once it catches up
+
+    def _queue(self, direction: str) -> asyncio.Queue[tuple[float, bytes | None]]:
+        queue = self.queues.get(direction)
+        if queue is None:
+            queue = self.queues[direction] = asyncio.Queue()
+            self.senders.append(asyncio.ensure_future(self._send(direction, queue)))
+        return queue
+
+    def on_eof(self, direction: str) -> None:
+        """The sender of ``direction`` half-closed: pass it on after any queued data."""
+        queue = self.queues.get(direction)
+        slow = any(t.kind == "slow_close" for t in self.toxics(direction))
+        if slow or (queue is not None and (not queue.empty() or direction in self.busy)):
+            self._queue(direction).put_nowait((0.0, None))
+        else:
+            self._finish(direction)
+
+    def _finish(self, direction: str) -> None:
+        self.eofs.add(direction)
+        transport = self.target(direction).transport
+        if transport is not None and not transport.is_closing():
+            if transport.can_write_eof():
+                transport.write_eof()
+        if len(self.eofs) == 2:
+            self.close()
+
+    def on_lost(self) -> None:
+        """One socket closed: close the other (a reset stays a reset)."""
+        self.close()
+
+    def _fatal(self, toxics: list[Toxic], now: float) -> bool:
+        for toxic in toxics:
+            if toxic.kind == "reset" and self.bytes >= toxic.params.get("after_bytes", 0):
+                self.hit(toxic)
+                self.reset()
+                return True
+            if toxic.kind == "timeout":
+                self.hit(toxic)
+                if not self.black_holed_at:
+                    self.black_holed_at = now
+                    after = toxic.params.get("after", 0.0)
+                    if after:
+                        asyncio.get_running_loop().call_later(after, self.close)
+                return True
+        return False
+
+    async def _send(self, direction: str, queue: asyncio.Queue[tuple[float, bytes | None]]) -> None:
+        side = self.target(direction)
+        try:
+            while True:
+                due, data = await queue.get()
+                self.busy.add(direction)
+                wait = due - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                if data is None:
+                    for toxic in self.toxics(direction):
+                        if toxic.kind == "slow_close":
+                            self.hit(toxic)
+                            await asyncio.sleep(toxic.params.get("delay", 0.0))
+                    self.busy.discard(direction)
+                    self._finish(direction)
+                    return
+                await self._write(direction, data, side)
+                self.busy.discard(direction)
+                source = self.feeder(side)
+                if queue.qsize() <= QUEUE_CHUNKS // 2 and source and source.transport:
+                    with contextlib.suppress(RuntimeError):
+                        source.transport.resume_reading()
+        except (ConnectionError, OSError):
+            self.close()
+
+    async def _write(self, direction: str, data: bytes, side: Side) -> None:
+        rate = 0.0
+        for toxic in self.toxics(direction):
+            if toxic.kind == "bandwidth":
+                self.hit(toxic)
+                rate = toxic.params["rate_kbps"] * 125  # bytes per second
+        step = max(1, int(rate / 20)) if rate else len(data)
+        # Slices of ~50 ms keep a limited rate smooth for small and large chunks alike.
+        for start in range(0, len(data), step):
+            piece = data[start : start + step]
+            await side.writable.wait()
+            if side.transport is None or side.transport.is_closing():
+                return
+            side.transport.write(piece)
+            if rate:
+                await asyncio.sleep(len(piece) / rate)
+
+    def reset(self) -> None:
+        """Abort both sides with RST."""
+        if self.closed:
+            return
+        self.closed = True
+        _rst(self.client.transport)
+        _rst(self.upstream.transport)
+        self._stop_senders()
+        self.route.links.discard(self)
+
+    def close(self) -> None:
+        """Close both sides normally (after what is already in their buffers)."""
+        if self.closed:
+            return
+        self.closed = True
+        for side in (self.client, self.upstream):
+            if side.transport is not None:
+                side.transport.close()
+        self._stop_senders()
+        self.route.links.discard(self)
+
+    def _stop_senders(self) -> None:
+        current = asyncio.current_task()
+        for task in self.senders:
+            if task is not current:
+                task.cancel()

@@ -1,0 +1,283 @@
+"""A small asyncio TCP/HTTP fault proxy with a JSON control API on loopback.
+
+Standard library only, and runnable by path, so it starts in tens of milliseconds next to
+PostgreSQL::
+
+    python server.py --state-file /tmp/x/proxy.json [--parent-pid 1234]
+
+Modules: this one (routes, the control API, the process), :mod:`link` (a proxied connection
+and the toxics' effects), :mod:`toxics` (what a toxic is), :mod:`http1` (HTTP/1.1 framing and
+``http`` toxics). All four are standard library only and import each other as siblings, so the
+folder runs as it is: as a child process, or copied into a container or pod.
+
+It writes ``{"pid", "control_port"}`` to the state file once it listens. Routes and toxics are
+managed over HTTP (``Connection: close``, JSON bodies):
+
+=========================================  ===================================================
+``GET  /health``                           ``{"ok": true}``
+``GET  /routes``                           every route: listen port, upstream, toxics, links
+``PUT  /routes/<name>``                    ``{"upstream": "127.0.0.1:5432", "listen_port": 0,
+                                           "protocol": "tcp"|"http"}`` -> the route
+                                           (``listen_port`` is the bound port)
+``POST /routes/<name>/toxics``             ``{"kind", "direction", "params", "owner",
+                                           "owner_pid", "ttl_s", "scope"}`` -> the toxic
+``GET  /routes/<name>/toxics/<id>``        one toxic, with its ``hits`` and ``requests_seen``
+``DELETE /routes/<name>/toxics/<id>``      remove one toxic -> ``{"removed", "toxic"}``
+``DELETE /toxics[?owner=...]``             remove all toxics (of one owner)
+=========================================  ===================================================
+
+An ``http`` route parses HTTP/1.1 requests (:mod:`http1`): it strips the
+``X-Livesandbox-Test`` header, and a toxic with a ``scope`` acts only on the requests that carried
+that value (and on their responses), so one test's faults never reach another test's requests.
+Each toxic counts ``hits``: connections it acted on (``tcp`` routes), requests (``http``).
+
+Toxics (ideas from Toxiproxy's, written afresh), applied per direction: ``upstream`` is
+client -> server data, ``downstream`` server -> client, ``both`` either:
+
+- ``latency`` ``{"ms", "jitter"}``: each chunk is delivered ``ms +- jitter`` after it arrived;
+  chunks keep their order and the stream keeps its throughput (a queue, not a per-chunk sleep).
+- ``reset`` ``{"after_bytes"}``: once a link has carried that many bytes, both sides get a TCP RST
+  (``SO_LINGER`` 0 then close). With 0, existing links are reset at once and new ones on accept.
+- ``timeout`` ``{"after"}``: data is swallowed (a black hole); with ``after`` seconds the link is
+  closed that long after the toxic first swallowed data on it.
+- ``bandwidth`` ``{"rate_kbps"}``: at most that many kilobits per second (1 kbps = 125 B/s).
+- ``slow_close`` ``{"delay"}``: when one side closes, the other side is closed ``delay`` s later.
+- ``http`` (``http`` routes): answer (``status``), reset (``abort``) or hold back (``delay``) the
+  requests it matches; see :func:`http1.decide`.
+
+A toxic may carry ``owner_pid`` (removed when that process is gone) and ``ttl_s`` (removed when
+it expires), so a crashed test process cannot leave a fault behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+if __package__:
+    from .link import Link, Side
+    from .toxics import Toxic, make_toxic, pid_alive
+else:  # run by path under ``python -I -S``: put the siblings on sys.path
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from link import Link, Side  # type: ignore[no-redef,import-not-found]
+    from toxics import Toxic, make_toxic, pid_alive  # type: ignore[no-redef,import-not-found]
+
+SWEEP_S = 0.25
+PROTOCOLS = ("tcp", "http")
+
+
+class Route:
+    """One listening port forwarding to one upstream address."""
+
+    def __init__(self, name: str, upstream: tuple[str, int], protocol: str = "tcp") -> None:
+        self.name = name
+        self.upstream = upstream
+        self.protocol = protocol
+        self.requests = 0  # request heads parsed (http)
+        self.unparsed = 0  # connections passed through unparsed (http)
+        self.toxics: dict[str, Toxic] = {}
+        self.links: set[Link] = set()
+        self.server: asyncio.Server | None = None
+        self.listen_port = 0
+        self.accepted = 0
+
+    def toxics_for(self, direction: str, scope: str = "") -> list[Toxic]:
+        """Stream toxics on ``direction`` for traffic of ``scope`` (empty on the fast path)."""
+        if not self.toxics:
+            return []
+        return [
+            t
+            for t in self.toxics.values()
+            if t.kind != "http" and t.applies(direction) and t.scope in ("", scope)
+        ]
+
+    def http_toxics(self) -> list[Toxic]:
+        """The ``http`` toxics, oldest first."""
+        if not self.toxics:
+            return []
+        return [t for t in self.toxics.values() if t.kind == "http"]
+
+    async def listen(self, port: int) -> None:
+        """Bind 127.0.0.1:port (0 = any free port)."""
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(self._accept, "127.0.0.1", port, backlog=256)
+        self.listen_port = int(self.server.sockets[0].getsockname()[1])
+
+    def _accept(self) -> Side:
+        # The link starts in the client side's connection_made (the transport exists then).
+        self.accepted += 1
+        link = Link(self)
+        self.links.add(link)
+        return link.client
+
+    def add(self, toxic: Toxic) -> None:
+        """Install a toxic; a reset without a byte budget also resets current links."""
+        toxic.unparsed_before = self.unparsed
+        self.toxics[toxic.id] = toxic
+        if toxic.kind == "reset" and not toxic.params.get("after_bytes", 0):
+            for link in list(self.links):
+                if toxic.scope in ("", link.scope):
+                    link.hit(toxic)
+                    link.reset()
+
+    def to_json(self) -> dict[str, Any]:
+        """The route as the control API shows it."""
+        return {
+            "name": self.name,
+            "listen_port": self.listen_port,
+            "upstream": f"{self.upstream[0]}:{self.upstream[1]}",
+            "toxics": [t.to_json() for t in self.toxics.values()],
+            "links": len(self.links),
+            "accepted": self.accepted,
+            "protocol": self.protocol,
+            "requests": self.requests,
+            "unparsed": self.unparsed,
+        }
+
+
+class Proxy:
+    """All routes plus the control API."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, Route] = {}
+
+    def sweep(self) -> None:
+        """Drop expired toxics and those whose owner process died."""
+        now = time.time()
+        for route in self.routes.values():
+            for key in [k for k, t in route.toxics.items() if t.stale(now)]:
+                del route.toxics[key]
+
+    async def handle(self, method: str, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        """Route one control request."""
+        url = urlsplit(path)
+        parts = [p for p in url.path.split("/") if p]
+        self.sweep()
+        if method == "GET" and parts == ["health"]:
+            return 200, {"ok": True, "pid": os.getpid()}
+        if method == "GET" and parts == ["routes"]:
+            return 200, {name: r.to_json() for name, r in self.routes.items()}
+        if method == "PUT" and len(parts) == 2 and parts[0] == "routes":
+            return await self._put_route(parts[1], body)
+        if method == "DELETE" and parts == ["toxics"]:
+            owner = parse_qs(url.query).get("owner", [None])[0]
+            removed = 0
+            for each in self.routes.values():
+                for key in [k for k, t in each.toxics.items() if owner in (None, t.owner)]:
+                    del each.toxics[key]
+                    removed += 1
+            return 200, {"removed": removed}
+        if len(parts) >= 3 and parts[0] == "routes" and parts[2] == "toxics":
+            route = self.routes.get(parts[1])
+            if route is None:
+                return 404, {"error": f"no route {parts[1]!r}"}
+            if method == "POST" and len(parts) == 3:
+                return self._add_toxic(route, body)
+            if len(parts) == 4 and method in ("GET", "DELETE"):
+                found = route.toxics.get(parts[3])
+                if found is None:
+                    return 404, {"error": "no such toxic"}
+                shown = {**found.to_json(), "unparsed": route.unparsed - found.unparsed_before}
+                if method == "GET":
+                    return 200, shown
+                del route.toxics[parts[3]]
+                return 200, {"removed": 1, "toxic": shown}
+        return 404, {"error": f"no endpoint {method} {url.path}"}
+
+    async def _put_route(self, name: str, body: dict[str, Any]) -> tuple[int, Any]:
+        host, _, port = str(body.get("upstream", "")).rpartition(":")
+        if not host or not port.isdigit():
+            return 400, {"error": "upstream must be 'host:port'"}
+        protocol = str(body.get("protocol", "tcp"))
+        if protocol not in PROTOCOLS:
+            return 400, {"error": f"protocol must be one of {PROTOCOLS}"}
+        existing = self.routes.get(name)
+        if existing is not None:
+            existing.upstream = (host, int(port))
+            return 200, existing.to_json()
+        route = Route(name, (host, int(port)), protocol)
+        await route.listen(int(body.get("listen_port", 0)))
+        self.routes[name] = route
+        return 200, route.to_json()
+
+    def _add_toxic(self, route: Route, body: dict[str, Any]) -> tuple[int, Any]:
+        toxic, problem = make_toxic(body, route.protocol)
+        if toxic is None:
+            return 400, {"error": f"route {route.name!r}: {problem}"}
+        route.add(toxic)
+        return 201, toxic.to_json()
+
+    async def control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Serve one HTTP/1.1 control request and close."""
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            lines = head.decode("latin-1").split("\r\n")
+            method, path, _ = lines[0].split(" ", 2)
+            length = 0
+            for line in lines[1:]:
+                name, _, value = line.partition(":")
+                if name.strip().lower() == "content-length":
+                    length = int(value.strip())
+            raw = await reader.readexactly(length) if length else b""
+            body = json.loads(raw) if raw.strip() else {}
+            status, payload = await self.handle(method, path, body)
+        except (ValueError, asyncio.IncompleteReadError, TimeoutError) as exc:
+            status, payload = 400, {"error": f"bad request: {exc}"}
+        data = json.dumps(payload).encode()
+        writer.write(
+            f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode()
+            + data
+        )
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+        writer.close()
+
+
+async def serve(state_file: str, parent_pid: int) -> None:
+    """Listen for control requests until SIGTERM/SIGINT (or the parent's death)."""
+    proxy = Proxy()
+    server = await asyncio.start_server(proxy.control, "127.0.0.1", 0)
+    port = int(server.sockets[0].getsockname()[1])
+    tmp = state_file + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump({"pid": os.getpid(), "control_port": port}, handle)
+    os.replace(tmp, state_file)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), SWEEP_S)
+        proxy.sweep()
+        if parent_pid and not pid_alive(parent_pid):
+            break
+    server.close()
+    for route in proxy.routes.values():
+        if route.server is not None:
+            route.server.close()
+        for link in list(route.links):
+            link.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--state-file", required=True)
+    parser.add_argument("--parent-pid", type=int, default=0, help="exit when this pid is gone")
+    args = parser.parse_args(argv)
+    asyncio.run(serve(args.state_file, args.parent_pid))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
