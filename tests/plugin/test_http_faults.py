@@ -106,7 +106,7 @@ def test_rate(): pass
 @pytest.mark.http_fault(status=503, seed=3)
 def test_seed(): pass
 
-@pytest.mark.http_fault(delay=200)
+@pytest.mark.http_fault(delay="soon")
 def test_delay(): pass
 
 @pytest.mark.http_fault(status=503, path="items")
@@ -121,7 +121,7 @@ def test_target(): pass
 @pytest.mark.http_fault(abort=True, body="x")
 def test_body(): pass
 
-@pytest.mark.http_fault(status=503, retry_after=2)
+@pytest.mark.http_fault(status=503, retry_after="1.5s")
 def test_retry_after(): pass
 
 @pytest.mark.http_fault(status=503, require_hit="no")
@@ -151,12 +151,12 @@ def test_every_bad_http_fault_argument_is_a_collection_error(pytester: pytest.Py
             "*::test_every_and_rate: @http_fault: give every= or rate=, not both",
             "*::test_rate: @http_fault: rate=1.5 must be a fraction in (0, 1]",
             "*::test_seed: @http_fault: seed= only applies with rate=",
-            "*::test_delay: @http_fault: delay=200: give a duration with a unit*",
+            "*::test_delay: @http_fault: delay='soon': 'soon' is not a duration*",
             "*::test_path: @http_fault: path='items' must be a glob starting with '/'",
             "*::test_method: @http_fault: method='FETCH' is not one of 'GET'*",
             "*::test_target: @http_fault: target='db': http_fault acts on HTTP requests*",
             "*::test_body: @http_fault: body= only applies with status=",
-            "*::test_retry_after: @http_fault: retry_after=2: give a duration with a unit*",
+            "*::test_retry_after: @http_fault: retry_after='1.5s': whole seconds only",
             "*::test_require_hit: @http_fault: require_hit='no' must be True or False",
             "*::test_unknown: @http_fault: unknown argument 'colour'*",
             "*::test_latency_require_hit: @latency: require_hit=0 must be True or False",
