@@ -8,8 +8,10 @@ share the client's GIL); the proxy is the real proxy process; the peer is Toxipr
 its Go module (``benchmarks/toxiproxy.py``, cached after the first build). Direct, ours and
 Toxiproxy samples are taken in alternating blocks so that background load hits all alike.
 
-1. Overhead, no fault: round trips of a 64-byte message, direct vs through each proxy -> added
-   p50/p99 (also through ``benchmarks/asyncio_floor.py``, the least a stdlib asyncio forwarder
+1. Overhead, no fault: round trips of a 64-byte message, direct vs through each proxy, in 20
+   blocks (the order rotated per block) -> added p50 = the median over blocks of the block's p50
+   minus direct's p50 in the same block (robust to the load drifting); added p99 over all
+   samples (also through ``benchmarks/asyncio_floor.py``, the least a stdlib asyncio forwarder
    costs); throughput of a 64 MiB one-way stream (acknowledged at the end), 7 interleaved
    direct/ours/Toxiproxy triples -> median of the per-triple ratios (robust to load drifting).
 2. With a 50 ms latency toxic (25 ms each way, on both proxies): added delay beyond the 50 ms,
@@ -52,6 +54,7 @@ DOCS = ROOT / "docs" / "benchmarks.md"
 HEADING = "## Fault proxy"
 MESSAGE = b"x" * 64
 STREAM_BYTES = 64 * 1024 * 1024
+BLOCKS = 20
 
 ECHO_SERVER = r"""
 import socket, sys, threading
@@ -118,13 +121,18 @@ def pct(values: list[float], q: float) -> float:
 def overhead(ports: dict[str, int], rounds: int) -> dict[str, dict[str, float]]:
     """Round trips and stream throughput through each of ``ports`` (``direct`` first)."""
     times: dict[str, list[float]] = {name: [] for name in ports}
+    block_p50: dict[str, list[float]] = {name: [] for name in ports}
     socks = {name: connect(port, b"e") for name, port in ports.items()}
+    names = list(ports)
     try:
         for sock in socks.values():
             round_trips(sock, 100)  # warm up every path
-        for _ in range(10):
-            for name, sock in socks.items():
-                times[name] += round_trips(sock, rounds // 10)
+        for block in range(BLOCKS):
+            # Rotate the order so that no path always follows another; pair the blocks in time.
+            for name in names[block % len(names) :] + names[: block % len(names)]:
+                samples = round_trips(socks[name], max(10, rounds // BLOCKS))
+                times[name] += samples
+                block_p50[name].append(statistics.median(samples))
     finally:
         for sock in socks.values():
             sock.close()
@@ -135,7 +143,9 @@ def overhead(ports: dict[str, int], rounds: int) -> dict[str, dict[str, float]]:
     found = {}
     for name in ports:
         ratios = [d / p for d, p in zip(streams["direct"], streams[name], strict=True)]
+        paired = [b - d for b, d in zip(block_p50[name], block_p50["direct"], strict=True)]
         found[name] = {
+            "added_p50_ms": statistics.median(paired) * 1000,
             "p50_ms": pct(times[name], 0.5) * 1000,
             "p99_ms": pct(times[name], 0.99) * 1000,
             "mib_s": STREAM_BYTES / statistics.median(streams[name]) / 2**20,
@@ -242,7 +252,10 @@ def render(
         "| measure (no toxic) | direct | ours | Toxiproxy | ours vs Toxiproxy | target | met |",
         "|---|---|---|---|---|---|---|",
     ]
-    added = {k: {q: o[k][q] - d[q] for q in ("p50_ms", "p99_ms")} for k in ("ours", "toxiproxy")}
+    added = {
+        k: {"p50_ms": o[k]["added_p50_ms"], "p99_ms": o[k]["p99_ms"] - d["p99_ms"]}
+        for k in ("ours", "toxiproxy")
+    }
     p50_ratio = added["ours"]["p50_ms"] / max(added["toxiproxy"]["p50_ms"], 1e-9)
     tput_ratio = us["mib_s"] / tp["mib_s"]
     lines += [
@@ -250,8 +263,8 @@ def render(
         f"| +{added['toxiproxy']['p50_ms']:.3f} ms | {p50_ratio:.2f}x | <= 1.2x "
         f"| {'yes' if p50_ratio <= 1.2 else 'no'} |",
         f"| added p50, bare asyncio forwarder (`asyncio_floor.py`, the floor for any stdlib "
-        f"proxy) | - | +{o['floor']['p50_ms'] - d['p50_ms']:.3f} ms | - "
-        f"| {ratio_text(o['floor']['p50_ms'] - d['p50_ms'], added['toxiproxy']['p50_ms'])} "
+        f"proxy) | - | +{o['floor']['added_p50_ms']:.3f} ms | - "
+        f"| {ratio_text(o['floor']['added_p50_ms'], added['toxiproxy']['p50_ms'])} "
         "| - | - |",
         f"| added round trip p99 | {d['p99_ms']:.3f} ms | +{added['ours']['p99_ms']:.3f} ms "
         f"| +{added['toxiproxy']['p99_ms']:.3f} ms "
@@ -260,6 +273,13 @@ def render(
         f"| {us['mib_s']:.0f} MiB/s ({us['ratio_median']:.0%} of direct) "
         f"| {tp['mib_s']:.0f} MiB/s ({tp['ratio_median']:.0%}) | {tput_ratio:.2f}x | >= 1x "
         f"| {'yes' if tput_ratio >= 1 else 'no'} |",
+        "",
+        "The added p50 is tens of microseconds per round trip for every proxy; ours is measured "
+        "against a bare asyncio forwarder in the same run (the floor for a standard-library "
+        "proxy, which ours must stay: it runs by path in a child process, a container or a pod). "
+        "Most of the gap to Toxiproxy is that floor: Go's runtime parks its network poller "
+        "threads only after spinning, so it wakes faster on a loaded machine than a Python "
+        "process sleeping in epoll.",
         "",
         "| with a 50 ms latency toxic (25 ms each way) | ours | Toxiproxy | ours vs Toxiproxy |",
         "|---|---|---|---|",
