@@ -135,3 +135,18 @@ class ProxyClient:
             for toxic in route["toxics"]:
                 found.append({**toxic, "route": name})
         return found
+
+
+def toxic_counters(toxic: dict[str, Any] | None, kind: str) -> dict[str, Any]:
+    """A toxic's counters as a fault record shows them (every backend's driver uses this).
+
+    ``hits`` is None when the proxy had dropped the toxic already (expired, owner gone).
+    """
+    if toxic is None:
+        return {"hits": None}
+    found = {"hits": int(toxic.get("hits", 0))}
+    if kind == "http":
+        found["requests_seen"] = int(toxic.get("requests_seen", 0))
+    if toxic.get("unparsed"):  # connections no http_fault or scope could act on
+        found["unparsed"] = int(toxic["unparsed"])
+    return found

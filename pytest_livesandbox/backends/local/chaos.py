@@ -34,7 +34,7 @@ from ...chaos.ledger import Ledger
 from ...chaos.ledgered import Handler, LedgeredDriver
 from ...chaos.markers import Fault
 from ...errors import ChaosError, StartupTimeout
-from ...faultproxy.client import ProxyClient
+from ...faultproxy.client import ProxyClient, toxic_counters
 from ...info import SandboxInfo
 from ...processes import process_alive
 from ...readiness import HttpReady, wait_until_ready
@@ -104,7 +104,7 @@ class LocalChaos(LedgeredDriver):
             assert self.proxy is not None
             removed = self.proxy.remove_toxic(fault.target, toxic["id"])
             self.ledger.remove(key)
-            return counters(fault, removed)
+            return toxic_counters(removed, fault.kind)
 
         return undo
 
@@ -113,7 +113,7 @@ class LocalChaos(LedgeredDriver):
         if self.proxy is None or "toxic_id" not in record:
             raise ChaosError(f"{record.get('kind')} on {record.get('target')} counts nothing")
         toxic = self.proxy.toxic(str(record["target"]), str(record["toxic_id"]))
-        return {k: toxic[k] for k in ("hits", "requests_seen") if k in toxic}
+        return toxic_counters(toxic, str(record.get("kind")))
 
     def _app_pid(self) -> int:
         pid = supervisor_state(self.workdir).get("pid")
@@ -262,18 +262,6 @@ class LocalChaos(LedgeredDriver):
             except StartupTimeout as exc:
                 problems.append(f"the app is not ready again: {str(exc).splitlines()[0]}")
         return problems
-
-
-def counters(fault: Fault, toxic: dict[str, Any] | None) -> dict[str, Any]:
-    """The report's counters of a removed toxic (``hits`` None if the proxy had dropped it)."""
-    if toxic is None:
-        return {"hits": None}
-    found = {"hits": int(toxic.get("hits", 0))}
-    if fault.kind == "http":
-        found["requests_seen"] = int(toxic.get("requests_seen", 0))
-    if toxic.get("unparsed"):  # connections no http_fault / scope could act on
-        found["unparsed"] = int(toxic["unparsed"])
-    return found
 
 
 def local_fault_problems(plan: ChaosPlan, config: SandboxConfig) -> list[str]:
