@@ -42,19 +42,22 @@ def test_a_scoped_fault_runs_beside_plain_tests_that_never_see_it(
 ) -> None:
     copy_example(sandbox_ini, "chaos_scoped.py")
     result, found = run(sandbox_ini, "-n", "2")
-    result.assert_outcomes(passed=7)
+    result.assert_outcomes(passed=8)  # every plain request got its 200, none was reset
     scoped = found["test_scoped"]
     assert {record["kind"] for record in scoped["chaos"]} == {"http", "latency"}
-    assert all(record["hits"] > 0 for record in scoped["chaos"])
+    assert found["test_scoped_reset"]["chaos"][0]["hits"] > 0
     beside = [
-        event
-        for name, event in found.items()
-        if name.startswith("test_plain")
-        and event["worker"] != scoped["worker"]
-        and event["started"] < scoped["finished"]
-        and event["finished"] > scoped["started"]
+        (name, plain)
+        for name in ("test_scoped", "test_scoped_reset")
+        for plain, event in found.items()
+        if plain.startswith("test_plain")
+        and event["worker"] != found[name]["worker"]
+        and event["started"] < found[name]["finished"]
+        and event["finished"] > found[name]["started"]
     ]
-    assert beside, "no plain test ran on the other worker while the scoped fault was in force"
+    assert beside, "no plain test ran on the other worker while a scoped fault was in force"
+    for record in scoped["chaos"] + found["test_scoped_reset"]["chaos"]:
+        assert record["hits"] > 0 and record["scope"]
 
 
 def test_an_unscoped_fault_still_takes_the_sandbox_alone(sandbox_ini: pytest.Pytester) -> None:
