@@ -44,6 +44,7 @@ class Request:
     path: str
     scope: str = ""
     close: bool = False  # the client asked to close after the response
+    expect: bool = False  # ``Expect: 100-continue``: the body follows only once told to
 
 
 @dataclass
@@ -149,6 +150,7 @@ class RequestStream:
             return self._fail(f"not an HTTP/1.x request line: {lines[0][:40]!r}")
         method, target, version = (p.decode("latin-1") for p in parts)
         length, chunked, scope, keep = 0, False, "", version == "HTTP/1.1"
+        expect = False
         kept = [lines[0]]
         for line in lines[1:]:
             name, sep, value = line.partition(b":")
@@ -171,11 +173,13 @@ class RequestStream:
                 keep = "keep-alive" in tokens if version == "HTTP/1.0" else "close" not in tokens
             elif key == b"upgrade":
                 self._raw_after = True
+            elif key == b"expect":
+                expect = text.lower() == "100-continue"
         if method == "CONNECT":
             self._raw_after = True
         data = head if len(kept) == len(lines) else b"\r\n".join(kept) + b"\r\n\r\n"
         path = target.split("?", 1)[0]
-        request = Request(method.upper(), path, scope, close=not keep)
+        request = Request(method.upper(), path, scope, close=not keep, expect=expect)
         pieces.append(Piece("head", data, request))
         if chunked:
             self.state = _CHUNK_SIZE

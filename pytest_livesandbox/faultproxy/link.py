@@ -128,6 +128,7 @@ class Link:
         self.scope = ""  # of the request in flight (http routes)
         self.fault: Toxic | None = None  # the http toxic acting on the request in flight
         self.request: http1.Request | None = None
+        self.answered = False  # answered by an http toxic and closing
         self.counted: set[str] = set()  # toxics that counted this connection / request
 
     def toxics(self, direction: str) -> list[Toxic]:
@@ -184,6 +185,8 @@ class Link:
 
     def on_requests(self, stream: http1.RequestStream, data: bytes) -> None:
         """Client bytes of an http route: scope, match and fault each request."""
+        if self.answered:
+            return
         for piece in stream.feed(data):
             if self.closed:
                 return
@@ -205,14 +208,20 @@ class Link:
                 if piece.data:
                     extra = float(fault.params["delay"]) if fault is not None else 0.0
                     self.deliver("upstream", piece.data, extra)
-            elif piece.kind == "end":  # status / abort once the whole request is in
+            elif piece.kind == "end" or (piece.request is not None and piece.request.expect):
+                # Status / abort once the whole request is in; at once when the client waits
+                # for "100 Continue" before its body (then the connection closes after it).
+                assert request is not None
                 if fault.params["action"] == "abort":
                     self.reset()
                     return
-                assert request is not None
+                if request.expect:
+                    request.close = True
                 self.deliver("downstream", http1.response(fault.params, request))
                 if request.close:
                     self.on_eof("downstream")
+                    self.answered = True  # whatever else the client sends is dropped
+                    return
             if piece.kind == "end":
                 self.fault = None
 

@@ -186,3 +186,19 @@ def test_bad_toxics_are_refused(proxy: ProxyClient, app_port: int) -> None:
     with pytest.raises(ChaosError, match="not an http route"):
         proxy.add_toxic("plain", "latency", "both", {"ms": 1}, scope="t1")
     upstream.close()
+
+
+def test_a_client_waiting_for_100_continue_is_answered_at_once(
+    proxy: ProxyClient, app_port: int
+) -> None:
+    tid = toxic(proxy, action="status", status=503)
+    with socket.create_connection(("127.0.0.1", app_port), timeout=5) as sock:
+        sock.sendall(
+            b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+        )
+        answer = b""
+        while chunk := sock.recv(65536):  # the proxy closes after its answer
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 503 ") and b"Connection: close" in answer
+    assert proxy.toxic("web", tid)["hits"] == 1
+    proxy.remove_toxic("web", tid)
