@@ -13,4 +13,6 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SERVER_SCRIPT = HERE / "server.py"
 #: Everything the server needs at run time (standard library only): copy these into an image.
-SERVER_FILES = tuple(HERE / name for name in ("server.py", "link.py", "toxics.py", "http1.py"))
+SERVER_FILES = tuple(
+    HERE / name for name in ("server.py", "link.py", "sockets.py", "toxics.py", "http1.py")
+)

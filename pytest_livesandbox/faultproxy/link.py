@@ -12,96 +12,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import socket
-import struct
 import time
 from typing import TYPE_CHECKING
 
 if __package__:
     from . import http1
+    from .sockets import BUFFER, Side, rst
 else:  # run by path (``python -I -S server.py``): the siblings are top-level modules
     import http1  # type: ignore[no-redef,import-not-found]
+    from sockets import BUFFER, Side, rst  # type: ignore[no-redef,import-not-found]
 
 if TYPE_CHECKING:
     from .server import Route
     from .toxics import Toxic
 
-BUFFER = 1024 * 1024  # stream and transport buffers: fewer, bigger reads and writes
 QUEUE_CHUNKS = 64
-
-
-def _rst(transport: asyncio.BaseTransport | None) -> None:
-    """Close with a TCP RST instead of a FIN: linger on, timeout 0."""
-    if transport is None:
-        return
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    transport.abort()  # type: ignore[attr-defined]
-
-
-def _tune(transport: asyncio.BaseTransport) -> None:
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * BUFFER)
-    transport.set_write_buffer_limits(high=BUFFER)  # type: ignore[attr-defined]
-    # asyncio reads at most 256 KiB per recv(); bigger reads halve the calls on bulk streams.
-    if hasattr(transport, "max_size"):
-        transport.max_size = BUFFER
-
-
-class Side(asyncio.Protocol):
-    """One socket of a link; data it receives flows in ``direction``.
-
-    Protocols rather than streams: a chunk goes from ``data_received`` straight to the other
-    socket's transport, with no reader buffer in between (that doubled throughput).
-    """
-
-    def __init__(self, link: Link, direction: str) -> None:
-        self.link = link
-        self.direction = direction
-        self.transport: asyncio.Transport | None = None
-        self.writable = asyncio.Event()
-        self.writable.set()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """Tune the socket."""
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        _tune(transport)
-        if self is self.link.client:
-            self.link.on_accepted()
-
-    def data_received(self, data: bytes) -> None:
-        """Hand the chunk to the link."""
-        self.link.on_data(self.direction, data)
-
-    def eof_received(self) -> bool:
-        """Half-close: pass the FIN on, keep the other way open."""
-        self.link.on_eof(self.direction)
-        return True
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        """Either side gone: the link is over."""
-        self.link.on_lost()
-
-    def pause_writing(self) -> None:
-        """Our send buffer is full: stop reading the socket that feeds it."""
-        self.writable.clear()
-        feeder = self.link.feeder(self)
-        if feeder is not None and feeder.transport is not None:
-            feeder.transport.pause_reading()
-
-    def resume_writing(self) -> None:
-        """Drained: read again."""
-        self.writable.set()
-        feeder = self.link.feeder(self)
-        if feeder is not None and feeder.transport is not None:
-            with contextlib.suppress(RuntimeError):
-                feeder.transport.resume_reading()
 
 
 class Link:
@@ -124,6 +49,8 @@ class Link:
         self.senders: list[asyncio.Task[None]] = []
         self.last_due = {"upstream": 0.0, "downstream": 0.0}
         self.busy: set[str] = set()  # directions whose sender holds a chunk right now
+        # What the client sent before the upstream connection was there (None marks its EOF).
+        self.early: list[bytes | None] = []
         self.http = http1.RequestStream() if route.protocol == "http" else None
         self.scope = ""  # of the request in flight (http routes)
         self.fault: Toxic | None = None  # the http toxic acting on the request in flight
@@ -157,7 +84,9 @@ class Link:
                 self.reset()
                 return
         assert self.client.transport is not None
-        self.client.transport.pause_reading()  # until the upstream connection is there
+        # Until the upstream is there. CPython 3.11 before the gh-103607 fix (Debian 12's 3.11.2)
+        # undoes this pause; on_data() then holds the early data instead of dropping it.
+        self.client.transport.pause_reading()
         self.senders.append(asyncio.ensure_future(self.connect(*self.route.upstream)))
 
     async def connect(self, host: str, port: int) -> None:
@@ -170,13 +99,24 @@ class Link:
             self.reset()
             return
         if self.closed:
-            _rst(self.upstream.transport)
-        elif self.client.transport is not None:
-            self.client.transport.resume_reading()
+            rst(self.upstream.transport)
+            return
+        early, self.early = self.early, []
+        for chunk in early:  # in order, through the toxics, as if it had arrived just now
+            if chunk is None:
+                self.on_eof("upstream")
+            else:
+                self.on_data("upstream", chunk)
+        if self.client.transport is not None:
+            with contextlib.suppress(RuntimeError):
+                self.client.transport.resume_reading()
 
     def on_data(self, direction: str, data: bytes) -> None:
         """A chunk arrived: split it into requests (http routes) or deliver it."""
         if self.closed:
+            return
+        if direction == "upstream" and self.upstream.transport is None:
+            self._hold_early(data)
             return
         if self.http is not None and direction == "upstream":
             self.on_requests(self.http, data)
@@ -257,6 +197,16 @@ class Link:
         if self._queue(direction).qsize() > QUEUE_CHUNKS and source and source.transport:
             source.transport.pause_reading()  # resumed by the sender once it catches up
 
+    def _hold_early(self, data: bytes | None) -> None:
+        """Keep client data (or its EOF) that came before the upstream connection."""
+        self.early.append(data)
+        held = sum(len(chunk) for chunk in self.early if chunk)
+        transport = self.client.transport
+        if held > BUFFER and transport is not None:
+            # Bound the memory where the pause was undone (the transport believes it is paused).
+            transport.resume_reading()
+            transport.pause_reading()
+
     def _queue(self, direction: str) -> asyncio.Queue[tuple[float, bytes | None]]:
         queue = self.queues.get(direction)
         if queue is None:
@@ -266,6 +216,9 @@ class Link:
 
     def on_eof(self, direction: str) -> None:
         """The sender of ``direction`` half-closed: pass it on after any queued data."""
+        if direction == "upstream" and self.upstream.transport is None:
+            self._hold_early(None)
+            return
         queue = self.queues.get(direction)
         slow = any(t.kind == "slow_close" for t in self.toxics(direction))
         if slow or (queue is not None and (not queue.empty() or direction in self.busy)):
@@ -350,8 +303,8 @@ class Link:
         if self.closed:
             return
         self.closed = True
-        _rst(self.client.transport)
-        _rst(self.upstream.transport)
+        rst(self.client.transport)
+        rst(self.upstream.transport)
         self._stop_senders()
         self.route.links.discard(self)
 

@@ -6,9 +6,10 @@ PostgreSQL::
     python server.py --state-file /tmp/x/proxy.json [--parent-pid 1234]
 
 Modules: this one (routes, the control API, the process), :mod:`link` (a proxied connection
-and the toxics' effects), :mod:`toxics` (what a toxic is), :mod:`http1` (HTTP/1.1 framing and
-``http`` toxics). All four are standard library only and import each other as siblings, so the
-folder runs as it is: as a child process, or copied into a container or pod.
+and the toxics' effects), :mod:`sockets` (its two sockets), :mod:`toxics` (what a toxic is),
+:mod:`http1` (HTTP/1.1 framing and ``http`` toxics). All five are standard library only and
+import each other as siblings, so the folder runs as it is: as a child process, or copied into a
+container or pod.
 
 It writes ``{"pid", "control_port"}`` to the state file once it listens. Routes and toxics are
 managed over HTTP (``Connection: close``, JSON bodies):
@@ -63,11 +64,13 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 if __package__:
-    from .link import Link, Side
+    from .link import Link
+    from .sockets import Side
     from .toxics import Toxic, make_toxic, pid_alive
 else:  # run by path under ``python -I -S``: put the siblings on sys.path
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from link import Link, Side  # type: ignore[no-redef,import-not-found]
+    from link import Link  # type: ignore[no-redef,import-not-found]
+    from sockets import Side  # type: ignore[no-redef,import-not-found]
     from toxics import Toxic, make_toxic, pid_alive  # type: ignore[no-redef,import-not-found]
 
 SWEEP_S = 0.25
