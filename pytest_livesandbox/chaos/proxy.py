@@ -206,6 +206,8 @@ class Link:
         self.senders: list[asyncio.Task[None]] = []
         self.last_due = {"upstream": 0.0, "downstream": 0.0}
         self.busy: set[str] = set()  # directions whose sender holds a chunk right now
+        # What the client sent before the upstream connection was there (None marks its EOF).
+        self.early: list[bytes | None] = []
 
     def target(self, direction: str) -> Side:
         """The side that data flowing in ``direction`` is written to."""
@@ -222,7 +224,12 @@ class Link:
                 self.reset()
                 return
         assert self.client.transport is not None
-        self.client.transport.pause_reading()  # until the upstream connection is there
+        # Until the upstream connection is there. On CPython 3.11 releases without the fix for
+        # gh-103607 (Debian 12's 3.11.2; 3.11.7 and 3.12+ have it) this pause is silently
+        # undone: the transport adds its reader in a callback queued after connection_made()
+        # without checking the paused flag, so data_received() may fire before we have an
+        # upstream to write to. on_data() holds such early data instead of dropping it.
+        self.client.transport.pause_reading()
         self.senders.append(asyncio.ensure_future(self.connect(*self.route.upstream)))
 
     async def connect(self, host: str, port: int) -> None:
@@ -236,12 +243,23 @@ class Link:
             return
         if self.closed:
             _rst(self.upstream.transport)
-        elif self.client.transport is not None:
-            self.client.transport.resume_reading()
+            return
+        early, self.early = self.early, []
+        for chunk in early:  # in order, through the toxics, as if it had arrived just now
+            if chunk is None:
+                self.on_eof("upstream")
+            else:
+                self.on_data("upstream", chunk)
+        if self.client.transport is not None:
+            with contextlib.suppress(RuntimeError):
+                self.client.transport.resume_reading()
 
     def on_data(self, direction: str, data: bytes) -> None:
         """A chunk arrived: forward it now, queue it, or apply a fatal toxic."""
         if self.closed:
+            return
+        if direction == "upstream" and self.upstream.transport is None:
+            self._hold_early(data)
             return
         self.bytes += len(data)
         toxics = self.route.toxics_for(direction)
@@ -267,6 +285,17 @@ class Link:
         if self._queue(direction).qsize() > QUEUE_CHUNKS and source and source.transport:
             source.transport.pause_reading()  # resumed by the sender once it catches up
 
+    def _hold_early(self, data: bytes | None) -> None:
+        """Keep client data (or its EOF) that came before the upstream connection."""
+        self.early.append(data)
+        held = sum(len(chunk) for chunk in self.early if chunk)
+        transport = self.client.transport
+        if held > BUFFER and transport is not None:
+            # Bound the memory. Only reached where the pause in on_accepted() was undone, and
+            # there the transport already believes it is paused: resume, then pause for real.
+            transport.resume_reading()
+            transport.pause_reading()
+
     def _queue(self, direction: str) -> asyncio.Queue[tuple[float, bytes | None]]:
         queue = self.queues.get(direction)
         if queue is None:
@@ -276,6 +305,9 @@ class Link:
 
     def on_eof(self, direction: str) -> None:
         """The sender of ``direction`` half-closed: pass it on after any queued data."""
+        if direction == "upstream" and self.upstream.transport is None:
+            self._hold_early(None)
+            return
         queue = self.queues.get(direction)
         slow = any(t.kind == "slow_close" for t in self.route.toxics_for(direction))
         if slow or (queue is not None and (not queue.empty() or direction in self.busy)):
