@@ -36,6 +36,8 @@ from .fixtures import (
 from .parallel import WORKERINPUT_KEY, SandboxManager
 from .report.artifacts import ArtifactRecorder, artifact_root, prepare_root
 from .report.events import EventSink, RunEvents
+from .report.github import github_sink
+from .report.gitlab import attachment_section, junit_properties
 from .report.html import HtmlSink
 from .report.jsonl import JsonlSink
 from .report.redaction import redact_report
@@ -72,7 +74,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("livesandbox", "live sandbox (pytest-livesandbox)")
     for spec in OPTIONS:
         where = f" [ini: {spec.ini_key}; env: {spec.env_var}; default: {spec.default}]"
-        if spec.kind == "bool":
+        if spec.kind == "bool" and spec.default == "true":
+            # On by default, so the flag takes a value: --sandbox-fault-proxy=false.
+            group.addoption(
+                spec.cli_flag, default=None, dest=spec.dest, metavar="true|false", help=spec.help
+            )
+        elif spec.kind == "bool":
             group.addoption(
                 spec.cli_flag, action="store_true", default=None, dest=spec.dest, help=spec.help
             )
@@ -123,10 +130,13 @@ def pytest_configure(config: pytest.Config) -> None:
         sinks.append(WebhookSink(cfg.report_url))
     if cfg.html:
         sinks.append(HtmlSink(cfg.html))
+    github = github_sink(config, cfg.ci_annotations, list(sinks))
+    if github is not None:
+        sinks.append(github)  # last: closed after the webhook, so it can warn about it
     events = RunEvents(sinks)
     config.stash[EVENTS_KEY] = events
     config.pluginmanager.register(_ReportHooks(events), "livesandbox-report")
-    config.stash[TIMES_KEY] = {}
+    config.stash[TIMES_KEY] = {"started": time.perf_counter()}  # for the whole run's wall time
     config.stash[_SIGTERM_KEY] = _sigterm_as_interrupt()
 
 
@@ -237,6 +247,10 @@ class _ArtifactHooks:
             files = recorder.finish(item.nodeid, failed)
             if files:
                 report.user_properties.append(("livesandbox_artifacts", files))
+                report.user_properties.extend(junit_properties(files, os.environ))
+                section = attachment_section(files, os.environ)
+                if section is not None:
+                    report.sections.append(section)
         return report
 
     @pytest.hookimpl(optionalhook=True)
