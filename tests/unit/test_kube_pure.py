@@ -11,7 +11,7 @@ import pytest
 from kubernetes import client
 
 from pytest_livesandbox.backends.gke import GkeCluster, credentials_command, credentials_env
-from pytest_livesandbox.backends.kube import DEMO_MANIFESTS, external_database
+from pytest_livesandbox.backends.kube import external_database
 from pytest_livesandbox.errors import ConfigError, UnsafeTarget
 from pytest_livesandbox.kube import diagnose
 from pytest_livesandbox.kube import manifests as mf
@@ -105,6 +105,10 @@ def test_guard_rails_fence_the_database_and_open_the_app() -> None:
     statefulset = pg.postgres_objects("postgres:15", "pw")[2]
     pod_labels = statefulset["spec"]["template"]["metadata"]["labels"]
     assert pod_labels["livesandbox/role"] == "database"
+
+
+# The repository's copy, not the package's DEMO_MANIFESTS: a wheel does not ship examples/.
+DEMO_MANIFESTS = Path(__file__).resolve().parents[2] / "examples" / "demo_app" / "k8s"
 
 
 def test_demo_manifests_load_override_and_point_at_the_service() -> None:
