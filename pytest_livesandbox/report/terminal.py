@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..config import SandboxConfig
-from ..parallel import SandboxManager
 from .events import RunEvents
 from .html import HtmlSink
 from .jsonl import JsonlSink
 from .webhook import WebhookSink
+
+if TYPE_CHECKING:
+    from ..parallel import SandboxManager
 
 
 def summary_lines(
@@ -41,10 +44,10 @@ def _sandbox_lines(
     manager: SandboxManager, config: SandboxConfig, times: dict[str, float]
 ) -> list[str]:
     if manager.error:
-        return [f"sandbox could not be provisioned ({config.backend.value}): {manager.error}"]
+        return [f"sandbox could not be provisioned ({config.backend}): {manager.error}"]
     info = manager.last_info
     if info is None:
-        return [f"backend {config.backend.value}: no sandbox was needed"]
+        return [f"backend {config.backend}: no sandbox was needed"]
     ready = info.timings.get("ready_s")
     line = f"sandbox {info.id} ({info.backend}) ready in {ready:.2f}s"
     if "teardown_s" in times:

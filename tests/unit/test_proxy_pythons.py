@@ -24,8 +24,8 @@ from types import ModuleType
 
 import pytest
 
-from pytest_livesandbox.chaos.processes import PROXY_SCRIPT
-from pytest_livesandbox.chaos.proxy_client import ProxyClient
+from pytest_livesandbox.faultproxy import SERVER_SCRIPT as PROXY_SCRIPT
+from pytest_livesandbox.faultproxy.client import ProxyClient
 
 from .test_chaos_proxy import Upstream, echo
 

@@ -29,8 +29,8 @@ import docker
 import docker.errors
 from docker.models.containers import Container
 
-from ..processes import process_alive, start_time
-from ..sandbox import MANAGED_BY
+from ...info import MANAGED_BY
+from ...processes import process_alive, start_time
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 SANDBOX_ID = "livesandbox/sandbox-id"
@@ -97,15 +97,18 @@ class DockerRecord:
         return time.time() - float(self.labels.get(CREATED_AT) or 0)
 
     @property
+    def expires_in(self) -> float | None:
+        """Seconds until its ``expires-at`` label (negative once past); ``None`` without one."""
+        text = self.labels.get(EXPIRES_AT)
+        try:
+            return datetime.fromisoformat(text).timestamp() - time.time() if text else None
+        except ValueError:
+            return None
+
+    @property
     def expired(self) -> bool:
         """True once its ``expires-at`` has passed."""
-        text = self.labels.get(EXPIRES_AT)
-        if not text:
-            return False
-        try:
-            return datetime.fromisoformat(text).timestamp() < time.time()
-        except ValueError:
-            return False
+        return self.expires_in is not None and self.expires_in < 0
 
     @property
     def owner_alive(self) -> bool | None:
@@ -126,14 +129,6 @@ class DockerRecord:
         if alive is None:
             return "running"
         return "kept" if self.labels.get(KEEP) == "true" else "orphaned"
-
-    def reapable(self, older_than: float | None) -> bool:
-        """What ``livesandbox gc`` removes: orphans, expired ones, and (option) old ones."""
-        if self.owner_alive is True:
-            return False
-        if self.status in ("orphaned", "expired"):
-            return True
-        return older_than is not None and self.age > older_than
 
 
 def docker_records(client: docker.DockerClient) -> list[DockerRecord]:

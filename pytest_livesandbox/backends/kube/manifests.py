@@ -22,7 +22,7 @@ import yaml
 from kubernetes import utils as k8s_utils
 from kubernetes.client import ApiException
 
-from ..errors import ConfigError, ProvisionError
+from ...errors import ConfigError, ProvisionError
 from .names import COMPONENT_LABEL
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")

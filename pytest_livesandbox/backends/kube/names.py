@@ -10,20 +10,24 @@ True
 
 from __future__ import annotations
 
+import os
 import re
 import string
+import subprocess
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 
-from ..errors import ConfigError, UnsafeTarget
-from ..sandbox import MANAGED_BY
+from ...errors import ConfigError, UnsafeTarget
+from ...info import MANAGED_BY
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 RUN_ID_LABEL = "livesandbox/run-id"
 SANDBOX_ID_LABEL = "livesandbox/id"
 OWNER_LABEL = "livesandbox/owner"
 GIT_SHA_LABEL = "livesandbox/git-sha"
+BACKEND_LABEL = "livesandbox/backend"  # kube, gke, or a subclass's name: who lists it in `ls`
 EXPIRES_AT = "livesandbox/expires-at"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 OWNED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
@@ -54,11 +58,12 @@ def label_value(text: str) -> str:
 
 
 def sandbox_labels(
-    sandbox_id: str, run_id: str, owner: str, git_sha: str | None = None
+    sandbox_id: str, run_id: str, owner: str, git_sha: str | None = None, backend: str = "kube"
 ) -> dict[str, str]:
     """The labels every sandbox namespace carries; ``managed-by`` marks it as ours."""
     labels = {
         MANAGED_BY_LABEL: MANAGED_BY,
+        BACKEND_LABEL: label_value(backend),
         SANDBOX_ID_LABEL: sandbox_id,
         RUN_ID_LABEL: label_value(run_id),
         OWNER_LABEL: label_value(owner),
@@ -144,3 +149,22 @@ def check_url_template(template: str) -> None:
         raise ConfigError(
             f"--sandbox-url-template {template!r} must start with http:// or https://"
         )
+
+
+def git_sha(cwd: Path) -> str | None:
+    """The commit under test: from CI variables, else ``git rev-parse HEAD`` in ``cwd``."""
+    for var in ("GITHUB_SHA", "CI_COMMIT_SHA", "GIT_COMMIT"):
+        if os.environ.get(var):
+            return os.environ[var]
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=2,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None

@@ -21,7 +21,7 @@ from typing import Any
 
 from kubernetes.client import ApiException
 
-from ..errors import AppCrashed, RolloutFailed
+from ...errors import AppCrashed, RolloutFailed
 from . import diagnose
 from .client import KubeTarget
 

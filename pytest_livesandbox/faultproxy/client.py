@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..errors import ChaosError
-from ..sandbox import SandboxInfo
+from ..info import SandboxInfo
 
 EXTRA_KEY = "fault_proxy"
 

@@ -19,47 +19,47 @@ Teardown deletes the namespace (only if it carries our labels) and waits until i
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import os
-import re
 import secrets
-import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from kubernetes.client import ApiException
-from psycopg.conninfo import conninfo_to_dict
-
-from ..chaos.database import APP_SESSION_NAME
-from ..config import SandboxConfig
-from ..errors import (
-    ClusterUnreachable,
+from ...chaos.driver import PROXY_KINDS
+from ...config import SandboxConfig
+from ...errors import (
     ConfigError,
-    DatabaseStartError,
-    ProvisionError,
     SandboxError,
     TeardownError,
 )
-from ..kube import manifests as mf
-from ..kube.client import KubeTarget, connect
-from ..kube.names import (
+from ...info import DatabaseInfo, SandboxInfo, default_owner
+from ...locations import state_root
+from ...postgres.roles import APP_SESSION_NAME
+from ...protocol import ListScope, SandboxRecord
+from ...readiness import HttpReady, wait_until_ready
+from . import manifests as mf
+from . import postgres as pg
+from . import sandboxes
+from .attach import attach_namespace
+from .chaos import KubeChaos
+from .client import KubeTarget, connect
+from .diagnose import api_error
+from .names import (
     EXPIRES_AT,
     check_url_template,
+    git_sha,
     namespace_name,
     render_url_template,
     sandbox_labels,
 )
-from ..kube.namespace import delete_namespace, guard_rails, namespace_body
-from ..kube.portforward import PortForwarder
-from ..kube.rollout import RolloutReady
-from ..locations import state_root
-from ..postgres import kube as pg
-from ..readiness import HttpReady, wait_until_ready
-from ..sandbox import DatabaseInfo, SandboxInfo, default_owner
+from .namespace import delete_namespace, guard_rails, namespace_body
+from .portforward import PortForwarder
+from .rollout import RolloutReady
 
-DEMO_MANIFESTS = Path(__file__).resolve().parents[2] / "examples" / "demo_app" / "k8s"
+if TYPE_CHECKING:
+    from ...chaos.markers import ChaosPlan
+
+DEMO_MANIFESTS = Path(__file__).resolve().parents[3] / "examples" / "demo_app" / "k8s"
 # How long a public URL (--sandbox-url-template) may take to answer before the port-forward is used.
 PUBLIC_URL_GRACE = 60.0
 
@@ -67,7 +67,13 @@ PUBLIC_URL_GRACE = 60.0
 class KubeBackend:
     """Provision and tear down sandbox namespaces (see the module docstring)."""
 
-    name = "kube"
+    name: ClassVar[str] = "kube"
+    supported_faults: ClassVar[frozenset[str]] = KubeChaos.kinds
+    fault_hints: ClassVar[dict[str, str]] = dict.fromkeys(
+        PROXY_KINDS,
+        "the kube backends have no fault proxy in the namespace yet; "
+        "run this test with --sandbox=local",
+    )
 
     def __init__(self) -> None:
         self._targets: dict[str, KubeTarget] = {}
@@ -118,7 +124,7 @@ class KubeBackend:
             namespace_prefix=config.namespace_prefix,
         )
         if config.attach:
-            self._attach(config, info, target, deadline)
+            attach_namespace(config, info, target, deadline, self._forward)
             info.timings["app_ready_s"] = round(time.monotonic() - began, 4)
             return
 
@@ -128,7 +134,9 @@ class KubeBackend:
         db_image = dict(config.image).get(pg.COMPONENT, pg.DEFAULT_IMAGE)
         sha = git_sha(config.app_cwd)
         body = namespace_body(
-            namespace, sandbox_labels(info.id, info.run_id, info.owner, sha), config.ttl
+            namespace,
+            sandbox_labels(info.id, info.run_id, info.owner, sha, backend=self.name),
+            config.ttl,
         )
         target.core.create_namespace(body)
         info.namespace = namespace
@@ -141,8 +149,8 @@ class KubeBackend:
 
         app_password = secrets.token_hex(16)
         if config.db_dsn:
-            info.db = external_database(config.db_dsn)
-            app_secret = pg.app_secret(config.db_dsn, **_parts(info.db))
+            info.db = pg.external_database(config.db_dsn)
+            app_secret = pg.app_secret(config.db_dsn, **pg.db_parts(info.db))
             mf.create_objects(target.api, namespace, [app_secret, *objs])
         else:
             admin_password = secrets.token_hex(16)
@@ -157,7 +165,7 @@ class KubeBackend:
             # needs to retry (or crash-loop) through PostgreSQL's start-up.
             # application_name marks the app's sessions (chaos db_connections ends them).
             url = f"{in_cluster.url()}?application_name={APP_SESSION_NAME}"
-            app_secret = pg.app_secret(url, **_parts(in_cluster))
+            app_secret = pg.app_secret(url, **pg.db_parts(in_cluster))
             mf.create_objects(target.api, namespace, [app_secret, *objs])
         info.timings["db_ready_s"] = round(time.monotonic() - began, 4)
 
@@ -216,7 +224,7 @@ class KubeBackend:
             admin_user=pg.ADMIN_USER,
             admin_password=admin_password,
         )
-        probe = PostgresProbe(db.url(admin=True), pg.APP_USER, app_password, pg.APP_DB)
+        probe = pg.PostgresProbe(db.url(admin=True), pg.APP_USER, app_password, pg.APP_DB)
         wait_until_ready(
             RolloutReady(
                 target,
@@ -295,73 +303,6 @@ class KubeBackend:
         info.extra["port_forward"] = info.endpoint
         info.endpoint = url
 
-    def _attach(
-        self, config: SandboxConfig, info: SandboxInfo, target: KubeTarget, deadline: float
-    ) -> None:
-        namespace = str(config.attach)
-        try:
-            target.core.read_namespace(namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                raise ProvisionError(
-                    f"--sandbox-attach {namespace}: no such namespace in context "
-                    f"{target.context!r}; list sandboxes with `livesandbox ls`"
-                ) from None
-            raise
-        info.namespace = namespace
-        info.extra["attached"] = True
-        serialize = target.api.sanitize_for_serialization
-        services = [
-            {"kind": "Service", **serialize(s)}
-            for s in target.core.list_namespaced_service(namespace).items
-            if s.metadata.name != pg.NAME
-        ]
-        deployments = [
-            {"kind": "Deployment", **serialize(d)}
-            for d in target.apps.list_namespaced_deployment(namespace).items
-        ]
-        info.db = self._attached_database(config, info, target, namespace)
-        endpoint = mf.endpoint_target(services + deployments)
-        if config.url_template:
-            info.endpoint = render_url_template(
-                config.url_template, sandbox_id=info.id, namespace=namespace, run_id=info.run_id
-            )
-        elif endpoint is not None:
-            selector, port, _ = endpoint
-            info.endpoint = self._forward(target, info, namespace, selector, port, "app").url
-        if info.endpoint:
-            wait_until_ready(
-                HttpReady(info.endpoint + config.health_path, what=f"the app in {namespace}"),
-                timeout=max(deadline - time.monotonic(), 0.1),
-            )
-
-    def _attached_database(
-        self, config: SandboxConfig, info: SandboxInfo, target: KubeTarget, namespace: str
-    ) -> DatabaseInfo | None:
-        if config.db_dsn:
-            return external_database(config.db_dsn)
-        try:
-            admin = target.core.read_namespaced_secret(pg.SECRET, namespace)
-            app = target.core.read_namespaced_secret(pg.APP_SECRET, namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None  # not a sandbox of ours: tests that need the database say so
-            raise
-
-        def field(secret: Any, key: str) -> str:
-            return base64.b64decode((secret.data or {}).get(key, "")).decode()
-
-        forwarder = self._forward(target, info, namespace, pg.SELECTOR, pg.PORT, "db")
-        return DatabaseInfo(
-            "127.0.0.1",
-            forwarder.port,
-            field(app, "dbname") or pg.APP_DB,
-            field(app, "user") or pg.APP_USER,
-            field(app, "password"),
-            admin_user=pg.ADMIN_USER,
-            admin_password=field(admin, "POSTGRES_PASSWORD"),
-        )
-
     def _forward(
         self,
         target: KubeTarget,
@@ -416,103 +357,24 @@ class KubeBackend:
             if target is not None:
                 target.close()
 
+    # ----------------------------------------------------------------- protocol: config, chaos, CLI
 
-class PostgresProbe:
-    """Ready once the admin role logs in through the port-forward and the app role is made."""
+    def check_config(self, config: SandboxConfig) -> list[str]:
+        """Kubernetes settings are checked when connecting (they need the kubeconfig)."""
+        return []
 
-    def __init__(self, url: str, app_user: str, app_password: str, dbname: str) -> None:
-        self.url = url
-        self.app = (app_user, app_password, dbname)
-        self.last = "no attempt yet"
-        self.done = False
+    def chaos(self, info: SandboxInfo, owner: str) -> KubeChaos:
+        """The kube chaos driver (Eviction API, patched resources, role limits, kill_db)."""
+        return KubeChaos(info, owner=owner)
 
-    def check(self) -> bool:
-        """One connection attempt; creates the app role on the first success."""
-        if self.done:
-            return True
-        import psycopg
+    def fault_problems(self, plan: ChaosPlan, config: SandboxConfig) -> list[str]:
+        """Nothing beyond :attr:`supported_faults` is known before connecting."""
+        return []
 
-        try:
-            with psycopg.connect(self.url, connect_timeout=3) as conn:
-                conn.execute("SELECT 1")
-        except psycopg.Error as exc:
-            self.last = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-            return False
-        try:
-            pg.create_app_role(self.url, *self.app)
-        except psycopg.Error as exc:
-            raise DatabaseStartError(
-                f"could not create the app role in the sandbox's PostgreSQL: {exc}"
-            ) from None
-        self.done = True
-        return True
+    def list_sandboxes(self, scope: ListScope) -> list[SandboxRecord]:
+        """Namespaces labelled as ours (and as this backend's) in the scope's cluster."""
+        return sandboxes.list_records(self.name, scope)
 
-    def hint(self) -> str:
-        """The last connection error."""
-        return f"Last connection attempt: {self.last}"
-
-
-def api_error(exc: Exception, info: SandboxInfo) -> SandboxError:
-    """A library error during bring-up as one of ours, with the API server's own words."""
-    where = f"{info.extra.get('server', 'the API server')} (context {info.extra.get('context')!r})"
-    if isinstance(exc, ApiException):
-        match = re.search(r'"message":\s*"((?:[^"\\]|\\.)*)"', str(exc.body or ""))
-        reason = match.group(1) if match else f"{exc.status} {exc.reason}"
-        if exc.status in (401, 403):
-            return ClusterUnreachable(
-                f"{where} refused a request while bringing the sandbox up: {reason}. The "
-                "kubeconfig's user needs rights to create namespaces and the objects in them."
-            )
-        return ProvisionError(f"the Kubernetes API refused a request: {reason}")
-    return ClusterUnreachable(
-        f"lost the connection to {where} while bringing the sandbox up "
-        f"({type(exc).__name__}: {str(exc)[:300]}); is the cluster still running?"
-    )
-
-
-def external_database(dsn: str) -> DatabaseInfo:
-    """A :class:`DatabaseInfo` for ``--sandbox-db-dsn`` (its one role serves as admin too)."""
-    try:
-        parts = conninfo_to_dict(dsn)
-    except Exception as exc:
-        raise ConfigError(f"--sandbox-db-dsn is not a valid PostgreSQL DSN: {exc}") from None
-    user = str(parts.get("user") or os.environ.get("PGUSER") or "postgres")
-    password = str(parts.get("password") or os.environ.get("PGPASSWORD") or "")
-    return DatabaseInfo(
-        host=str(parts.get("host") or "127.0.0.1"),
-        port=int(parts.get("port") or 5432),
-        dbname=str(parts.get("dbname") or user),
-        user=user,
-        password=password,
-        admin_user=user,
-        admin_password=password,
-    )
-
-
-def _parts(db: DatabaseInfo) -> dict[str, Any]:
-    return {
-        "host": db.host,
-        "port": db.port,
-        "dbname": db.dbname,
-        "user": db.user,
-        "password": db.password,
-    }
-
-
-def git_sha(cwd: Path) -> str | None:
-    """The commit under test: from CI variables, else ``git rev-parse HEAD`` in ``cwd``."""
-    for var in ("GITHUB_SHA", "CI_COMMIT_SHA", "GIT_COMMIT"):
-        if os.environ.get(var):
-            return os.environ[var]
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=2,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip() or None if done.returncode == 0 else None
+    def reap(self, record: SandboxRecord) -> None:
+        """Delete the listed namespace (refused unless our labels say it is ours)."""
+        sandboxes.reap_record(record)

@@ -11,10 +11,14 @@ The user must see the reason without kubectl::
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from kubernetes.client import ApiException
+
+from ...errors import ClusterUnreachable, ProvisionError, SandboxError
+from ...info import SandboxInfo
 
 # Waiting reasons that never fix themselves: fail at once instead of at the deadline.
 FATAL_WAITING = frozenset(
@@ -203,3 +207,21 @@ def scrub(text: str, secrets: Sequence[str]) -> str:
         if secret and len(secret) >= 4:
             text = text.replace(secret, "***")
     return text
+
+
+def api_error(exc: Exception, info: SandboxInfo) -> SandboxError:
+    """A library error during bring-up as one of ours, with the API server's own words."""
+    where = f"{info.extra.get('server', 'the API server')} (context {info.extra.get('context')!r})"
+    if isinstance(exc, ApiException):
+        match = re.search(r'"message":\s*"((?:[^"\\]|\\.)*)"', str(exc.body or ""))
+        reason = match.group(1) if match else f"{exc.status} {exc.reason}"
+        if exc.status in (401, 403):
+            return ClusterUnreachable(
+                f"{where} refused a request while bringing the sandbox up: {reason}. The "
+                "kubeconfig's user needs rights to create namespaces and the objects in them."
+            )
+        return ProvisionError(f"the Kubernetes API refused a request: {reason}")
+    return ClusterUnreachable(
+        f"lost the connection to {where} while bringing the sandbox up "
+        f"({type(exc).__name__}: {str(exc)[:300]}); is the cluster still running?"
+    )

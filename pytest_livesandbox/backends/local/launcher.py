@@ -11,19 +11,19 @@ Both are standard-library scripts run by path with ``python -I -S`` (no site pac
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import ProvisionError
-from ..logtail import tail
-from .proxy_client import ProxyClient
+from ...errors import ProvisionError
+from ...faultproxy import SERVER_SCRIPT
+from ...faultproxy.client import ProxyClient
+from ...logtail import tail
 
 HERE = Path(__file__).resolve().parent
-PROXY_SCRIPT = HERE / "proxy.py"
+PROXY_SCRIPT = SERVER_SCRIPT
 SUPERVISOR_SCRIPT = HERE / "supervisor.py"
 PROXY_STATE = "proxy.json"
 PROXY_LOG = "proxy.log"
@@ -107,30 +107,3 @@ def supervisor_state(workdir: Path | str) -> dict[str, Any]:
         return dict(json.loads((Path(workdir) / SUPERVISOR_STATE).read_text()))
     except (OSError, ValueError):
         return {}
-
-
-def stop_pid(pid: int, timeout: float = 5.0) -> None:
-    """SIGTERM ``pid``, SIGKILL after ``timeout``; reap it if it is our child."""
-    import signal
-
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                return
-        except ChildProcessError:
-            pass
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.01)
-    try:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-    except (ProcessLookupError, ChildProcessError):
-        pass

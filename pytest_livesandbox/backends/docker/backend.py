@@ -9,7 +9,7 @@ One sandbox on the daemon::
                                             DATABASE_URL=postgresql://app:***@db:5432/app,
                                             PORT=<its exposed port> -> 127.0.0.1:<port>
 
-All of them carry our ownership labels (:mod:`.docker_resources`), so teardown, ``livesandbox
+All of them carry our ownership labels (:mod:`.resources`), so teardown, ``livesandbox
 gc`` and ``livesandbox down`` find them after a crash. Configure with::
 
     pytest --sandbox=docker --sandbox-image app=myapp:dev [--sandbox-image postgres=postgres:16]
@@ -21,27 +21,41 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import docker
 import docker.errors
 import psycopg
 from testcontainers.core.network import Network
 
-from ..config import SandboxConfig
-from ..dockerhost import connect, daemon_address, ensure_image, with_free_port
-from ..errors import (
+from ...chaos.driver import PROXY_KINDS
+from ...config import SandboxConfig
+from ...errors import (
     AppCrashed,
     ClusterUnreachable,
     DatabaseStartError,
     ProvisionError,
+    SandboxError,
     TeardownError,
 )
-from ..locations import state_root
-from ..postgres.container import ContainerPostgres, LoopbackContainer, logs_tail
-from ..readiness import HttpReady, wait_until_ready
-from ..sandbox import SandboxInfo, default_owner
-from .docker_resources import COMPONENT, ENDPOINT, remove_sandbox, sandbox_labels
+from ...info import SandboxInfo, default_owner
+from ...locations import state_root
+from ...protocol import ListScope, SandboxRecord
+from ...readiness import HttpReady, wait_until_ready
+from .chaos import DockerChaos
+from .host import connect, daemon_address, ensure_image, with_free_port
+from .postgres import ContainerPostgres, LoopbackContainer, logs_tail
+from .resources import (
+    COMPONENT,
+    ENDPOINT,
+    DockerRecord,
+    docker_records,
+    remove_sandbox,
+    sandbox_labels,
+)
+
+if TYPE_CHECKING:
+    from ...chaos.markers import ChaosPlan
 
 DEFAULT_POSTGRES_IMAGE = "postgres:15"
 APP_COMPONENTS = ("app", "backend")
@@ -104,7 +118,13 @@ def ensure_running(container: Any, image: str) -> None:
 class DockerBackend:
     """Provision and tear down docker sandboxes (see the module docstring)."""
 
-    name = "docker"
+    name: ClassVar[str] = "docker"
+    supported_faults: ClassVar[frozenset[str]] = DockerChaos.kinds
+    fault_hints: ClassVar[dict[str, str]] = dict.fromkeys(
+        PROXY_KINDS,
+        "the docker backend has no fault proxy in front of its containers yet; "
+        "run this test with --sandbox=local",
+    )
 
     def __init__(self) -> None:
         self._client: docker.DockerClient | None = None
@@ -289,3 +309,59 @@ class DockerBackend:
         finally:
             if info.workdir:
                 shutil.rmtree(info.workdir, ignore_errors=True)
+
+    # ----------------------------------------------------------------- protocol: config, chaos, CLI
+
+    def check_config(self, config: SandboxConfig) -> list[str]:
+        """Settings the docker backend cannot honour."""
+        problems = []
+        if config.attach:
+            problems.append(
+                "--sandbox-attach: the docker backend cannot attach to a sandbox; keep one with "
+                "--sandbox-keep, or use --sandbox=kube to attach to a namespace"
+            )
+        if config.db_dsn:
+            problems.append(
+                "--sandbox-db-dsn: the docker backend always runs its own PostgreSQL container; "
+                "drop the option or use --sandbox=kube"
+            )
+        return problems
+
+    def chaos(self, info: SandboxInfo, owner: str) -> DockerChaos:
+        """The docker chaos driver (container stop/start, limits, role limits, kill_db)."""
+        return DockerChaos(info, owner=owner)
+
+    def fault_problems(self, plan: ChaosPlan, config: SandboxConfig) -> list[str]:
+        """Nothing beyond :attr:`supported_faults` depends on this machine."""
+        return []
+
+    def list_sandboxes(self, scope: ListScope) -> list[SandboxRecord]:
+        """Sandboxes found by our labels on containers, networks and volumes."""
+        try:
+            client = self.client
+        except SandboxError:
+            if os.environ.get("DOCKER_HOST") or os.path.exists("/var/run/docker.sock"):
+                raise ClusterUnreachable("no Docker daemon answered") from None
+            return []  # no daemon configured here: nothing to list
+        return [docker_sandbox_record(rec) for rec in docker_records(client)]
+
+    def reap(self, record: SandboxRecord) -> None:
+        """Remove the sandbox's labelled resources and its local folder."""
+        remove_sandbox(self.client, record.id)
+        shutil.rmtree(state_root() / record.id, ignore_errors=True)
+
+
+def docker_sandbox_record(rec: DockerRecord) -> SandboxRecord:
+    """The CLI's view of a docker sandbox."""
+    return SandboxRecord(
+        id=rec.id,
+        backend="docker",
+        status=rec.status,
+        age=rec.age,
+        owner=rec.owner,
+        where=rec.endpoint or "-",
+        expires_in=rec.expires_in,
+        reapable=rec.status in ("orphaned", "expired"),
+        protected=rec.owner_alive is True,
+        handle=rec,
+    )

@@ -24,31 +24,37 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..errors import ChaosError, StartupTimeout
-from ..readiness import HttpReady, wait_until_ready
-from ..sandbox import SandboxInfo
-from . import database
-from .driver import PROXY_KINDS
-from .ledger import Ledger
-from .ledgered import Handler, LedgeredDriver
-from .limits import CGROUP_LIST, apply_limits, undo_limits
-from .markers import Fault
-from .processes import supervisor_state
-from .proxy_client import ProxyClient
+from ...chaos.driver import CORE_KINDS, PROXY_KINDS, db_problems
+from ...chaos.ledger import Ledger
+from ...chaos.ledgered import Handler, LedgeredDriver
+from ...chaos.markers import Fault
+from ...errors import ChaosError, StartupTimeout
+from ...faultproxy.client import ProxyClient
+from ...info import SandboxInfo
+from ...processes import process_alive
+from ...readiness import HttpReady, wait_until_ready
+from . import pgctl
+from .launcher import supervisor_state
+from .limits import CGROUP_LIST, apply_limits, cgroup_writable, forced_mode, undo_limits
 
 TOXIC_TTL_S = 900.0  # a hung (not dead) owner loses its toxics after this long
 RECOVERY_TIMEOUT_S = 30.0
 _names = iter(range(1, 1 << 30))
 
+if TYPE_CHECKING:
+    from ...chaos.markers import ChaosPlan
+    from ...config import SandboxConfig
+
 
 class LocalChaos(LedgeredDriver):
     """The :class:`~.driver.ChaosDriver` of the local backend."""
+
+    kinds: ClassVar[frozenset[str]] = CORE_KINDS | PROXY_KINDS
 
     def __init__(self, info: SandboxInfo, owner: str = "") -> None:
         if not info.workdir:
@@ -105,7 +111,7 @@ class LocalChaos(LedgeredDriver):
         began = time.monotonic()
         os.kill(old, signal.SIGTERM)
         # Like a pod's termination grace period, then SIGKILL.
-        while _running(old):
+        while process_alive(old):
             if time.monotonic() - began > 10:
                 os.kill(old, signal.SIGKILL)
             time.sleep(0.005)
@@ -154,7 +160,7 @@ class LocalChaos(LedgeredDriver):
         record.update(mode=undo_data["mode"], pid=pid)
 
         def undo() -> dict[str, Any]:
-            if not _running(pid):
+            if not process_alive(pid):
                 # Killed under the limit: let the supervisor record it and start a replacement.
                 self._wait_replacement(pid)
             effect = undo_limits(undo_data)
@@ -180,43 +186,15 @@ class LocalChaos(LedgeredDriver):
 
         return undo
 
-    def _kill_db(self, fault: Fault, record: dict[str, Any]) -> Callable[[], dict[str, Any]]:
-        key = self.ledger.add("kill_db", {}, self.owner)
-        began = time.monotonic()
-        record["stop_s"] = round(database.stop_postgres(self.info), 4)
-        restarted = threading.Event()
-        lock = threading.Lock()
-        result: dict[str, Any] = {}
+    def _stop_db(self) -> dict[str, Any]:
+        return {"stop_s": round(pgctl.stop_postgres(self.info), 4)}
 
-        def restart() -> None:
-            with lock:
-                if restarted.is_set():
-                    return
-                up_at = time.monotonic()
-                result["start_s"] = round(database.start_postgres(self.info), 4)
-                result["down_s"] = round(time.monotonic() - began, 4)
-                restarted.set()
-                try:
-                    self.wait_app_ready()
-                    result["recovery_s"] = round(time.monotonic() - up_at, 4)
-                except StartupTimeout as exc:
-                    result["recovery_error"] = str(exc).splitlines()[0]
-
-        timer: threading.Timer | None = None
-        down_for = fault.params.get("down_for")
-        if fault.params.get("restart", True) and down_for is not None:
-            timer = threading.Timer(float(down_for), restart)
-            timer.daemon = True
-            timer.start()
-
-        def undo() -> dict[str, Any]:
-            if timer is not None:
-                timer.cancel()
-            restart()  # no-op if the timer did it; the lock waits for a running restart
-            self.ledger.remove(key)
-            return dict(result)
-
-        return undo
+    def _start_db(self) -> dict[str, Any]:
+        up_at = time.monotonic()
+        result: dict[str, Any] = {"start_s": round(pgctl.start_postgres(self.info), 4)}
+        self.wait_app_ready()
+        result["recovery_s"] = round(time.monotonic() - up_at, 4)
+        return result
 
     # ----------------------------------------------------------------- baseline
 
@@ -235,7 +213,7 @@ class LocalChaos(LedgeredDriver):
             done.append("removed stray toxics from the fault proxy")
         return done
 
-    def _undo_entry(self, kind: str, undo: dict[str, Any]) -> None:
+    def _undo_effect(self, kind: str, undo: dict[str, Any]) -> None:
         if kind == "toxic" and self.proxy is not None:
             if "id" in undo:
                 self.proxy.remove_toxic(undo["route"], undo["id"])
@@ -243,10 +221,6 @@ class LocalChaos(LedgeredDriver):
                 self.proxy.clear()
         elif kind == "limits" and undo:
             undo_limits(undo)
-        elif kind == "db_connections" and undo:
-            database.restore_connections(self.info, undo)
-        elif kind == "kill_db":
-            database.start_postgres(self.info)
 
     def baseline_problems(self, timeout: float = RECOVERY_TIMEOUT_S) -> list[str]:
         """Check proxy, ledger, limits, PostgreSQL, role limit and app readiness."""
@@ -265,7 +239,7 @@ class LocalChaos(LedgeredDriver):
                     problems.append(f"the fault proxy still has toxics: {names}")
         if (self.workdir / CGROUP_LIST).exists():
             problems.append("the app still runs under a chaos cgroup limit")
-        problems.extend(self._db_problems(timeout))
+        problems.extend(db_problems(self.info, timeout))
         if self.info.endpoint:
             path = self.info.extra.get("health_path", "/healthz")
             try:
@@ -274,27 +248,24 @@ class LocalChaos(LedgeredDriver):
                 problems.append(f"the app is not ready again: {str(exc).splitlines()[0]}")
         return problems
 
-    def _db_problems(self, timeout: float) -> list[str]:
-        if self.info.db is None:
-            return []
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                limit = database.role_limit(self.info)
-            except Exception as exc:
-                if time.monotonic() > deadline:
-                    return [f"PostgreSQL does not accept connections: {exc}"]
-                time.sleep(0.05)
-                continue
-            if limit != -1:
-                return [f"the app role's connection limit is {limit}, not unlimited"]
-            return []
 
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (ProcessLookupError, OSError, IndexError):
-        return False
-    return state != "Z"
+def local_fault_problems(plan: ChaosPlan, config: SandboxConfig) -> list[str]:
+    """Why this run cannot inject ``plan`` locally (collection-time check)."""
+    problems = []
+    for fault in plan.faults:
+        if fault.kind in PROXY_KINDS and not config.fault_proxy:
+            problems.append(
+                f"@{fault.marker}: needs the fault proxy, which is off "
+                "(livesandbox_fault_proxy = false); turn it on or drop the marker"
+            )
+        if fault.kind in ("evict", "resource_limits") and not config.app_cmd:
+            problems.append(
+                f"@{fault.marker}: component={fault.target!r}: this sandbox runs no app"
+            )
+        if fault.kind == "resource_limits" and "cpu" in fault.params:
+            if forced_mode() == "rlimit" or not cgroup_writable("cpu"):
+                problems.append(
+                    "@resource_limits: cpu= needs a writable cgroup v1 cpu controller "
+                    "(root); this machine offers only memory limits by rlimit"
+                )
+    return problems

@@ -7,7 +7,7 @@ Credentials come from ``gcloud container clusters get-credentials`` (written to 
 kubeconfig, never your ``~/.kube/config``) when ``--sandbox-gke-cluster`` is given, else from the
 current kube context (or ``--sandbox-context``). Both need ``gke-gcloud-auth-plugin`` on PATH.
 The endpoint is the public URL from ``--sandbox-url-template`` once it answers, else the
-port-forward (see :class:`~pytest_livesandbox.backends.kube.KubeBackend`).
+port-forward (see :class:`~pytest_livesandbox.backends.kube.backend.KubeBackend`).
 """
 
 from __future__ import annotations
@@ -18,12 +18,15 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
-from ..config import SandboxConfig
-from ..errors import ClusterUnreachable, ConfigError
+from ...config import SandboxConfig
+from ...errors import ClusterUnreachable, ConfigError
+from ...info import SandboxInfo
+from ...locations import state_root
+from ..kube.backend import KubeBackend
 from ..kube.client import KubeTarget, connect
-from ..locations import state_root
-from .kube import KubeBackend
+from .chaos import GkeChaos
 
 AUTH_PLUGIN = "gke-gcloud-auth-plugin"
 INSTALL_PLUGIN = (
@@ -135,7 +138,12 @@ def fetch_credentials(cluster: GkeCluster, kubeconfig: Path, timeout: float = 12
 class GkeBackend(KubeBackend):
     """:class:`KubeBackend` with GKE credentials; everything else is shared."""
 
-    name = "gke"
+    name: ClassVar[str] = "gke"
+    supported_faults: ClassVar[frozenset[str]] = GkeChaos.kinds
+
+    def chaos(self, info: SandboxInfo, owner: str) -> GkeChaos:
+        """Every kube fault works on gke: the same driver, reconnecting from the sandbox info."""
+        return GkeChaos(info, owner=owner)
 
     def connect(self, config: SandboxConfig) -> KubeTarget:
         """Fetch credentials for ``--sandbox-gke-cluster``, or use the configured context."""

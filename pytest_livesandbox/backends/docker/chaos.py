@@ -24,19 +24,16 @@ undone by the next test::
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import StartupTimeout
-from ..sandbox import SandboxInfo
-from . import database
-from . import docker as effects
-from .driver import chaos_dir, db_problems, watch_recovery
-from .ledger import Ledger
-from .ledgered import LedgeredDriver
-from .markers import Fault
+from ...chaos.driver import chaos_dir, db_problems, watch_recovery
+from ...chaos.ledger import Ledger
+from ...chaos.ledgered import LedgeredDriver
+from ...chaos.markers import Fault
+from ...info import SandboxInfo
+from . import effects
 
 
 class DockerChaos(LedgeredDriver):
@@ -47,14 +44,12 @@ class DockerChaos(LedgeredDriver):
         self.owner = owner
         self.ledger = Ledger(chaos_dir(info))
 
-    unsupported_hint = " (no fault proxy); use --sandbox=local for latency and network faults"
-
     def _guarded(self, kind: str, undo: dict[str, Any], act: Callable[[], Any]) -> tuple[str, Any]:
         key = self.ledger.add(kind, undo, self.owner)
         try:
             return key, act()
         except BaseException:
-            self._undo_entry(kind, undo)
+            self._undo_effect(kind, undo)
             self.ledger.remove(key)
             raise
 
@@ -91,40 +86,26 @@ class DockerChaos(LedgeredDriver):
 
         return undo
 
-    def _kill_db(self, fault: Fault, record: dict[str, Any]) -> Callable[[], dict[str, Any]]:
-        began = time.monotonic()
-        key, result = self._guarded("kill_db", {}, lambda: effects.kill_db(self.info))
-        record.update(result)
-        restart = _Restart(self.info, began)
-        timer: threading.Timer | None = None
-        down_for = fault.params.get("down_for")
-        if fault.params.get("restart", True) and down_for is not None:
-            timer = threading.Timer(float(down_for), restart)
-            timer.daemon = True
-            timer.start()
+    def _stop_db(self) -> dict[str, Any]:
+        result: dict[str, Any] = effects.kill_db(self.info)
+        return result
 
-        def undo() -> dict[str, Any]:
-            if timer is not None:
-                timer.cancel()
-            restart()
-            self.ledger.remove(key)
-            return dict(restart.result)
-
-        return undo
+    def _start_db(self) -> dict[str, Any]:
+        up_at = time.monotonic()
+        result: dict[str, Any] = dict(effects.start_db(self.info))
+        effects.wait_app_ready(self.info)
+        result["recovery_s"] = round(time.monotonic() - up_at, 4)
+        return result
 
     # ----------------------------------------------------------------- repair, baseline
 
-    def _undo_entry(self, kind: str, undo: dict[str, Any]) -> None:
+    def _undo_effect(self, kind: str, undo: dict[str, Any]) -> None:
         if kind == "evict":
             app = effects.container(self.info, undo.get("component", "backend"))
             if app.status != "running":
                 app.start()
         elif kind == "resource_limits" and undo:
             effects.restore_resources(self.info, undo)
-        elif kind == "db_connections" and undo:
-            database.restore_connections(self.info, undo)
-        elif kind == "kill_db":
-            effects.start_db(self.info)
 
     def baseline_problems(self, timeout: float = effects.RECOVERY_TIMEOUT_S) -> list[str]:
         """Ledger empty, containers running unlimited, PostgreSQL up, role unlimited, app ready."""
@@ -136,28 +117,3 @@ class DockerChaos(LedgeredDriver):
         if not problems:
             problems.extend(db_problems(self.info, timeout))
         return problems
-
-
-class _Restart:
-    """Start PostgreSQL once (timer or removal, whichever comes first) and time the recovery."""
-
-    def __init__(self, info: SandboxInfo, began: float) -> None:
-        self.info = info
-        self.began = began
-        self.lock = threading.Lock()
-        self.done = False
-        self.result: dict[str, Any] = {}
-
-    def __call__(self) -> None:
-        with self.lock:
-            if self.done:
-                return
-            self.done = True
-            up_at = time.monotonic()
-            self.result.update(effects.start_db(self.info))
-            self.result["down_s"] = round(time.monotonic() - self.began, 4)
-            try:
-                effects.wait_app_ready(self.info)
-                self.result["recovery_s"] = round(time.monotonic() - up_at, 4)
-            except StartupTimeout as exc:
-                self.result["recovery_error"] = str(exc).splitlines()[0]

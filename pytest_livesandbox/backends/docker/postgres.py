@@ -22,11 +22,11 @@ from psycopg import sql
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 
-from ..dockerhost import with_free_port
-from ..errors import DatabaseStartError
-from ..readiness import wait_until_ready
-from ..sandbox import DatabaseInfo, SecretUrl
-from .embedded import ADMIN_USER, APP_DB, APP_USER
+from ...errors import DatabaseStartError
+from ...info import DatabaseInfo, SecretUrl
+from ...postgres.embedded import ADMIN_USER, APP_DB, APP_USER
+from ...readiness import wait_until_ready
+from .host import with_free_port
 
 PG_PORT = 5432
 NETWORK_ALIAS = "db"

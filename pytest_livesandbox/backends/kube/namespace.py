@@ -12,13 +12,13 @@ services.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes.client import ApiException
 
-from ..errors import TeardownError, UnsafeTarget
-from ..sandbox import MANAGED_BY
+from ...errors import TeardownError, UnsafeTarget
+from ...info import MANAGED_BY
 from .names import (
     EXPIRES_AT,
     MANAGED_BY_LABEL,
@@ -113,6 +113,7 @@ class NamespaceRecord:
     created_at: float
     expires_at: float | None
     phase: str
+    labels: dict[str, str] = field(default_factory=dict)
 
     @property
     def age(self) -> float:
@@ -138,6 +139,7 @@ def record_of(ns: Any) -> NamespaceRecord:
         created_at=created.timestamp() if created else time.time(),
         expires_at=parse_expires_at(annotations.get(EXPIRES_AT)),
         phase=(ns.status.phase if ns.status else None) or "?",
+        labels=dict(labels),
     )
 
 

@@ -22,21 +22,19 @@ import os
 import secrets
 import shutil
 import signal
-import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from psycopg import sql
 
-from ..chaos.limits import remove_sandbox_cgroups
-from ..chaos.processes import ProxyProcess, start_proxy, supervised, supervisor_state
-from ..chaos.proxy_client import EXTRA_KEY as PROXY_KEY
-from ..config import SandboxConfig
-from ..errors import AppCrashed, DatabaseStartError, ProvisionError
-from ..locations import cache_root, state_root
-from ..logtail import tail
-from ..postgres.embedded import (
+from ...config import SandboxConfig
+from ...errors import DatabaseStartError
+from ...faultproxy.client import EXTRA_KEY as PROXY_KEY
+from ...info import MANAGED_BY, DatabaseInfo, SandboxInfo, default_owner
+from ...locations import cache_root, state_root
+from ...logtail import tail
+from ...postgres.embedded import (
     ADMIN_USER,
     APP_DB,
     APP_USER,
@@ -49,11 +47,18 @@ from ..postgres.embedded import (
     unprivileged_user,
     world_reachable,
 )
-from ..processes import start_time
-from ..readiness import HttpReady, wait_until_ready
-from ..sandbox import MANAGED_BY, DatabaseInfo, SandboxInfo, default_owner
+from ...processes import start_time, terminate
+from ...protocol import ListScope, SandboxRecord
+from ...readiness import HttpReady, wait_until_ready
+from .app import AppProcess
+from .chaos import LocalChaos, local_fault_problems
+from .launcher import ProxyProcess, start_proxy, supervised
+from .limits import remove_sandbox_cgroups
+from .records import STATE_FILE, local_records, unowned_folder_hint
 
-STATE_FILE = "state.json"
+if TYPE_CHECKING:
+    from ...chaos.markers import ChaosPlan
+
 APP_DB_NAME = "livesandbox-app"  # application_name of the app's sessions (chaos finds them)
 # artifact file name -> SandboxInfo.extra key holding the log's path
 LOGS = {"app.log": "app_log", "postgres.log": "postgres_log"}
@@ -61,104 +66,11 @@ ARTIFACT_MAX_BYTES = 1 << 20
 _PORT_RETRIES = 3
 
 
-class AppProcess:
-    """The app under test as a child process in its own session, output appended to a log."""
-
-    def __init__(self, cmd: tuple[str, ...], cwd: Path, env: dict[str, str], log: Path) -> None:
-        self.cmd = cmd
-        self.cwd = cwd
-        self.env = env
-        self.log = log
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> int:
-        """Spawn the app; return its pid."""
-        if not self.cwd.is_dir():
-            raise ProvisionError(
-                f"app folder {self.cwd} does not exist; fix --sandbox-app-cwd (or the ini key "
-                "livesandbox_app_cwd)"
-            )
-        with open(self.log, "ab") as out:
-            try:
-                self.process = subprocess.Popen(
-                    list(self.cmd),
-                    cwd=self.cwd,
-                    env=self.env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            except OSError as exc:
-                raise AppCrashed(
-                    f"could not start the app command {' '.join(self.cmd)!r}: {exc}. "
-                    "Fix --sandbox-app-cmd (ini livesandbox_app_cmd)."
-                ) from None
-        return self.process.pid
-
-    def ensure_alive(self) -> None:
-        """Raise :class:`AppCrashed` with the app's last output if it has exited."""
-        if self.process is None:
-            return
-        code = self.process.poll()
-        exits = supervisor_state(self.log.parent).get("exits") or []
-        if code is None and exits:
-            code = exits[-1]["code"] if exits[-1]["code"] is not None else -exits[-1]["signal"]
-        if code is not None:
-            raise AppCrashed(
-                f"the app exited with code {code} during start-up "
-                f"(command: {' '.join(self.cmd)}).\nLast output:\n{tail(self.log)}\n"
-                "Hint: run the command yourself with DATABASE_URL and PORT set to see why."
-            )
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """SIGTERM the app's process group, SIGKILL it after ``timeout``."""
-        process, self.process = self.process, None
-        if process is None:
-            return
-        stop_process_group(process.pid, timeout)
-        try:
-            process.wait(1.0)
-        except subprocess.TimeoutExpired:
-            pass
-
-
-def stop_process_group(pid: int, timeout: float, first: int = signal.SIGTERM) -> None:
-    """Send ``first`` to the leader ``pid``; SIGKILL its whole group after ``timeout``.
-
-    Only the leader gets the polite signal: PostgreSQL wants SIGINT on the postmaster alone
-    (fast shutdown), and the app decides itself how to stop its children.
-    """
-    try:
-        os.kill(pid, first)
-    except (ProcessLookupError, PermissionError):
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        _reap(pid)
-        try:
-            os.killpg(pid, 0)
-        except (ProcessLookupError, PermissionError):
-            return
-        time.sleep(0.02)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    _reap(pid)
-
-
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-
-
 class LocalBackend:
     """Provision and tear down local sandboxes (see the module docstring)."""
 
-    name = "local"
+    name: ClassVar[str] = "local"
+    supported_faults: ClassVar[frozenset[str]] = LocalChaos.kinds
 
     def __init__(self) -> None:
         self._servers: dict[str, PostgresServer] = {}
@@ -352,27 +264,65 @@ class LocalBackend:
         if app is not None:
             app.stop()
         elif info.extra.get("app_pid"):
-            stop_process_group(int(info.extra["app_pid"]), 5.0)
+            terminate(int(info.extra["app_pid"]), 5.0, group=True)
         server = self._servers.pop(info.id, None)
         if server is not None:
             server.stop()
         elif info.extra.get("postgres_pid"):
-            stop_process_group(int(info.extra["postgres_pid"]), 10.0, signal.SIGINT)
+            terminate(int(info.extra["postgres_pid"]), 10.0, group=True, first=signal.SIGINT)
         # A chaos kill_db may have restarted the server from another process: stop that one too.
         restarted = _postmaster_pid(info.extra.get("postgres_datadir"))
         if restarted:
-            stop_process_group(restarted, 10.0, signal.SIGINT)
+            terminate(restarted, 10.0, group=True, first=signal.SIGINT)
         # A run killed mid-test may leave a chaos cgroup (it lives outside the sandbox folder).
         remove_sandbox_cgroups(info.id)
         proxy = self._proxies.pop(info.id, None)
         if proxy is not None:
-            stop_process_group(proxy.pid, 2.0)
+            terminate(proxy.pid, 2.0, group=True)
         elif (info.extra.get(PROXY_KEY) or {}).get("pid"):
-            stop_process_group(int(info.extra[PROXY_KEY]["pid"]), 2.0)
+            terminate(int(info.extra[PROXY_KEY]["pid"]), 2.0, group=True)
         if info.extra.get("postgres_datadir"):
             shutil.rmtree(Path(info.extra["postgres_datadir"]).parent, ignore_errors=True)
         if info.workdir:
             shutil.rmtree(info.workdir, ignore_errors=True)
+
+    # ----------------------------------------------------------------- protocol: config, chaos, CLI
+
+    def check_config(self, config: SandboxConfig) -> list[str]:
+        """Settings the local backend cannot honour."""
+        problems = []
+        if config.attach:
+            problems.append(
+                "--sandbox-attach: the local backend cannot attach to a sandbox; keep one with "
+                "--sandbox-keep and reach it through `livesandbox ls`, or use --sandbox=kube"
+            )
+        if config.db_dsn:
+            problems.append(
+                "--sandbox-db-dsn: the local backend always runs its own embedded PostgreSQL; "
+                "drop the option or use --sandbox=kube"
+            )
+        return problems
+
+    def chaos(self, info: SandboxInfo, owner: str) -> LocalChaos:
+        """The local chaos driver (fault proxy, supervisor, cgroups, pg_ctl)."""
+        return LocalChaos(info, owner=owner)
+
+    def fault_problems(self, plan: ChaosPlan, config: SandboxConfig) -> list[str]:
+        """What this machine or configuration cannot do (proxy off, no cgroup cpu controller)."""
+        return local_fault_problems(plan, config)
+
+    def list_sandboxes(self, scope: ListScope) -> list[SandboxRecord]:
+        """Local sandbox folders (under the state folder) with our ownership mark."""
+        return [rec.record() for rec in local_records()]
+
+    def reap(self, record: SandboxRecord) -> None:
+        """Tear the listed sandbox down from its state file."""
+        self.teardown(record.handle.info())
+
+    @staticmethod
+    def unowned_hint(sandbox_id: str) -> str | None:
+        """Why ``down`` refused a folder that is not ours (None when there is none)."""
+        return unowned_folder_hint(sandbox_id)
 
 
 def private_data_dir(workdir: Path, runas: RunAs | None) -> Path:

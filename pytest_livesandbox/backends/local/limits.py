@@ -24,7 +24,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from ..errors import ChaosError
+from ...errors import ChaosError
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CGROUP_LIST = "app.cgroups"  # read by the supervisor at each (re)start

@@ -40,11 +40,11 @@ import docker
 import docker.errors
 from docker.models.containers import Container
 
-from ..dockerhost import connect
-from ..errors import ChaosError, StartupTimeout
-from ..postgres.container import PostgresReady
-from ..readiness import HttpReady, wait_until_ready
-from ..sandbox import SandboxInfo
+from ...errors import ChaosError, StartupTimeout
+from ...info import SandboxInfo
+from ...readiness import HttpReady, wait_until_ready
+from .host import connect
+from .postgres import PostgresReady
 
 RECOVERY_TIMEOUT_S = 30.0
 EVICT_GRACE_S = 10

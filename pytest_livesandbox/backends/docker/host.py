@@ -23,8 +23,8 @@ import docker.errors
 from testcontainers.core.config import testcontainers_config
 from testcontainers.core.docker_client import DockerClient
 
-from .errors import ClusterUnreachable, ProvisionError
-from .postgres.embedded import free_port
+from ...errors import ClusterUnreachable, ProvisionError
+from ...postgres.embedded import free_port
 
 T = TypeVar("T")
 _PORT_RETRIES = 3

@@ -21,7 +21,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from ..errors import ClusterUnreachable
+from ...errors import ClusterUnreachable
 from .names import check_context_allowed
 
 PROBE_TIMEOUT = 5.0

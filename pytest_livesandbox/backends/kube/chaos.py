@@ -19,7 +19,7 @@ kill_db                   PostgreSQL's pod deleted (1 s grace, then SIGKILL) and
 ========================  ==========================================================
 
 Components are Deployments, found by name or by their ``app.kubernetes.io/component`` label
-(``backend`` in the demo app). Latency and network faults are refused at collection::
+(``backend`` in the demo app). Latency and network faults need the in-namespace fault proxy::
 
     driver = KubeChaos(info, owner="gw0::test_x")
     with driver.apply(Fault("evict", "backend")) as fault:
@@ -41,17 +41,16 @@ from kubernetes import client as k8s
 from kubernetes import utils as k8s_utils
 from kubernetes.client import ApiException
 
-from ..errors import ChaosError, StartupTimeout
-from ..kube.client import KubeTarget, connect
-from ..kube.names import COMPONENT_LABEL
-from ..postgres import kube as pg
-from ..readiness import HttpReady, wait_until_ready
-from ..sandbox import SandboxInfo
-from . import database
-from .driver import chaos_dir, db_problems, watch_recovery
-from .ledger import Ledger
-from .ledgered import LedgeredDriver
-from .markers import Fault
+from ...chaos.driver import chaos_dir, db_problems, watch_recovery
+from ...chaos.ledger import Ledger
+from ...chaos.ledgered import LedgeredDriver
+from ...chaos.markers import Fault
+from ...errors import ChaosError, StartupTimeout
+from ...info import SandboxInfo
+from ...readiness import HttpReady, wait_until_ready
+from . import postgres as pg
+from .client import KubeTarget, connect
+from .names import COMPONENT_LABEL
 
 RECOVERY_TIMEOUT_S = 120.0
 OOM_STATUS_GRACE_S = 2.5
@@ -88,10 +87,6 @@ class KubeChaos(LedgeredDriver):
         return self._target
 
     # ----------------------------------------------------------------- apply
-
-    unsupported_hint = (
-        " (no fault proxy in the namespace); use --sandbox=local for latency and network faults"
-    )
 
     def deployment(self, component: str) -> Any:
         """The Deployment named ``component`` or labelled ``app.kubernetes.io/component``."""
@@ -175,7 +170,7 @@ class KubeChaos(LedgeredDriver):
             self._set_resources(name, index, limited)
             self._wait_rollout(name)
         except BaseException:
-            self._undo_entry("resource_limits", undo_data)
+            self._undo_effect("resource_limits", undo_data)
             self.ledger.remove(key)
             raise
         record.update(
@@ -259,46 +254,9 @@ class KubeChaos(LedgeredDriver):
     def _kill_db(self, fault: Fault, record: dict[str, Any]) -> Callable[[], dict[str, Any]]:
         if self.info.db is None or not self.info.db.admin_password:
             raise ChaosError("kill_db: this sandbox's PostgreSQL is not ours (--sandbox-db-dsn)")
-        key = self.ledger.add("kill_db", {}, self.owner)
-        began = time.monotonic()
-        try:
-            record["stop_s"] = round(self._stop_db(), 4)
-        except BaseException:
-            self._start_db()
-            self.ledger.remove(key)
-            raise
-        lock = threading.Lock()
-        result: dict[str, Any] = {}
+        return super()._kill_db(fault, record)
 
-        def restart() -> None:
-            with lock:
-                if result:
-                    return
-                result["down_s"] = round(time.monotonic() - began, 4)
-                try:
-                    result.update(self._start_db())
-                except Exception as exc:
-                    result["recovery_error"] = f"{type(exc).__name__}: {exc}"
-
-        timer: threading.Timer | None = None
-        down_for = fault.params.get("down_for")
-        if fault.params.get("restart", True) and down_for is not None:
-            timer = threading.Timer(float(down_for), restart)
-            timer.daemon = True
-            timer.start()
-
-        def undo() -> dict[str, Any]:
-            if timer is not None:
-                timer.cancel()
-            restart()
-            if "recovery_error" in result:
-                raise ChaosError(f"PostgreSQL did not come back: {result['recovery_error']}")
-            self.ledger.remove(key)
-            return dict(result)
-
-        return undo
-
-    def _stop_db(self) -> float:
+    def _stop_db(self) -> dict[str, Any]:
         began = time.monotonic()
         apps, core = self.target.apps, self.target.core
         try:
@@ -314,7 +272,7 @@ class KubeChaos(LedgeredDriver):
             if time.monotonic() - began > 60:
                 raise ChaosError("the PostgreSQL pod did not go away within 60s")
             time.sleep(0.1)
-        return time.monotonic() - began
+        return {"stop_s": round(time.monotonic() - began, 4)}
 
     def _start_db(self) -> dict[str, Any]:
         """Scale PostgreSQL back to 1, make the app role again, restart the app's Deployments."""
@@ -352,14 +310,10 @@ class KubeChaos(LedgeredDriver):
 
     # ----------------------------------------------------------------- repair, baseline
 
-    def _undo_entry(self, kind: str, undo: dict[str, Any]) -> None:
+    def _undo_effect(self, kind: str, undo: dict[str, Any]) -> None:
         if kind == "resource_limits" and undo:
             self._set_resources(undo["deployment"], int(undo["index"]), undo["resources"])
             self._wait_rollout(undo["deployment"])
-        elif kind == "db_connections" and undo:
-            database.restore_connections(self.info, undo)
-        elif kind == "kill_db":
-            self._start_db()
 
     def baseline_problems(self, timeout: float = 30.0) -> list[str]:
         """Ledger empty, Deployments available with their original resources, DB, app ready."""

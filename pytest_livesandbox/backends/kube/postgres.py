@@ -12,14 +12,17 @@ test run.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
-from ..kube.names import COMPONENT_LABEL, MANAGED_BY_LABEL
-from ..kube.namespace import DB_ROLE, ROLE_LABEL
-from ..sandbox import MANAGED_BY
+from ...errors import ConfigError, DatabaseStartError
+from ...info import MANAGED_BY, DatabaseInfo
+from .names import COMPONENT_LABEL, MANAGED_BY_LABEL
+from .namespace import DB_ROLE, ROLE_LABEL
 
 COMPONENT = "postgres"
 NAME = "livesandbox-postgres"
@@ -144,3 +147,76 @@ def create_app_role(admin_url: str, user: str, password: str, dbname: str) -> No
                 sql.Identifier(dbname), sql.Identifier(user)
             )
         )
+
+
+class PostgresProbe:
+    """Ready once the admin role logs in through the port-forward and the app role is made."""
+
+    def __init__(self, url: str, app_user: str, app_password: str, dbname: str) -> None:
+        self.url = url
+        self.app = (app_user, app_password, dbname)
+        self.last = "no attempt yet"
+        self.done = False
+
+    def check(self) -> bool:
+        """One connection attempt; creates the app role on the first success."""
+        if self.done:
+            return True
+        try:
+            with psycopg.connect(self.url, connect_timeout=3) as conn:
+                conn.execute("SELECT 1")
+        except psycopg.Error as exc:
+            self.last = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+            return False
+        try:
+            create_app_role(self.url, *self.app)
+        except psycopg.Error as exc:
+            raise DatabaseStartError(
+                f"could not create the app role in the sandbox's PostgreSQL: {exc}"
+            ) from None
+        self.done = True
+        return True
+
+    def hint(self) -> str:
+        """The last connection error."""
+        return f"Last connection attempt: {self.last}"
+
+
+def external_database(dsn: str) -> DatabaseInfo:
+    """A :class:`DatabaseInfo` for ``--sandbox-db-dsn`` (its one role serves as admin too)."""
+    try:
+        parts = conninfo_to_dict(dsn)
+    except Exception as exc:
+        raise ConfigError(f"--sandbox-db-dsn is not a valid PostgreSQL DSN: {exc}") from None
+    user = str(parts.get("user") or os.environ.get("PGUSER") or "postgres")
+    password = str(parts.get("password") or os.environ.get("PGPASSWORD") or "")
+    return DatabaseInfo(
+        host=str(parts.get("host") or "127.0.0.1"),
+        port=int(parts.get("port") or 5432),
+        dbname=str(parts.get("dbname") or user),
+        user=user,
+        password=password,
+        admin_user=user,
+        admin_password=password,
+    )
+
+
+def _parts(db: DatabaseInfo) -> dict[str, Any]:
+    return {
+        "host": db.host,
+        "port": db.port,
+        "dbname": db.dbname,
+        "user": db.user,
+        "password": db.password,
+    }
+
+
+def db_parts(db: DatabaseInfo) -> dict[str, Any]:
+    """The app role's connection fields, for :func:`app_secret`."""
+    return {
+        "host": db.host,
+        "port": db.port,
+        "dbname": db.dbname,
+        "user": db.user,
+        "password": db.password,
+    }
