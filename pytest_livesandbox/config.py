@@ -203,6 +203,15 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "POST every report event as JSON to this URL, in the background.",
     ),
     OptionSpec("html", "path", "Write a self-contained HTML report to this file."),
+    OptionSpec(
+        "fake_clock",
+        "choice",
+        "Preload libfaketime into the app (local backend) so the clock marker can move its "
+        "clock: auto (when the library is installed), on (required: a missing library or a "
+        "statically linked app fails the run), off.",
+        default="auto",
+        choices=("auto", "on", "off"),
+    ),
 )
 
 OPTIONS_BY_NAME: dict[str, OptionSpec] = {spec.name: spec for spec in OPTIONS}
@@ -269,6 +278,7 @@ class SandboxConfig:
     html: Path | None = None
     fault_proxy: bool = True
     chaos_verify_timeout: float = 30.0
+    fake_clock: str = "auto"
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property

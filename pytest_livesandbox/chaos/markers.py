@@ -12,7 +12,9 @@ Units. A parameter whose *name* carries the unit takes a plain number: ``ms`` an
 ``"500ms"``, ``"1.5s"``, ``"2m"``, or a bare number of seconds, parsed by the same function as
 every duration option (:func:`~pytest_livesandbox.config.parse_duration`). ``memory`` needs a
 unit (``"96Mi"``, ``"1Gi"``, ``"100M"``); ``cpu`` follows Kubernetes: ``"500m"`` (millicores)
-or a number of cores (``0.5``).
+or a number of cores (``0.5``). A clock ``offset`` needs a sign-optional number and a unit
+(``"+1h"``, ``"-30m"``, ``"+90s"``, ``"+2d"``); ``rate`` is a plain factor (``60``: an hour a
+minute).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ MARKER_NAMES = (
     "resource_limits",
     "db_connections",
     "kill_db",
+    "clock",
 )
 
 MARKER_HELP = (
@@ -51,11 +54,17 @@ MARKER_HELP = (
     "db_connections(max=N): the app's database role may hold at most N connections",
     "kill_db(when='before'|'during', delay='0s', restart=True, down_for='1s'): stop "
     "PostgreSQL; with restart=True it comes back after down_for",
+    "clock(offset='+1h', rate=1, when='before'|'during', delay='0s'): move the app's clock "
+    "(only the app's: not the tests', not PostgreSQL's) by offset and/or run it rate times "
+    "as fast",
 )
 
 _MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(Ki|Mi|Gi|K|M|G)\s*$")
 _MEMORY_FACTORS = {"Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "K": 1000, "M": 1000**2, "G": 1000**3}
 _CPU = re.compile(r"^\s*(\d+)m\s*$")
+_OFFSET = re.compile(r"^\s*([+-]?)\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
+_OFFSET_FACTORS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_CLOCK_RATE = 10_000.0
 
 
 @dataclass(frozen=True)
@@ -63,8 +72,9 @@ class Fault:
     """One fault to inject: what, where, with which parameters, and when.
 
     ``kind`` is one of ``latency``, ``reset``, ``timeout``, ``bandwidth``, ``slow_close``,
-    ``evict``, ``resource_limits``, ``db_connections``, ``kill_db``. ``target`` is ``db`` or
-    ``app`` for network faults, ``backend`` for process faults and ``db`` for database faults.
+    ``evict``, ``resource_limits``, ``db_connections``, ``kill_db``, ``clock``. ``target`` is
+    ``db`` or ``app`` for network faults, ``backend`` for process faults (and the clock) and
+    ``db`` for database faults.
     Durations are seconds, sizes bytes.
     """
 
@@ -155,6 +165,25 @@ def parse_cpu(value: object, name: str = "cpu") -> float:
     if cores < 0.01:
         raise MarkerError(f"{name}={value!r} must be at least 10m")
     return cores
+
+
+def parse_offset(value: object, name: str = "offset") -> float:
+    """A clock offset with a unit (``"+1h"``, ``"-30m"``, ``"+90s"``, ``"2d"``) -> seconds.
+
+    >>> parse_offset("+1h"), parse_offset("-1.5m")
+    (3600.0, -90.0)
+    """
+    text = value if isinstance(value, str) else ""
+    match = _OFFSET.match(text)
+    if not match:
+        bare = isinstance(value, int | float) and not isinstance(value, bool)
+        bare = bare or bool(re.match(r"^\s*[+-]?\d+(\.\d+)?\s*$", text))
+        why = "has no unit" if bare else "is not a clock offset"
+        raise MarkerError(
+            f"{name}={value!r} {why}; give a signed number with s, m, h or d, e.g. '+1h' or '-30m'"
+        )
+    sign = -1.0 if match.group(1) == "-" else 1.0
+    return sign * float(match.group(2)) * _OFFSET_FACTORS[match.group(3)]
 
 
 def _number(value: object, name: str, *, minimum: float = 0.0, integer: bool = False) -> float:
@@ -312,6 +341,19 @@ def _kill_db(args: Args, kwargs: Kwargs) -> list[Fault]:
     return [Fault("kill_db", "db", params, when=when, delay=delay, marker="kill_db")]
 
 
+def _clock(args: Args, kwargs: Kwargs) -> list[Fault]:
+    bound = _bind("clock", args, kwargs, ("offset",), {"offset", "rate", "when", "delay"})
+    if "offset" not in bound and "rate" not in bound:
+        raise MarkerError("@clock: give offset= and/or rate=, e.g. offset='+1h' or rate=60")
+    offset = parse_offset(bound["offset"]) if "offset" in bound else 0.0
+    rate = _number(bound.get("rate", 1), "rate")
+    if not 0 < rate <= MAX_CLOCK_RATE:
+        raise MarkerError(f"rate={rate:g} must be > 0 and <= {MAX_CLOCK_RATE:g}")
+    when, delay = _when_delay("clock", bound)
+    params = {"offset_s": offset, "rate": rate}
+    return [Fault("clock", "backend", params, when=when, delay=delay, marker="clock")]
+
+
 PARSERS: dict[str, Callable[[Args, Kwargs], list[Fault]]] = {
     "latency": _latency,
     "network_fault": _network_fault,
@@ -319,6 +361,7 @@ PARSERS: dict[str, Callable[[Args, Kwargs], list[Fault]]] = {
     "resource_limits": _resource_limits,
     "db_connections": _db_connections,
     "kill_db": _kill_db,
+    "clock": _clock,
 }
 
 

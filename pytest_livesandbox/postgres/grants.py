@@ -1,0 +1,344 @@
+"""Real PostgreSQL roles for one test, and an audit of what a role may do (every backend).
+
+Everything is done with the sandbox's admin DSN (:attr:`DatabaseInfo.admin_user`), so it works
+wherever the plugin made the database: local, docker, kube, gke. A role lives for one test:
+:meth:`RoleMaker.make` creates it (``LOGIN`` with a random password, or ``NOLOGIN``), grants the
+privileges asked for on tables of the test's database, sets its row-level-security settings
+(``ALTER ROLE ... IN DATABASE ... SET app.tenant_id = 'a'``) and opens a connection as it;
+:meth:`RoleMaker.drop_all` ends its sessions, revokes what it holds and drops it::
+
+    maker = RoleMaker(info.db, dbname="app", label="gw0")
+    role = maker.make("tenant_a", grants={"notes": "SELECT"}, rls_settings={"app.tenant_id": "a"})
+    role.conn.execute("SELECT * FROM notes")      # only tenant a's rows, if the policy is right
+    maker.drop_all()
+
+Bad input is refused before anything is created (:class:`~..errors.RoleError`): an unknown
+privilege, a table that does not exist in that database, a setting name that is not a name.
+
+:func:`audit_role` lists what a role may do on every table: its privileges, whether row-level
+security is on, forced, and whether the role owns the table (owners bypass unforced RLS).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from ..errors import RoleError
+from ..info import DatabaseInfo, SecretUrl
+
+#: Table privileges PostgreSQL knows (``ALL`` = every one of them).
+TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
+ROLE_PREFIX = "lsb_"
+_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,29}$")
+_SETTING = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+Grants = Mapping[str, str | tuple[str, ...] | list[str]]
+
+
+def parse_privileges(table: str, value: object) -> tuple[str, ...]:
+    """``"SELECT, INSERT"`` (or a list) -> ``("SELECT", "INSERT")``; unknown names are refused.
+
+    >>> parse_privileges("items", "select, insert")
+    ('SELECT', 'INSERT')
+    >>> parse_privileges("items", "ALL")
+    ('SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER')
+    """
+    if isinstance(value, str):
+        items = [part.strip() for part in value.split(",")]
+    elif isinstance(value, list | tuple):
+        items = [str(part).strip() for part in value]
+    else:
+        raise RoleError(
+            f"grants[{table!r}]={value!r}: give privileges as a string, e.g. 'SELECT, INSERT'"
+        )
+    names = [" ".join(item.upper().split()) for item in items if item]
+    if not names:
+        raise RoleError(f"grants[{table!r}] is empty; give e.g. 'SELECT'")
+    if names in (["ALL"], ["ALL PRIVILEGES"]):
+        return TABLE_PRIVILEGES
+    unknown = [name for name in names if name not in TABLE_PRIVILEGES]
+    if unknown:
+        raise RoleError(
+            f"grants[{table!r}]: unknown privilege(s) {', '.join(map(repr, unknown))}; "
+            f"table privileges are {', '.join(TABLE_PRIVILEGES)} or ALL"
+        )
+    return tuple(dict.fromkeys(names))
+
+
+def check_role_request(name: str, grants: Grants, rls_settings: Mapping[str, object]) -> None:
+    """Refuse a bad name, privilege or setting before touching the database."""
+    if not _NAME.match(name):
+        raise RoleError(
+            f"role name {name!r}: use lower-case letters, digits and '_' (at most 30 "
+            "characters, not starting with a digit), e.g. 'tenant_a'"
+        )
+    for table, privileges in grants.items():
+        parse_privileges(table, privileges)
+    for key, value in rls_settings.items():
+        if not _SETTING.match(key):
+            raise RoleError(
+                f"rls_settings key {key!r} is not a setting name; use e.g. 'app.tenant_id'"
+            )
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise RoleError(f"rls_settings[{key!r}]={value!r}: give a string (or a number)")
+
+
+@dataclass
+class DbRole:
+    """A role made for one test: its real ``name``, a connection as it and its DSN.
+
+    ``conn`` is an autocommit psycopg connection as the role to ``database`` (``None`` for a
+    ``login=False`` role); ``dsn`` hides its password when shown, like ``live_dsn``.
+    """
+
+    name: str
+    database: str
+    grants: dict[str, tuple[str, ...]]
+    rls_settings: dict[str, str]
+    login: bool
+    dsn: str | None = field(default=None, repr=False)
+    conn: psycopg.Connection[Any] | None = field(default=None, repr=False)
+    _extra: list[psycopg.Connection[Any]] = field(default_factory=list, repr=False)
+
+    def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
+        """Another connection as this role (closed when the role is dropped)."""
+        if self.dsn is None:
+            raise RoleError(f"role {self.name!r} was made with login=False: it cannot connect")
+        conn = psycopg.connect(self.dsn, **kwargs)
+        self._extra.append(conn)
+        return conn
+
+    def close(self) -> None:
+        """Close every connection handed out for this role."""
+        for conn in [self.conn, *self._extra]:
+            if conn is not None and not conn.closed:
+                conn.close()
+
+
+class RoleMaker:
+    """Makes roles in one database of a sandbox and drops every one of them afterwards."""
+
+    def __init__(self, db: DatabaseInfo, dbname: str, label: str = "") -> None:
+        if not db.admin_user:
+            raise RoleError(
+                "this sandbox gives no admin (superuser) connection, which making roles needs"
+            )
+        self.db = db
+        self.dbname = dbname
+        self.label = re.sub(r"[^a-z0-9]", "", label.lower())[:8]
+        self.made: list[DbRole] = []
+
+    def _admin(self, dbname: str | None = None) -> psycopg.Connection[Any]:
+        return psycopg.connect(
+            self.db.url(admin=True, dbname=dbname or self.dbname), autocommit=True
+        )
+
+    def unique_name(self, name: str) -> str:
+        """``tenant_a`` -> ``lsb_tenant_a_gw0_3f9c2a`` (unique across workers and runs)."""
+        label = f"_{self.label}" if self.label else ""
+        return f"{ROLE_PREFIX}{name}{label}_{secrets.token_hex(3)}"
+
+    def make(
+        self,
+        name: str = "role",
+        *,
+        grants: Grants | None = None,
+        rls_settings: Mapping[str, object] | None = None,
+        login: bool = True,
+    ) -> DbRole:
+        """Create the role, grant, set its settings and (``login``) connect as it."""
+        grants = dict(grants or {})
+        settings = {k: str(v) for k, v in (rls_settings or {}).items()}
+        check_role_request(name, grants, rls_settings or {})
+        privileges = {table: parse_privileges(table, value) for table, value in grants.items()}
+        role = DbRole(self.unique_name(name), self.dbname, privileges, settings, login)
+        password = secrets.token_hex(16)
+        with self._admin() as conn:
+            missing = [t for t in privileges if not _table_exists(conn, t)]
+            if missing:
+                raise RoleError(
+                    f"grants: no table {', '.join(map(repr, missing))} in database "
+                    f"{self.dbname!r}; its tables: {', '.join(_tables(conn)) or 'none'}"
+                )
+            self.made.append(role)  # from here on drop_all() removes whatever was made
+            conn.execute(
+                sql.SQL("CREATE ROLE {} {} PASSWORD {}").format(
+                    sql.Identifier(role.name),
+                    sql.SQL("LOGIN" if login else "NOLOGIN"),
+                    sql.Literal(password),
+                )
+            )
+            for table, names in privileges.items():
+                conn.execute(
+                    sql.SQL("GRANT {} ON TABLE {} TO {}").format(
+                        sql.SQL(", ").join(sql.SQL(n) for n in names),
+                        _table_ident(table),
+                        sql.Identifier(role.name),
+                    )
+                )
+                if "INSERT" in names:
+                    # bigserial ids: INSERT needs the table's own sequences too.
+                    for seq in _owned_sequences(conn, table):
+                        conn.execute(
+                            sql.SQL("GRANT USAGE ON SEQUENCE {} TO {}").format(
+                                sql.Identifier(*seq.split(".", 1)), sql.Identifier(role.name)
+                            )
+                        )
+            for key, value in settings.items():
+                conn.execute(
+                    sql.SQL("ALTER ROLE {} IN DATABASE {} SET {} = {}").format(
+                        sql.Identifier(role.name),
+                        sql.Identifier(self.dbname),
+                        sql.SQL(".").join(sql.Identifier(p) for p in key.split(".")),
+                        sql.Literal(value),
+                    )
+                )
+        if login:
+            role.dsn = SecretUrl(
+                DatabaseInfo(self.db.host, self.db.port, self.dbname, role.name, password).url()
+            )
+            role.conn = psycopg.connect(role.dsn, autocommit=True, connect_timeout=10)
+        return role
+
+    def drop_all(self) -> list[str]:
+        """Drop every role made here (sessions ended, privileges revoked); returns problems."""
+        problems = []
+        roles, self.made = self.made, []
+        for role in reversed(roles):
+            role.close()
+            try:
+                self._drop(role.name)
+            except psycopg.Error as exc:
+                problems.append(f"could not drop role {role.name!r}: {exc}".strip())
+        return problems
+
+    def _drop(self, name: str) -> None:
+        with self._admin(self.db.dbname) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
+                (name,),
+            )
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone()
+            if not exists:
+                return
+            databases = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT datname FROM pg_database WHERE datallowconn AND datname = %s",
+                    (self.dbname,),
+                )
+            ]
+        for dbname in databases:
+            # Privileges (and anything the test let it create) go with DROP OWNED, per database.
+            with self._admin(dbname) as conn:
+                conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+        with self._admin(self.db.dbname) as conn:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+def _table_ident(table: str) -> sql.Composable:
+    return sql.Identifier(*table.split(".", 1)) if "." in table else sql.Identifier(table)
+
+
+def _table_exists(conn: psycopg.Connection[Any], table: str) -> bool:
+    row = conn.execute("SELECT to_regclass(%s)", (_quoted(table),)).fetchone()
+    return bool(row and row[0])
+
+
+def _quoted(table: str) -> str:
+    return ".".join('"' + part.replace('"', '""') + '"' for part in table.split(".", 1))
+
+
+def _tables(conn: psycopg.Connection[Any]) -> list[str]:
+    rows = conn.execute(
+        "SELECT CASE WHEN schemaname = 'public' THEN tablename "
+        "ELSE schemaname || '.' || tablename END FROM pg_tables "
+        "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"
+    ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def _owned_sequences(conn: psycopg.Connection[Any], table: str) -> list[str]:
+    rows = conn.execute(
+        "SELECT sn.nspname || '.' || s.relname FROM pg_depend d "
+        "JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S' "
+        "JOIN pg_namespace sn ON sn.oid = s.relnamespace "
+        "WHERE d.refobjid = to_regclass(%s) AND d.deptype IN ('a', 'i')",
+        (_quoted(table),),
+    ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+# --------------------------------------------------------------------------- audit
+
+
+@dataclass(frozen=True)
+class TableAccess:
+    """What one role may do on one table."""
+
+    table: str
+    privileges: frozenset[str]
+    rls: bool  # row-level security enabled on the table
+    rls_forced: bool  # FORCE ROW LEVEL SECURITY: applies to the owner too
+    owner: bool  # the role owns the table
+
+    @property
+    def rls_applies(self) -> bool:
+        """Row-level security filters this role's rows (on, and forced if it is the owner)."""
+        return self.rls and (self.rls_forced or not self.owner)
+
+
+@dataclass(frozen=True)
+class RoleAudit:
+    """:func:`audit_role`'s answer: the role's attributes and its access per table."""
+
+    role: str
+    database: str
+    superuser: bool
+    bypass_rls: bool
+    tables: tuple[TableAccess, ...]
+
+    def table(self, name: str) -> TableAccess:
+        """One table's entry (``KeyError`` naming the tables there are)."""
+        for access in self.tables:
+            if access.table == name:
+                return access
+        raise KeyError(f"{name!r} is not audited; tables: {[t.table for t in self.tables]}")
+
+    def privileges(self) -> dict[str, set[str]]:
+        """``{"items": {"SELECT", ...}, ...}`` for tables where the role has any privilege."""
+        return {t.table: set(t.privileges) for t in self.tables if t.privileges}
+
+
+def audit_role(conn: psycopg.Connection[Any], role: str) -> RoleAudit:
+    """What ``role`` may do in ``conn``'s database (any user may ask; owners and RLS included)."""
+    attrs = conn.execute(
+        "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = %s", (role,)
+    ).fetchone()
+    if attrs is None:
+        raise RoleError(f"no role {role!r} in this PostgreSQL")
+    checks = sql.SQL(", ").join(
+        sql.SQL("has_table_privilege({}, c.oid, {})").format(sql.Literal(role), sql.Literal(p))
+        for p in TABLE_PRIVILEGES
+    )
+    query = sql.SQL(
+        "SELECT CASE WHEN n.nspname = 'public' THEN c.relname "
+        "ELSE n.nspname || '.' || c.relname END, c.relrowsecurity, c.relforcerowsecurity, "
+        "pg_get_userbyid(c.relowner) = {}, {} FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relkind IN ('r', 'p', 'v', 'm') "
+        "AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+        "AND n.nspname NOT LIKE 'pg_toast%%' ORDER BY 1"
+    ).format(sql.Literal(role), checks)
+    tables = []
+    for row in conn.execute(query).fetchall():
+        granted = frozenset(p for p, ok in zip(TABLE_PRIVILEGES, row[4:], strict=True) if ok)
+        tables.append(TableAccess(str(row[0]), granted, bool(row[1]), bool(row[2]), bool(row[3])))
+    dbname = conn.info.dbname
+    return RoleAudit(role, dbname, bool(attrs[0]), bool(attrs[1]), tuple(tables))
