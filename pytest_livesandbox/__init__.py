@@ -16,6 +16,7 @@ from .errors import (
     DatabaseStartError,
     MarkerError,
     ProvisionError,
+    RoleError,
     RolloutFailed,
     SandboxError,
     StartupTimeout,
@@ -23,6 +24,7 @@ from .errors import (
     UnsafeTarget,
 )
 from .info import DatabaseInfo, SandboxInfo
+from .postgres.grants import DbRole, RoleAudit
 from .postgres.isolation import IsolatedDatabase
 from .protocol import Backend, ListScope, SandboxRecord
 from .sandbox import Sandbox
@@ -37,10 +39,13 @@ __all__ = [
     "ConfigError",
     "DatabaseInfo",
     "DatabaseStartError",
+    "DbRole",
     "IsolatedDatabase",
     "ListScope",
     "MarkerError",
     "ProvisionError",
+    "RoleAudit",
+    "RoleError",
     "RolloutFailed",
     "Sandbox",
     "SandboxConfig",
