@@ -201,9 +201,32 @@ def _test_database(request: pytest.FixtureRequest, livesandbox: Sandbox) -> str:
     return livesandbox.info.db.dbname
 
 
+@pytest.fixture(scope="session")
+def _livesandbox_role_admin(
+    livesandbox: Sandbox,
+) -> Iterator[Callable[[], psycopg.Connection[Any]]]:
+    # One superuser connection to the app database for every test's roles (a connect is ~10 ms).
+    info = livesandbox.info
+    held: list[psycopg.Connection[Any]] = []
+
+    def connection() -> psycopg.Connection[Any]:
+        assert info.db is not None
+        if not held or held[0].closed or held[0].broken:
+            held[:] = [
+                psycopg.connect(info.db.url(admin=True), autocommit=True, connect_timeout=10)
+            ]
+        return held[0]
+
+    yield connection
+    for conn in held:
+        conn.close()
+
+
 @pytest.fixture
 def live_db_role(
-    request: pytest.FixtureRequest, livesandbox: Sandbox
+    request: pytest.FixtureRequest,
+    livesandbox: Sandbox,
+    _livesandbox_role_admin: Callable[[], psycopg.Connection[Any]],
 ) -> Iterator[Callable[..., DbRole]]:
     """Make real PostgreSQL roles for this test; all are dropped after it (also on failure).
 
@@ -223,7 +246,9 @@ def live_db_role(
     if info.db is None:
         pytest.fail("this sandbox has no database", pytrace=False)
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    maker = RoleMaker(info.db, _test_database(request, livesandbox), label=worker)
+    dbname = _test_database(request, livesandbox)
+    shared = _livesandbox_role_admin() if dbname == info.db.dbname else None
+    maker = RoleMaker(info.db, dbname, label=worker, admin=shared)
     nodeid = request.node.nodeid
 
     def make(

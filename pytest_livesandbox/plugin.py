@@ -24,6 +24,7 @@ from .fixtures import (
     JANITOR_KEY,
     MANAGER_KEY,
     _livesandbox_cloner,
+    _livesandbox_role_admin,
     _livesandbox_transport,
     db_role_audit,
     live_async_http,
@@ -52,6 +53,7 @@ _SIGTERM_KEY = pytest.StashKey[Callable[..., Any] | int | None]()
 
 __all__ = [
     "_livesandbox_cloner",
+    "_livesandbox_role_admin",
     "_livesandbox_transport",
     "db_role_audit",
     "live_async_http",

@@ -21,6 +21,9 @@ security is on, forced, and whether the role owns the table (owners bypass unfor
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import re
 import secrets
 from collections.abc import Mapping
@@ -39,6 +42,28 @@ ROLE_PREFIX = "lsb_"
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,29}$")
 _SETTING = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 Grants = Mapping[str, str | tuple[str, ...] | list[str]]
+#: SCRAM iterations of a test role's (random, one-test) password: 4096, PostgreSQL's default,
+#: costs ~8 ms at CREATE ROLE and again at each login; the role lives for one test.
+SCRAM_ITERATIONS = 16
+
+
+def scram_verifier(password: str, salt: bytes, iterations: int = SCRAM_ITERATIONS) -> str:
+    """The ``SCRAM-SHA-256$...`` secret PostgreSQL stores for ``password`` (RFC 5802/7677).
+
+    Handing it to ``CREATE ROLE ... PASSWORD`` stores it as is, with our iteration count.
+
+    >>> scram_verifier("pw", b"0123456789abcdef", 16).split("$")[1].split(":")[0]
+    '16'
+    """
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+
+    def b64(data: bytes) -> str:
+        return base64.b64encode(data).decode()
+
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
 
 
 def parse_privileges(table: str, value: object) -> tuple[str, ...]:
@@ -124,7 +149,13 @@ class DbRole:
 class RoleMaker:
     """Makes roles in one database of a sandbox and drops every one of them afterwards."""
 
-    def __init__(self, db: DatabaseInfo, dbname: str, label: str = "") -> None:
+    def __init__(
+        self,
+        db: DatabaseInfo,
+        dbname: str,
+        label: str = "",
+        admin: psycopg.Connection[Any] | None = None,
+    ) -> None:
         if not db.admin_user:
             raise RoleError(
                 "this sandbox gives no admin (superuser) connection, which making roles needs"
@@ -133,11 +164,19 @@ class RoleMaker:
         self.dbname = dbname
         self.label = re.sub(r"[^a-z0-9]", "", label.lower())[:8]
         self.made: list[DbRole] = []
+        # A shared admin connection (the caller's, kept open) or one of our own (closed by us).
+        self._shared = admin
+        self._conn: psycopg.Connection[Any] | None = None
 
-    def _admin(self, dbname: str | None = None) -> psycopg.Connection[Any]:
-        return psycopg.connect(
-            self.db.url(admin=True, dbname=dbname or self.dbname), autocommit=True
-        )
+    def _admin(self) -> psycopg.Connection[Any]:
+        """One autocommit superuser connection to the roles' database, kept until drop_all."""
+        if self._shared is not None and not self._shared.closed and not self._shared.broken:
+            return self._shared
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = psycopg.connect(
+                self.db.url(admin=True, dbname=self.dbname), autocommit=True, connect_timeout=10
+            )
+        return self._conn
 
     def unique_name(self, name: str) -> str:
         """``tenant_a`` -> ``lsb_tenant_a_gw0_3f9c2a`` (unique across workers and runs)."""
@@ -159,46 +198,46 @@ class RoleMaker:
         privileges = {table: parse_privileges(table, value) for table, value in grants.items()}
         role = DbRole(self.unique_name(name), self.dbname, privileges, settings, login)
         password = secrets.token_hex(16)
-        with self._admin() as conn:
-            missing = [t for t in privileges if not _table_exists(conn, t)]
-            if missing:
-                raise RoleError(
-                    f"grants: no table {', '.join(map(repr, missing))} in database "
-                    f"{self.dbname!r}; its tables: {', '.join(_tables(conn)) or 'none'}"
-                )
-            self.made.append(role)  # from here on drop_all() removes whatever was made
+        conn = self._admin()
+        missing = [t for t in privileges if not _table_exists(conn, t)]
+        if missing:
+            raise RoleError(
+                f"grants: no table {', '.join(map(repr, missing))} in database "
+                f"{self.dbname!r}; its tables: {', '.join(_tables(conn)) or 'none'}"
+            )
+        self.made.append(role)  # from here on drop_all() removes whatever was made
+        conn.execute(
+            sql.SQL("CREATE ROLE {} {} PASSWORD {}").format(
+                sql.Identifier(role.name),
+                sql.SQL("LOGIN" if login else "NOLOGIN"),
+                sql.Literal(scram_verifier(password, secrets.token_bytes(16))),
+            )
+        )
+        for table, names in privileges.items():
             conn.execute(
-                sql.SQL("CREATE ROLE {} {} PASSWORD {}").format(
+                sql.SQL("GRANT {} ON TABLE {} TO {}").format(
+                    sql.SQL(", ").join(sql.SQL(n) for n in names),
+                    _table_ident(table),
                     sql.Identifier(role.name),
-                    sql.SQL("LOGIN" if login else "NOLOGIN"),
-                    sql.Literal(password),
                 )
             )
-            for table, names in privileges.items():
-                conn.execute(
-                    sql.SQL("GRANT {} ON TABLE {} TO {}").format(
-                        sql.SQL(", ").join(sql.SQL(n) for n in names),
-                        _table_ident(table),
-                        sql.Identifier(role.name),
-                    )
-                )
-                if "INSERT" in names:
-                    # bigserial ids: INSERT needs the table's own sequences too.
-                    for seq in _owned_sequences(conn, table):
-                        conn.execute(
-                            sql.SQL("GRANT USAGE ON SEQUENCE {} TO {}").format(
-                                sql.Identifier(*seq.split(".", 1)), sql.Identifier(role.name)
-                            )
+            if "INSERT" in names:
+                # bigserial ids: INSERT needs the table's own sequences too.
+                for seq in _owned_sequences(conn, table):
+                    conn.execute(
+                        sql.SQL("GRANT USAGE ON SEQUENCE {} TO {}").format(
+                            sql.Identifier(*seq.split(".", 1)), sql.Identifier(role.name)
                         )
-            for key, value in settings.items():
-                conn.execute(
-                    sql.SQL("ALTER ROLE {} IN DATABASE {} SET {} = {}").format(
-                        sql.Identifier(role.name),
-                        sql.Identifier(self.dbname),
-                        sql.SQL(".").join(sql.Identifier(p) for p in key.split(".")),
-                        sql.Literal(value),
                     )
+        for key, value in settings.items():
+            conn.execute(
+                sql.SQL("ALTER ROLE {} IN DATABASE {} SET {} = {}").format(
+                    sql.Identifier(role.name),
+                    sql.Identifier(self.dbname),
+                    sql.SQL(".").join(sql.Identifier(p) for p in key.split(".")),
+                    sql.Literal(value),
                 )
+            )
         if login:
             role.dsn = SecretUrl(
                 DatabaseInfo(self.db.host, self.db.port, self.dbname, role.name, password).url()
@@ -216,30 +255,33 @@ class RoleMaker:
                 self._drop(role.name)
             except psycopg.Error as exc:
                 problems.append(f"could not drop role {role.name!r}: {exc}".strip())
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
         return problems
 
     def _drop(self, name: str) -> None:
-        with self._admin(self.db.dbname) as conn:
-            conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
-                (name,),
-            )
-            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone()
-            if not exists:
-                return
-            databases = [
-                row[0]
-                for row in conn.execute(
-                    "SELECT datname FROM pg_database WHERE datallowconn AND datname = %s",
-                    (self.dbname,),
-                )
-            ]
-        for dbname in databases:
-            # Privileges (and anything the test let it create) go with DROP OWNED, per database.
-            with self._admin(dbname) as conn:
-                conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
-        with self._admin(self.db.dbname) as conn:
-            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+        try:
+            conn = self._admin()
+        except psycopg.OperationalError:
+            # The test's database is gone (its clone dropped first): so are its grants.
+            with psycopg.connect(self.db.url(admin=True), autocommit=True) as other:
+                _drop_role(other, name, owned=False)
+            return
+        _drop_role(conn, name, owned=True)
+
+
+def _drop_role(conn: psycopg.Connection[Any], name: str, *, owned: bool) -> None:
+    role = sql.Identifier(name)
+    conn.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (name,)
+    )
+    if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone():
+        return
+    if owned:
+        # Privileges (and whatever the test let it create) in this database go with DROP OWNED.
+        conn.execute(sql.SQL("DROP OWNED BY {}").format(role))
+    conn.execute(sql.SQL("DROP ROLE {}").format(role))
 
 
 def _table_ident(table: str) -> sql.Composable:
