@@ -237,6 +237,12 @@ ENVIRONMENT: tuple[tuple[str, str], ...] = (
         "`cgroup` or `rlimit`: force how `resource_limits` acts on the local backend (default: "
         "cgroup v1 when writable, else rlimit for memory).",
     ),
+    (
+        "LIVESANDBOX_FAKETIME_LIB",
+        "Path of the libfaketime shared object the local backend preloads into the app for the "
+        "`clock` marker (default: `libfaketimeMT.so.1` from Debian's `libfaketime` package, "
+        "found under `/usr/lib/*/faketime/`).",
+    ),
 )
 
 RawValue = str | bool | list[str] | None

@@ -161,6 +161,35 @@ def test_an_app_that_does_not_load_the_library_is_a_clear_error(
     isolated_state.assert_clean()
 
 
+def test_a_clock_moved_behind_the_plugins_back_is_repaired(
+    pytester: pytest.Pytester, isolated_state: IsolatedState, faketime: Path
+) -> None:
+    local_ini(pytester)
+    pytester.makepyfile(
+        test_stray="""
+        import time
+        from pathlib import Path
+
+        def test_moves_the_clock_itself(chaos, livesandbox):
+            control = Path(livesandbox.info.extra["fake_clock"]["control"])
+            control.write_text("+3600 x1\\n")
+
+        def test_sees_the_real_time(live_http):
+            assert abs(live_http.get("/time").json()["now"] - time.time()) < 2
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ChaosError: chaos teardown: the sandbox did not return to baseline: the app's "
+            "clock is still moved (libfaketime spec '+3600 x1'); repaired: set the app's clock "
+            "back to the real time*"
+        ]
+    )
+    isolated_state.assert_clean()
+
+
 STATIC_ELF = (
     # A 64-bit little-endian ELF header with one PT_LOAD program header and no PT_INTERP.
     b"\x7fELF\x02\x01\x01"

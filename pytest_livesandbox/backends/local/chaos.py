@@ -265,6 +265,12 @@ class LocalChaos(LedgeredDriver):
         done = super().repair(only_stale=only_stale)
         if not only_stale and self.proxy is not None and self.proxy.clear():
             done.append("removed stray toxics from the fault proxy")
+        clock = self.info.extra.get("fake_clock")
+        if not only_stale and clock:
+            control = Path(clock["control"])
+            if read_spec(control) not in (None, NEUTRAL_SPEC):
+                write_spec(control)
+                done.append("set the app's clock back to the real time")
         return done
 
     def _undo_effect(self, kind: str, undo: dict[str, Any]) -> None:
