@@ -24,7 +24,8 @@ from .errors import (
     UnsafeTarget,
 )
 from .info import DatabaseInfo, SandboxInfo
-from .postgres.grants import DbRole, RoleAudit
+from .postgres.audit import RoleAudit
+from .postgres.grants import DbRole
 from .postgres.isolation import IsolatedDatabase
 from .protocol import Backend, ListScope, SandboxRecord
 from .sandbox import Sandbox

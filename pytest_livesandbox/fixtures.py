@@ -43,7 +43,8 @@ from .config import in_ci
 from .errors import RoleError, SandboxError, TeardownError
 from .locations import state_root
 from .parallel import SandboxManager
-from .postgres.grants import DbRole, RoleAudit, RoleMaker, audit_role
+from .postgres.audit import RoleAudit, audit_role
+from .postgres.grants import DbRole, RoleMaker
 from .postgres.isolation import (
     Connection,
     DatabaseCloner,

@@ -134,7 +134,7 @@ def test_an_app_that_does_not_load_the_library_is_a_clear_error(
     pytester: pytest.Pytester, isolated_state: IsolatedState, faketime: Path
 ) -> None:
     # `env -u LD_PRELOAD` loads libfaketime itself, then execs the app without it.
-    local_ini(pytester)
+    local_ini(pytester, "livesandbox_fake_clock = on")
     ini = pytester.path / "pytest.ini"
     ini.write_text(ini.read_text().replace("_cmd = ", "_cmd = env -u LD_PRELOAD "))
     pytester.makepyfile(
@@ -164,7 +164,7 @@ def test_an_app_that_does_not_load_the_library_is_a_clear_error(
 def test_a_clock_moved_behind_the_plugins_back_is_repaired(
     pytester: pytest.Pytester, isolated_state: IsolatedState, faketime: Path
 ) -> None:
-    local_ini(pytester)
+    local_ini(pytester, "livesandbox_fake_clock = on")
     pytester.makepyfile(
         test_stray="""
         import time
@@ -253,9 +253,10 @@ def test_bad_clock_and_role_input_are_collection_errors(
         "mount libfaketime*--sandbox=local",
         "--sandbox=kube": "not supported on --sandbox=kube: the kube backends do not mount "
         "libfaketime*",
-        "--sandbox-fake-clock=off": "livesandbox_fake_clock = off; set it to auto*",
-        f"--sandbox-app-cmd={static}": f"the app command's program {static} is "
-        "statically linked: LD_PRELOAD cannot load libfaketime*",
+        "--sandbox-fake-clock=off": "the app runs without libfaketime (livesandbox_fake_clock "
+        "= off, the default); set livesandbox_fake_clock = on*",
+        f"--sandbox-app-cmd={static} --sandbox-fake-clock=on": "the app command's program "
+        f"{static} is statically linked: LD_PRELOAD cannot load libfaketime*",
     }
     for option, message in cases.items():
         args = ["--collect-only", "-p", "no:cacheprovider", "--sandbox=local", *option.split()]
@@ -266,7 +267,10 @@ def test_bad_clock_and_role_input_are_collection_errors(
         result.stderr.fnmatch_lines([f"*test_bad.py::test_clock: @clock: {message}"])
     monkeypatch.setenv("LIVESANDBOX_FAKETIME_LIB", str(tmp_path / "missing.so"))
     result = pytester.runpytest(
-        "--collect-only", "--sandbox=local", f"--sandbox-app-cmd={sys.executable} app.py"
+        "--collect-only",
+        "--sandbox=local",
+        "--sandbox-fake-clock=auto",
+        f"--sandbox-app-cmd={sys.executable} app.py",
     )
     result.stderr.fnmatch_lines(
         ["*@clock: moving the app's clock needs libfaketime; install it: apt-get install*"]

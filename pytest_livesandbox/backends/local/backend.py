@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from psycopg import sql
 
 from ...config import SandboxConfig
-from ...errors import DatabaseStartError, ProvisionError
+from ...errors import DatabaseStartError
 from ...faultproxy.client import EXTRA_KEY as PROXY_KEY
 from ...info import MANAGED_BY, DatabaseInfo, SandboxInfo, default_owner
 from ...locations import cache_root, state_root
@@ -52,14 +52,7 @@ from ...protocol import ListScope, SandboxRecord
 from ...readiness import HttpReady, wait_until_ready
 from .app import AppProcess
 from .chaos import LocalChaos, local_fault_problems
-from .clock import (
-    CONTROL_FILE,
-    INSTALL_HINT,
-    find_faketime,
-    preload_env,
-    static_command,
-    write_spec,
-)
+from .clock import app_clock_env
 from .launcher import ProxyProcess, start_proxy, supervised
 from .limits import remove_sandbox_cgroups
 from .records import STATE_FILE, local_records, unowned_folder_hint
@@ -200,7 +193,7 @@ class LocalBackend:
                 "PYTHONUNBUFFERED": "1",
             }
         )
-        child_env = _fake_clock_env(config, info, workdir, env.get("LD_PRELOAD", ""))
+        child_env = app_clock_env(config, info, workdir, env.get("LD_PRELOAD", ""))
         cmd = supervised(
             config.app_cmd,
             workdir,
@@ -337,35 +330,6 @@ class LocalBackend:
     def unowned_hint(sandbox_id: str) -> str | None:
         """Why ``down`` refused a folder that is not ours (None when there is none)."""
         return unowned_folder_hint(sandbox_id)
-
-
-def _fake_clock_env(
-    config: SandboxConfig, info: SandboxInfo, workdir: Path, preload: str
-) -> dict[str, str]:
-    """The app's libfaketime environment (empty when the clock stays real); see :mod:`.clock`."""
-    if config.fake_clock == "off" or not config.app_cmd:
-        return {}
-    library = find_faketime()
-    static = static_command(config.app_cmd)
-    if library is None or static:
-        if config.fake_clock == "auto":
-            return {}
-        why = (
-            f"libfaketime is not installed ({INSTALL_HINT})"
-            if library is None
-            else (
-                f"the app command's program {static} is statically linked, so LD_PRELOAD cannot "
-                "load libfaketime into it; use a dynamically linked build"
-            )
-        )
-        raise ProvisionError(f"--sandbox-fake-clock=on: {why}, or set it to auto/off")
-    control = workdir / CONTROL_FILE
-    write_spec(control)
-    info.extra["fake_clock"] = {"library": str(library), "control": str(control)}
-    env = preload_env(library, control)
-    if preload:
-        env["LD_PRELOAD"] = f"{library}:{preload}"
-    return env
 
 
 def private_data_dir(workdir: Path, runas: RunAs | None) -> Path:

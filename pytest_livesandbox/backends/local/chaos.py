@@ -343,7 +343,10 @@ def _clock_problems(config: SandboxConfig) -> list[str]:
     if not config.app_cmd:
         return ["@clock: this sandbox runs no app"]
     if config.fake_clock == "off":
-        return ["@clock: livesandbox_fake_clock = off; set it to auto (or on) to move the clock"]
+        return [
+            "@clock: the app runs without libfaketime (livesandbox_fake_clock = off, the "
+            "default); set livesandbox_fake_clock = on to move its clock"
+        ]
     if find_faketime() is None:
         return [f"@clock: moving the app's clock needs libfaketime; {INSTALL_HINT}"]
     static = static_command(config.app_cmd)

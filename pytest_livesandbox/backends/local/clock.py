@@ -1,6 +1,8 @@
 """The app's clock on the local backend: libfaketime preloaded by the supervisor, one control file.
 
-With ``livesandbox_fake_clock`` on (``auto``: when the library is installed) the supervisor starts
+With ``livesandbox_fake_clock = on`` (``auto``: when the library is installed; default ``off``:
+Debian's libfaketime 0.9.10 makes CPython >= 3.11's ``time.sleep`` fail, see docs/chaos.md)
+the supervisor starts
 the app with ``LD_PRELOAD`` naming Debian's ``libfaketimeMT.so.1`` and
 ``FAKETIME_TIMESTAMP_FILE`` naming ``app.clock`` in the sandbox folder. The library re-reads that
 file on every clock call (``FAKETIME_NO_CACHE=1``), so writing it moves the running app's clock
@@ -25,7 +27,13 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+from ...errors import ProvisionError
+
+if TYPE_CHECKING:
+    from ...config import SandboxConfig
+    from ...info import SandboxInfo
 
 CONTROL_FILE = "app.clock"
 NEUTRAL_SPEC = "+0 x1"
@@ -152,3 +160,36 @@ def static_command(cmd: tuple[str, ...]) -> str | None:
         return None
     program = shutil.which(cmd[0]) or cmd[0]
     return program if is_static_elf(program) else None
+
+
+def app_clock_env(
+    config: SandboxConfig, info: SandboxInfo, workdir: Path, preload: str
+) -> dict[str, str]:
+    """What the supervisor adds to the app's environment (empty: the clock stays real).
+
+    Records the library and control file in ``info.extra["fake_clock"]``; with
+    ``fake_clock=on`` a missing library or a statically linked app is a :class:`ProvisionError`.
+    """
+    if config.fake_clock == "off" or not config.app_cmd:
+        return {}
+    library = find_faketime()
+    static = static_command(config.app_cmd)
+    if library is None or static:
+        if config.fake_clock == "auto":
+            return {}
+        why = (
+            f"libfaketime is not installed ({INSTALL_HINT})"
+            if library is None
+            else (
+                f"the app command's program {static} is statically linked, so LD_PRELOAD cannot "
+                "load libfaketime into it; use a dynamically linked build"
+            )
+        )
+        raise ProvisionError(f"--sandbox-fake-clock=on: {why}, or set it to auto/off")
+    control = workdir / CONTROL_FILE
+    write_spec(control)
+    info.extra["fake_clock"] = {"library": str(library), "control": str(control)}
+    env = preload_env(library, control)
+    if preload:
+        env["LD_PRELOAD"] = f"{library}:{preload}"
+    return env
