@@ -11,6 +11,7 @@ from .config import SandboxConfig
 from .errors import (
     AppCrashed,
     ChaosError,
+    ChaosNotObserved,
     ClusterUnreachable,
     ConfigError,
     DatabaseStartError,
@@ -36,6 +37,7 @@ __all__ = [
     "AppCrashed",
     "Backend",
     "ChaosError",
+    "ChaosNotObserved",
     "ClusterUnreachable",
     "ConfigError",
     "DatabaseInfo",

@@ -15,6 +15,7 @@ the fitting builtin, so ``except TimeoutError`` works as well as ``except Startu
     ├── MarkerError (ValueError)            a chaos or isolation marker with bad arguments
     ├── RoleError (ValueError)              a live_db_role request PostgreSQL cannot honour
     ├── ChaosError                          a fault could not be applied or removed
+    │   └── ChaosNotObserved (AssertionError) a fault affected nothing: the test tested nothing
     └── TeardownError                       the sandbox could not be removed cleanly
 
 Messages say what was tried and how to fix it; they never contain passwords.
@@ -78,6 +79,10 @@ class ChaosError(SandboxError):
     """A fault could not be applied, or the sandbox did not return to baseline."""
 
 
+class ChaosNotObserved(ChaosError, AssertionError):
+    """A chaos test's fault affected nothing (``hits`` 0); ``require_hit=False`` allows it."""
+
+
 class TeardownError(SandboxError):
     """The sandbox could not be removed cleanly."""
 
@@ -85,6 +90,7 @@ class TeardownError(SandboxError):
 __all__ = [
     "AppCrashed",
     "ChaosError",
+    "ChaosNotObserved",
     "ClusterUnreachable",
     "ConfigError",
     "DatabaseStartError",
