@@ -212,6 +212,16 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "false: neither.",
         default="true",
     ),
+    OptionSpec(
+        "fake_clock",
+        "choice",
+        "Preload libfaketime into the app (local backend) so the clock marker can move its "
+        "clock: off (default), on (a missing library or a statically linked app fails the "
+        "run), auto (when the library is installed). Debian's libfaketime 0.9.10 breaks "
+        "time.sleep in Python >= 3.11 apps: see docs/chaos.md#clock.",
+        default="off",
+        choices=("auto", "on", "off"),
+    ),
 )
 
 OPTIONS_BY_NAME: dict[str, OptionSpec] = {spec.name: spec for spec in OPTIONS}
@@ -236,6 +246,12 @@ ENVIRONMENT: tuple[tuple[str, str], ...] = (
         "LIVESANDBOX_CHAOS_LIMITS",
         "`cgroup` or `rlimit`: force how `resource_limits` acts on the local backend (default: "
         "cgroup v1 when writable, else rlimit for memory).",
+    ),
+    (
+        "LIVESANDBOX_FAKETIME_LIB",
+        "Path of the libfaketime shared object the local backend preloads into the app for the "
+        "`clock` marker (default: `libfaketimeMT.so.1` from Debian's `libfaketime` package, "
+        "found under `/usr/lib/*/faketime/`).",
     ),
 )
 
@@ -279,6 +295,7 @@ class SandboxConfig:
     fault_proxy: bool = True
     chaos_verify_timeout: float = 30.0
     ci_annotations: bool = True
+    fake_clock: str = "off"
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property

@@ -13,6 +13,7 @@ the fitting builtin, so ``except TimeoutError`` works as well as ``except Startu
     │   └── ClusterUnreachable (ConnectionError)
     ├── UnsafeTarget                        a production-looking context or foreign resource
     ├── MarkerError (ValueError)            a chaos or isolation marker with bad arguments
+    ├── RoleError (ValueError)              a live_db_role request PostgreSQL cannot honour
     ├── ChaosError                          a fault could not be applied or removed
     │   └── ChaosNotObserved (AssertionError) a fault affected nothing: the test tested nothing
     └── TeardownError                       the sandbox could not be removed cleanly
@@ -70,6 +71,10 @@ class MarkerError(SandboxError, ValueError):
     """A marker has unknown or invalid arguments."""
 
 
+class RoleError(SandboxError, ValueError):
+    """A ``live_db_role`` request names an unknown privilege, a missing table or a bad setting."""
+
+
 class ChaosError(SandboxError):
     """A fault could not be applied, or the sandbox did not return to baseline."""
 
@@ -91,6 +96,7 @@ __all__ = [
     "DatabaseStartError",
     "MarkerError",
     "ProvisionError",
+    "RoleError",
     "RolloutFailed",
     "SandboxError",
     "StartupTimeout",

@@ -124,7 +124,10 @@ class DockerBackend:
         PROXY_KINDS,
         "the docker backend has no fault proxy in front of its containers yet; "
         "run this test with --sandbox=local",
-    )
+    ) | {
+        "clock": "the docker backend does not mount libfaketime into the app container yet; "
+        "run this test with --sandbox=local",
+    }
 
     def __init__(self) -> None:
         self._client: docker.DockerClient | None = None

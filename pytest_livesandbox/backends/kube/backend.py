@@ -73,7 +73,10 @@ class KubeBackend:
         PROXY_KINDS,
         "the kube backends have no fault proxy in the namespace yet; "
         "run this test with --sandbox=local",
-    )
+    ) | {
+        "clock": "the kube backends do not mount libfaketime into the app pod yet; "
+        "run this test with --sandbox=local",
+    }
 
     def __init__(self) -> None:
         self._targets: dict[str, KubeTarget] = {}
