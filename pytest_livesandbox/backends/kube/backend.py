@@ -32,6 +32,9 @@ from ...errors import (
     SandboxError,
     TeardownError,
 )
+from ...images.context import specs_from
+from ...images.pipeline import build_and_push
+from ...images.registry import Registry
 from ...info import DatabaseInfo, SandboxInfo, default_owner
 from ...locations import state_root
 from ...postgres.roles import APP_SESSION_NAME
@@ -130,7 +133,18 @@ class KubeBackend:
 
         namespace = namespace_name(config.namespace_prefix, info.id)
         # Everything that can be wrong with the input is checked before anything is created.
-        objs = self._app_objects(config, info, namespace)
+        built_components = [component for component, _, _ in config.build]
+        objs = self._app_objects(config, info, namespace, built_components)
+        if config.build:
+            # Built and pushed before the namespace exists: a failing build leaves nothing behind.
+            assert config.registry is not None  # check_config asks for it
+            result = build_and_push(
+                specs_from(config.build, config.build_arg), Registry(config.registry)
+            )
+            result.record(info)
+            mf.override_images(objs, result.refs(), pull_policy="IfNotPresent")
+            began = time.monotonic()
+            deadline = began + config.startup_timeout
         db_image = dict(config.image).get(pg.COMPONENT, pg.DEFAULT_IMAGE)
         sha = git_sha(config.app_cwd)
         body = namespace_body(
@@ -173,7 +187,11 @@ class KubeBackend:
         info.timings["app_ready_s"] = round(time.monotonic() - began, 4)
 
     def _app_objects(
-        self, config: SandboxConfig, info: SandboxInfo, namespace: str
+        self,
+        config: SandboxConfig,
+        info: SandboxInfo,
+        namespace: str,
+        built: list[str],
     ) -> list[dict[str, Any]]:
         source = config.manifests or DEMO_MANIFESTS
         objs = mf.load_manifests(source)
@@ -196,10 +214,12 @@ class KubeBackend:
         app_overrides = [(c, i) for c, i in config.image if c != pg.COMPONENT]
         used = mf.override_images(objs, app_overrides)
         unknown = [c for c, _ in app_overrides if c not in used]
-        if unknown:
+        unknown_built = [c for c in built if c not in mf.known_components(objs)]
+        if unknown or unknown_built:
+            flag = "--sandbox-image" if unknown else "--sandbox-build"
             raise ConfigError(
-                f"--sandbox-image {', '.join(unknown)}=...: no workload in {source} has that "
-                "app.kubernetes.io/component label or name; known: "
+                f"{flag} {', '.join(unknown or unknown_built)}=...: no workload in {source} has "
+                "that app.kubernetes.io/component label or name; known: "
                 f"{', '.join([*mf.known_components(objs), pg.COMPONENT])}"
             )
         info.extra["manifests"] = str(source)
@@ -360,8 +380,21 @@ class KubeBackend:
     # ----------------------------------------------------------------- protocol: config, chaos, CLI
 
     def check_config(self, config: SandboxConfig) -> list[str]:
-        """Kubernetes settings are checked when connecting (they need the kubeconfig)."""
-        return []
+        """A build needs a registry; the rest is checked when connecting (kubeconfig)."""
+        problems = []
+        if config.build and not config.registry:
+            problems.append(
+                f"--sandbox-build needs --sandbox-registry with --sandbox={self.name}: the "
+                "cluster pulls the built image from a registry (e.g. --sandbox-registry="
+                "europe-docker.pkg.dev/PROJECT/REPO; on our CI cluster `cluster/up` prints "
+                "`registry: HOST:PORT`)"
+            )
+        if config.build and config.attach:
+            problems.append(
+                "--sandbox-build with --sandbox-attach: an attached sandbox keeps the images it "
+                "runs; drop one of them"
+            )
+        return problems
 
     def chaos(self, info: SandboxInfo, owner: str) -> KubeChaos:
         """The kube chaos driver (Eviction API, patched resources, role limits, kill_db)."""
