@@ -13,6 +13,7 @@ tag is not rebuilt.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -78,12 +79,13 @@ def build_local(specs: list[BuildSpec], client: Any | None = None) -> BuildResul
 
 
 def build_and_push(
-    specs: list[BuildSpec], registry: Registry, client: Any | None = None
+    specs: list[BuildSpec], registry: Registry, client: Any | None = None, *, checked: bool = False
 ) -> BuildResult:
     """Build each spec whose content tag ``registry`` lacks, push it; refs are digests."""
-    for spec in specs:
-        check_spec(spec)
-    registry.check()
+    if not checked:
+        for spec in specs:
+            check_spec(spec)
+        registry.check()
     result = BuildResult()
     for spec in specs:
         tag = content_tag(spec)
@@ -115,3 +117,27 @@ def _local_image(client: Any, ref: str) -> str | None:
     except Exception:  # docker.errors.ImageNotFound (docker-py is an optional dependency)
         return None
     return image_id
+
+
+class BackgroundBuild:
+    """:func:`build_and_push` in a thread, so the sandbox comes up while the image builds.
+
+    The inputs (contexts, Dockerfiles, the registry's ``/v2/``) are checked at once, in the
+    caller's thread: bad input raises before anything is created::
+
+        pending = BackgroundBuild(specs, Registry(addr))   # BuildFailed / RegistryError here
+        ...                                                # namespace, PostgreSQL
+        result = pending.result()                          # the build's own error, if any
+    """
+
+    def __init__(self, specs: list[BuildSpec], registry: Registry) -> None:
+        for spec in specs:
+            check_spec(spec)
+        registry.check()
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="livesandbox-build")
+        self._future = self._pool.submit(build_and_push, specs, registry, checked=True)
+        self._pool.shutdown(wait=False)
+
+    def result(self) -> BuildResult:
+        """Wait for the build and push; re-raise their error in this thread."""
+        return self._future.result()

@@ -32,9 +32,6 @@ from ...errors import (
     SandboxError,
     TeardownError,
 )
-from ...images.context import specs_from
-from ...images.pipeline import build_and_push
-from ...images.registry import Registry
 from ...info import DatabaseInfo, SandboxInfo, default_owner
 from ...locations import state_root
 from ...postgres.roles import APP_SESSION_NAME
@@ -47,6 +44,7 @@ from .attach import attach_namespace
 from .chaos import KubeChaos
 from .client import KubeTarget, connect
 from .diagnose import api_error
+from .images import build_problems, start_build, use_build
 from .names import (
     EXPIRES_AT,
     check_url_template,
@@ -135,16 +133,9 @@ class KubeBackend:
         # Everything that can be wrong with the input is checked before anything is created.
         built_components = [component for component, _, _ in config.build]
         objs = self._app_objects(config, info, namespace, built_components)
-        if config.build:
-            # Built and pushed before the namespace exists: a failing build leaves nothing behind.
-            assert config.registry is not None  # check_config asks for it
-            result = build_and_push(
-                specs_from(config.build, config.build_arg), Registry(config.registry)
-            )
-            result.record(info)
-            mf.override_images(objs, result.refs(), pull_policy="IfNotPresent")
-            began = time.monotonic()
-            deadline = began + config.startup_timeout
+        # --sandbox-build: inputs checked now; build and push run while the namespace and
+        # PostgreSQL come up; the app objects wait for the pushed digest (failure: teardown).
+        pending = start_build(config)
         db_image = dict(config.image).get(pg.COMPONENT, pg.DEFAULT_IMAGE)
         sha = git_sha(config.app_cwd)
         body = namespace_body(
@@ -165,6 +156,7 @@ class KubeBackend:
         if config.db_dsn:
             info.db = pg.external_database(config.db_dsn)
             app_secret = pg.app_secret(config.db_dsn, **pg.db_parts(info.db))
+            use_build(pending, info, objs, began)
             mf.create_objects(target.api, namespace, [app_secret, *objs])
         else:
             admin_password = secrets.token_hex(16)
@@ -180,6 +172,7 @@ class KubeBackend:
             # application_name marks the app's sessions (chaos db_connections ends them).
             url = f"{in_cluster.url()}?application_name={APP_SESSION_NAME}"
             app_secret = pg.app_secret(url, **pg.db_parts(in_cluster))
+            use_build(pending, info, objs, began)
             mf.create_objects(target.api, namespace, [app_secret, *objs])
         info.timings["db_ready_s"] = round(time.monotonic() - began, 4)
 
@@ -381,20 +374,7 @@ class KubeBackend:
 
     def check_config(self, config: SandboxConfig) -> list[str]:
         """A build needs a registry; the rest is checked when connecting (kubeconfig)."""
-        problems = []
-        if config.build and not config.registry:
-            problems.append(
-                f"--sandbox-build needs --sandbox-registry with --sandbox={self.name}: the "
-                "cluster pulls the built image from a registry (e.g. --sandbox-registry="
-                "europe-docker.pkg.dev/PROJECT/REPO; on our CI cluster `cluster/up` prints "
-                "`registry: HOST:PORT`)"
-            )
-        if config.build and config.attach:
-            problems.append(
-                "--sandbox-build with --sandbox-attach: an attached sandbox keeps the images it "
-                "runs; drop one of them"
-            )
-        return problems
+        return build_problems(config, self.name)
 
     def chaos(self, info: SandboxInfo, owner: str) -> KubeChaos:
         """The kube chaos driver (Eviction API, patched resources, role limits, kill_db)."""
