@@ -76,7 +76,23 @@ for _ in $(seq 1 100); do grep -q 'Forwarding from 127.0.0.1' "$WORK/pf.log" && 
 port="$(sed -n 's/^Forwarding from 127.0.0.1:\([0-9]*\).*/\1/p' "$WORK/pf.log" | head -n1)"
 LIVE_URL="http://127.0.0.1:$port" python -m pytest -q -p no:cacheprovider "$WORK/test_first.py" >/dev/null
 kill "$pf"
-echo "{\"build\": $(echo "$t1 - $t0" | bc), \"push\": $(echo "$t2 - $t1" | bc), \"apply\": $(echo "$t3 - $t2" | bc), \"rollout\": $(echo "$t4 - $t3" | bc)}"
+echo "$t0 $t1 $t2 $t3 $t4"
+"""
+
+
+NOTE = """Measured under a load average of 15-18 on the 2 shared cores (other sessions' suites), so the
+absolute numbers are high and noisy; the same machine with no build gave a kube bring-up of
+19.3 s at that moment (4.5 s to the namespace alone). Warm is under the 30 s target; the 0.7x
+target is not met (0.79x warm, 0.90x cold): build + push (3-4 s) is hidden behind the namespace
+and PostgreSQL, but the rest (PostgreSQL Ready, then the app's rollout) is the same work the
+pipeline does, and the pipeline starts the app's pod while PostgreSQL initialises. Cold here
+means a new tree; the base image's layers were already in the registry and the engine (pushed
+by `cluster/registry-up`), as on any runner after its first build.
+
+Cold CI cost of the registry: `cluster/build-registry` 83 s (empty Go build cache, module cache
+filled, load ~11), `cluster/registry-up` pushing the 170 MB base image 9 s, warm runs of both
+0.01 s / 0.1 s; the new tests: `tests/integration/kube/test_build_from_source.py` 87 s and
+`tests/integration/docker/test_docker_build.py` 68 s with `-n 2` under that load.
 """
 
 
@@ -153,7 +169,8 @@ def peer(app: Path, work: Path, registry: str, build: str) -> dict[str, float]:
         out = subprocess.run(["bash", "-c", PEER], env=env, capture_output=True, text=True)
         if out.returncode != 0:
             raise SystemExit(f"peer pipeline failed:\n{out.stderr[-3000:]}")
-        stages = json.loads(out.stdout.strip().splitlines()[-1])
+        t0, t1, t2, t3, t4 = map(float, out.stdout.split()[-5:])
+        stages = {"build": t1 - t0, "push": t2 - t1, "apply": t3 - t2, "rollout": t4 - t3}
     finally:
         subprocess.run(["kubectl", "delete", "namespace", ns, "--wait=false"], capture_output=True)
     return {"total": float(mark.read_text()) - began, **stages}
@@ -185,6 +202,16 @@ def main() -> None:
                     for _ in range(args.warm_runs)]  # fmt: skip
             results[side] = {"cold": [cold], "warm": warm}
             print(side, json.dumps(results[side]), flush=True)
+    # The engine's copies of what the runs built (the registry keeps its own).
+    made = subprocess.run(
+        ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}",
+         f"{registry}/bench/backend", ], capture_output=True, text=True
+    ).stdout.split() + subprocess.run(
+        ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", f"{registry}/peer/backend"],
+        capture_output=True, text=True,
+    ).stdout.split()  # fmt: skip
+    if made:
+        subprocess.run(["docker", "rmi", *made], capture_output=True)
     med = statistics.median
 
     def m(side: str, kind: str, key: str) -> float:
@@ -225,7 +252,7 @@ tag dropped from the engine; warm: one changed file in a tree built before. Medi
 Ours builds and pushes while the namespace and PostgreSQL come up (the app waits for the digest);
 the pipeline does one step after the other, as such scripts do. Targets: warm <= 30 s and
 <= 0.7x of the pipeline. All runs (s): {runs}.
-"""
+{NOTE}"""
     print(body)
     print(f"written to {write_section('Source to first test (--sandbox-build)', body)}")
 

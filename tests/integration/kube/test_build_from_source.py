@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -97,6 +98,8 @@ def test_changed_source_is_built_pushed_deployed_then_reused_unchanged(
     assert again["extra"]["digests"] == sandbox["extra"]["digests"]
     assert again["timings"]["push_s"] == 0
     isolated_state.assert_clean()
+    # The engine's copy of what this test built (the registry keeps its own).
+    subprocess.run(["docker", "rmi", f"{registry}/backend:{build['tag']}"], capture_output=True)
 
 
 BAD_INPUTS = {
