@@ -73,3 +73,25 @@ def test_parsers_and_args_per_component() -> None:
 def test_loopback_registries_use_plain_http() -> None:
     assert is_loopback("127.0.0.1:5000") and is_loopback("localhost:5000")
     assert not is_loopback("europe-docker.pkg.dev")
+
+
+def test_bring_up_stages_overlapped_or_sequential() -> None:
+    from pytest_livesandbox.report.stages import bringup_svg, stages
+    from pytest_livesandbox.report.terminal import stage_line
+
+    kube = {"build_s": 3.0, "push_s": 0.5, "namespace_s": 0.4, "db_ready_s": 5.0,
+            "images_ready_s": 5.1, "app_ready_s": 7.0, "ready_s": 7.2}  # fmt: skip
+    assert stages(kube) == [
+        ("build", 0.0, 3.0),
+        ("push", 3.0, 3.5),
+        ("namespace", 0.0, 0.4),
+        ("db", 0.4, 5.0),
+        ("app", 5.1, 7.0),
+    ]
+    docker = {"build_s": 2.0, "push_s": 0.0, "db_ready_s": 1.0, "app_ready_s": 2.5}
+    assert stages(docker) == [("build", 0.0, 2.0), ("db", 2.0, 3.0), ("app", 3.0, 4.5)]
+    assert stages({"db_ready_s": 1.0}) == [("db", 0.0, 1.0)]
+    assert "<title>push: 3.00s - 3.50s</title>" in bringup_svg(kube)
+    assert bringup_svg({}) == ""
+    assert stage_line(kube).startswith("stages: build 3.00s, push 0.50s; ready at: namespace")
+    assert stage_line({"db_ready_s": 1.0}) == ""

@@ -50,8 +50,10 @@ def test_changed_source_is_built_and_run_then_reused_unchanged(
         "livesandbox_health_path = /readyz\nlivesandbox_startup_timeout = 60s\n"
     )
     args = ("-p", "no:cacheprovider", "--sandbox-report=r.jsonl")
-    first = pytester.runpytest_subprocess(*args)
+    first = pytester.runpytest_subprocess(*args, "--sandbox-html=r.html")
     first.assert_outcomes(passed=1)
+    html = (pytester.path / "r.html").read_text()
+    assert "Bring-up before the first test" in html and "<title>build: 0.00s" in html
     sandbox = events(pytester.path / "r.jsonl")[0]["sandbox"]
     build = sandbox["extra"]["builds"]["app"]
     assert build["built"] and not build["pushed"], build
