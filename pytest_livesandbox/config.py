@@ -206,6 +206,15 @@ OPTIONS: tuple[OptionSpec, ...] = (
     ),
     OptionSpec("html", "path", "Write a self-contained HTML report to this file."),
     OptionSpec(
+        "ci_annotations",
+        "bool",
+        "On GitHub Actions (GITHUB_ACTIONS=true): append a job summary to $GITHUB_STEP_SUMMARY "
+        "and print ::error annotations for failed tests (file and line of the failing assert; "
+        "at most 10) and ::warning ones for a degraded sandbox or undelivered webhook events. "
+        "false: neither.",
+        default="true",
+    ),
+    OptionSpec(
         "build",
         "list",
         "Build a component's image before provisioning, COMPONENT=PATH[:DOCKERFILE] (repeatable; "
@@ -293,6 +302,7 @@ class SandboxConfig:
     html: Path | None = None
     fault_proxy: bool = True
     chaos_verify_timeout: float = 30.0
+    ci_annotations: bool = True
     build: tuple[tuple[str, Path, str], ...] = ()
     build_arg: tuple[tuple[str, str, str], ...] = ()
     registry: str | None = None

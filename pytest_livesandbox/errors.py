@@ -16,6 +16,7 @@ the fitting builtin, so ``except TimeoutError`` works as well as ``except Startu
     ├── UnsafeTarget                        a production-looking context or foreign resource
     ├── MarkerError (ValueError)            a chaos or isolation marker with bad arguments
     ├── ChaosError                          a fault could not be applied or removed
+    │   └── ChaosNotObserved (AssertionError) a fault affected nothing: the test tested nothing
     └── TeardownError                       the sandbox could not be removed cleanly
 
 Messages say what was tried and how to fix it; they never contain passwords.
@@ -83,6 +84,10 @@ class ChaosError(SandboxError):
     """A fault could not be applied, or the sandbox did not return to baseline."""
 
 
+class ChaosNotObserved(ChaosError, AssertionError):
+    """A chaos test's fault affected nothing (``hits`` 0); ``require_hit=False`` allows it."""
+
+
 class TeardownError(SandboxError):
     """The sandbox could not be removed cleanly."""
 
@@ -91,6 +96,7 @@ __all__ = [
     "AppCrashed",
     "BuildFailed",
     "ChaosError",
+    "ChaosNotObserved",
     "ClusterUnreachable",
     "ConfigError",
     "DatabaseStartError",
