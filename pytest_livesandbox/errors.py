@@ -10,6 +10,8 @@ the fitting builtin, so ``except TimeoutError`` works as well as ``except Startu
     │   ├── AppCrashed                      the app process/container exited during start-up
     │   ├── DatabaseStartError              PostgreSQL could not be started or reached
     │   ├── RolloutFailed                   pods cannot start (bad image, bad spec, quota)
+    │   ├── BuildFailed                     --sandbox-build: no context/Dockerfile, a failing build
+    │   ├── RegistryError                   unreachable or refusing registry, no credentials
     │   └── ClusterUnreachable (ConnectionError)
     ├── UnsafeTarget                        a production-looking context or foreign resource
     ├── MarkerError (ValueError)            a chaos or isolation marker with bad arguments
@@ -59,6 +61,14 @@ class RolloutFailed(ProvisionError):
     """Kubernetes cannot start the sandbox's pods (image, spec or quota); the message says why."""
 
 
+class BuildFailed(ProvisionError):
+    """An image of ``--sandbox-build`` could not be built; the message ends with the build log."""
+
+
+class RegistryError(ProvisionError):
+    """The registry of ``--sandbox-registry`` cannot be reached, refuses, or wants credentials."""
+
+
 class ClusterUnreachable(ProvisionError, ConnectionError):
     """The Kubernetes API server or Docker daemon did not answer."""
 
@@ -89,6 +99,7 @@ class TeardownError(SandboxError):
 
 __all__ = [
     "AppCrashed",
+    "BuildFailed",
     "ChaosError",
     "ChaosNotObserved",
     "ClusterUnreachable",
@@ -96,6 +107,7 @@ __all__ = [
     "DatabaseStartError",
     "MarkerError",
     "ProvisionError",
+    "RegistryError",
     "RoleError",
     "RolloutFailed",
     "SandboxError",

@@ -308,6 +308,11 @@ class LocalBackend:
                 "--sandbox-db-dsn: the local backend always runs its own embedded PostgreSQL; "
                 "drop the option or use --sandbox=kube"
             )
+        if config.build:
+            problems.append(
+                "--sandbox-build: the local backend runs the app as a process "
+                "(--sandbox-app-cmd), not an image; use --sandbox=docker or --sandbox=kube"
+            )
         return problems
 
     def chaos(self, info: SandboxInfo, owner: str) -> LocalChaos:
