@@ -11,12 +11,14 @@ from .config import SandboxConfig
 from .errors import (
     AppCrashed,
     ChaosError,
+    ChaosNotObserved,
     ClusterUnreachable,
     ConfigError,
     DatabaseStartError,
     MarkerError,
     MigrationFailed,
     ProvisionError,
+    RoleError,
     RolloutFailed,
     SandboxDied,
     SandboxError,
@@ -25,6 +27,8 @@ from .errors import (
     UnsafeTarget,
 )
 from .info import DatabaseInfo, SandboxInfo
+from .postgres.audit import RoleAudit
+from .postgres.grants import DbRole
 from .postgres.isolation import IsolatedDatabase
 from .protocol import Backend, ListScope, SandboxRecord
 from .sandbox import Sandbox
@@ -35,15 +39,19 @@ __all__ = [
     "AppCrashed",
     "Backend",
     "ChaosError",
+    "ChaosNotObserved",
     "ClusterUnreachable",
     "ConfigError",
     "DatabaseInfo",
     "DatabaseStartError",
+    "DbRole",
     "IsolatedDatabase",
     "ListScope",
     "MarkerError",
     "MigrationFailed",
     "ProvisionError",
+    "RoleAudit",
+    "RoleError",
     "RolloutFailed",
     "Sandbox",
     "SandboxConfig",

@@ -10,12 +10,16 @@ the fitting builtin, so ``except TimeoutError`` works as well as ``except Startu
     │   ├── AppCrashed                      the app process/container exited during start-up
     │   ├── DatabaseStartError              PostgreSQL could not be started or reached
     │   ├── RolloutFailed                   pods cannot start (bad image, bad spec, quota)
+    │   ├── BuildFailed                     --sandbox-build: no context/Dockerfile, a failing build
+    │   ├── RegistryError                   unreachable or refusing registry, no credentials
     │   ├── MigrationFailed                 --sandbox-migrate-cmd exited non-zero
     │   ├── SandboxDied                     PostgreSQL, the proxy or the app died mid-run
     │   └── ClusterUnreachable (ConnectionError)
     ├── UnsafeTarget                        a production-looking context or foreign resource
     ├── MarkerError (ValueError)            a chaos or isolation marker with bad arguments
+    ├── RoleError (ValueError)              a live_db_role request PostgreSQL cannot honour
     ├── ChaosError                          a fault could not be applied or removed
+    │   └── ChaosNotObserved (AssertionError) a fault affected nothing: the test tested nothing
     └── TeardownError                       the sandbox could not be removed cleanly
 
 Messages say what was tried and how to fix it; they never contain passwords.
@@ -59,6 +63,14 @@ class RolloutFailed(ProvisionError):
     """Kubernetes cannot start the sandbox's pods (image, spec or quota); the message says why."""
 
 
+class BuildFailed(ProvisionError):
+    """An image of ``--sandbox-build`` could not be built; the message ends with the build log."""
+
+
+class RegistryError(ProvisionError):
+    """The registry of ``--sandbox-registry`` cannot be reached, refuses, or wants credentials."""
+
+
 class MigrationFailed(ProvisionError):
     """The migration command (``--sandbox-migrate-cmd``) failed; the message has its last lines."""
 
@@ -79,8 +91,16 @@ class MarkerError(SandboxError, ValueError):
     """A marker has unknown or invalid arguments."""
 
 
+class RoleError(SandboxError, ValueError):
+    """A ``live_db_role`` request names an unknown privilege, a missing table or a bad setting."""
+
+
 class ChaosError(SandboxError):
     """A fault could not be applied, or the sandbox did not return to baseline."""
+
+
+class ChaosNotObserved(ChaosError, AssertionError):
+    """A chaos test's fault affected nothing (``hits`` 0); ``require_hit=False`` allows it."""
 
 
 class TeardownError(SandboxError):
@@ -89,13 +109,17 @@ class TeardownError(SandboxError):
 
 __all__ = [
     "AppCrashed",
+    "BuildFailed",
     "ChaosError",
+    "ChaosNotObserved",
     "ClusterUnreachable",
     "ConfigError",
     "DatabaseStartError",
     "MarkerError",
     "MigrationFailed",
     "ProvisionError",
+    "RegistryError",
+    "RoleError",
     "RolloutFailed",
     "SandboxDied",
     "SandboxError",

@@ -27,10 +27,13 @@ from .fixtures import (
     RESET_KEY,
     _livesandbox_cloner,
     _livesandbox_db_reset,
+    _livesandbox_role_admin,
     _livesandbox_transport,
+    db_role_audit,
     live_async_http,
     live_db,
     live_db_factory,
+    live_db_role,
     live_dsn,
     live_http,
     live_url,
@@ -41,6 +44,7 @@ from .parallel import WORKERINPUT_KEY, SandboxManager, is_xdist_worker
 from .preflight import absolute_locations, preflight
 from .report.artifacts import artifact_root, prepare_root
 from .report.events import EventSink, RunEvents
+from .report.github import github_sink
 from .report.hooks import ArtifactHooks, ReportHooks
 from .report.html import HtmlSink
 from .report.jsonl import JsonlSink
@@ -57,10 +61,13 @@ _SIGTERM_KEY = pytest.StashKey[Callable[..., Any] | int | None]()
 __all__ = [
     "_livesandbox_cloner",
     "_livesandbox_db_reset",
+    "_livesandbox_role_admin",
     "_livesandbox_transport",
+    "db_role_audit",
     "live_async_http",
     "live_db",
     "live_db_factory",
+    "live_db_role",
     "live_dsn",
     "live_http",
     "live_url",
@@ -166,10 +173,13 @@ def pytest_configure(config: pytest.Config) -> None:
         sinks.append(WebhookSink(cfg.report_url))
     if cfg.html:
         sinks.append(HtmlSink(cfg.html))
+    github = github_sink(config, cfg.ci_annotations, list(sinks))
+    if github is not None:
+        sinks.append(github)  # last: closed after the webhook, so it can warn about it
     events = RunEvents(sinks)
     config.stash[EVENTS_KEY] = events
     config.pluginmanager.register(ReportHooks(events), "livesandbox-report")
-    config.stash[TIMES_KEY] = {}
+    config.stash[TIMES_KEY] = {"started": time.perf_counter()}  # for the whole run's wall time
     config.stash[_SIGTERM_KEY] = _sigterm_as_interrupt()
 
 

@@ -12,6 +12,7 @@ The backend comes in as a factory, so the report never imports a backend::
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,7 @@ import pytest
 from ..redaction import redact_report
 from .artifacts import ArtifactRecorder, artifact_root
 from .events import RunEvents
+from .gitlab import attachment_section, junit_properties
 
 if TYPE_CHECKING:
     from ..config import SandboxConfig
@@ -82,6 +84,10 @@ class ArtifactHooks:
             files = recorder.finish(item.nodeid, failed)
             if files:
                 report.user_properties.append(("livesandbox_artifacts", files))
+                report.user_properties.extend(junit_properties(files, os.environ))
+                section = attachment_section(files, os.environ)
+                if section is not None:
+                    report.sections.append(section)
         return report
 
     def _point_at_first_error(self, item: pytest.Item, report: pytest.TestReport) -> None:

@@ -47,6 +47,7 @@ from .checks import config_problems
 from .client import KubeTarget, connect
 from .diagnose import api_error
 from .health import kube_health, target_for
+from .images import build_problems, start_build, use_build
 from .migrate import run_migration
 from .names import (
     EXPIRES_AT,
@@ -77,7 +78,10 @@ class KubeBackend:
         PROXY_KINDS,
         "the kube backends have no fault proxy in the namespace yet; "
         "run this test with --sandbox=local",
-    )
+    ) | {
+        "clock": "the kube backends do not mount libfaketime into the app pod yet; "
+        "run this test with --sandbox=local",
+    }
 
     def __init__(self) -> None:
         self._targets: dict[str, KubeTarget] = {}
@@ -138,7 +142,11 @@ class KubeBackend:
 
         namespace = namespace_name(config.namespace_prefix, info.id)
         # Everything that can be wrong with the input is checked before anything is created.
-        objs = self._app_objects(config, info, namespace)
+        built_components = [component for component, _, _ in config.build]
+        objs = self._app_objects(config, info, namespace, built_components)
+        # --sandbox-build: inputs checked now; build and push run while the namespace and
+        # PostgreSQL come up; the app objects wait for the pushed digest (failure: teardown).
+        pending = start_build(config)
         db_image = dict(config.image).get(pg.COMPONENT, pg.DEFAULT_IMAGE)
         sha = git_sha(config.app_cwd)
         body = namespace_body(
@@ -176,6 +184,7 @@ class KubeBackend:
             # application_name marks the app's sessions (chaos db_connections ends them).
             url = f"{in_cluster.url()}?application_name={APP_SESSION_NAME}"
             app_secret = pg.app_secret(url, **pg.db_parts(in_cluster))
+        use_build(pending, info, objs, began)  # built images: their digests in objs
         mf.create_objects(target.api, namespace, [app_secret])
         if config.migrate_cmd:  # before any app pod starts: a Job with the app's image
             info.timings["migrate_s"] = run_migration(
@@ -188,7 +197,11 @@ class KubeBackend:
         info.timings["app_ready_s"] = round(time.monotonic() - began, 4)
 
     def _app_objects(
-        self, config: SandboxConfig, info: SandboxInfo, namespace: str
+        self,
+        config: SandboxConfig,
+        info: SandboxInfo,
+        namespace: str,
+        built: list[str],
     ) -> list[dict[str, Any]]:
         source = config.manifests or DEMO_MANIFESTS
         objs = mf.load_manifests(source)
@@ -211,10 +224,12 @@ class KubeBackend:
         app_overrides = [(c, i) for c, i in config.image if c != pg.COMPONENT]
         used = mf.override_images(objs, app_overrides)
         unknown = [c for c, _ in app_overrides if c not in used]
-        if unknown:
+        unknown_built = [c for c in built if c not in mf.known_components(objs)]
+        if unknown or unknown_built:
+            flag = "--sandbox-image" if unknown else "--sandbox-build"
             raise ConfigError(
-                f"--sandbox-image {', '.join(unknown)}=...: no workload in {source} has that "
-                "app.kubernetes.io/component label or name; known: "
+                f"{flag} {', '.join(unknown or unknown_built)}=...: no workload in {source} has "
+                "that app.kubernetes.io/component label or name; known: "
                 f"{', '.join([*mf.known_components(objs), pg.COMPONENT])}"
             )
         info.extra["manifests"] = str(source)
@@ -379,8 +394,8 @@ class KubeBackend:
         return kube_health(target_for(info), info)
 
     def check_config(self, config: SandboxConfig) -> list[str]:
-        """Namespace prefix, manifests and kubeconfig files, checked before connecting."""
-        return config_problems(config)
+        """Settings checked before connecting (build registry, prefix, manifests, kubeconfig)."""
+        return [*build_problems(config, self.name), *config_problems(config)]
 
     def chaos(self, info: SandboxInfo, owner: str) -> KubeChaos:
         """The kube chaos driver (Eviction API, patched resources, role limits, kill_db)."""

@@ -54,6 +54,7 @@ from ...readiness import HttpReady, wait_until_ready
 from ...redaction import redact_error
 from .app import AppProcess
 from .chaos import LocalChaos, local_fault_problems
+from .clock import app_clock_env
 from .health import local_health
 from .launcher import ProxyProcess, start_proxy, supervised
 from .limits import remove_sandbox_cgroups
@@ -208,7 +209,13 @@ class LocalBackend:
         )
         # uvicorn and gunicorn take the port only as an argument: {port} in the command.
         user_cmd = tuple(part.replace("{port}", str(port)) for part in config.app_cmd)
-        cmd = supervised(user_cmd, workdir, parent_pid=0 if config.keep else os.getpid())
+        child_env = app_clock_env(config, info, workdir, env.get("LD_PRELOAD", ""))
+        cmd = supervised(
+            user_cmd,
+            workdir,
+            parent_pid=0 if config.keep else os.getpid(),
+            child_env=child_env,
+        )
         app = AppProcess(cmd, config.app_cwd, env, workdir / "app.log", user_cmd)
         app.probe_path = config.health_path
         self._apps[info.id] = app
@@ -221,7 +228,7 @@ class LocalBackend:
         if proxy:
             # While the app starts: the route only forwards once the app listens.
             client = self._proxies[info.id].wait(config.startup_timeout)
-            proxy["app_port"] = client.set_route("app", f"127.0.0.1:{port}")
+            proxy["app_port"] = client.set_route("app", f"127.0.0.1:{port}", protocol="http")
         wait_until_ready(
             HttpReady(
                 direct + config.health_path,
@@ -317,6 +324,11 @@ class LocalBackend:
             problems.append(
                 "--sandbox-db-dsn: the local backend always runs its own embedded PostgreSQL; "
                 "drop the option or use --sandbox=kube"
+            )
+        if config.build:
+            problems.append(
+                "--sandbox-build: the local backend runs the app as a process "
+                "(--sandbox-app-cmd), not an image; use --sandbox=docker or --sandbox=kube"
             )
         return problems
 
