@@ -39,9 +39,12 @@ from ..errors import (
     ConfigError,
     DatabaseStartError,
     ProvisionError,
+    RolloutFailed,
     SandboxError,
     TeardownError,
 )
+from ..kube import artifacts as kube_artifacts
+from ..kube import faultproxy as fp
 from ..kube import manifests as mf
 from ..kube.client import KubeTarget, connect
 from ..kube.names import (
@@ -53,6 +56,7 @@ from ..kube.names import (
 )
 from ..kube.namespace import delete_namespace, guard_rails, namespace_body
 from ..kube.portforward import PortForwarder
+from ..kube.proxy_setup import NamespaceProxy, with_image_hint
 from ..kube.rollout import RolloutReady
 from ..locations import state_root
 from ..postgres import kube as pg
@@ -72,6 +76,7 @@ class KubeBackend:
     def __init__(self) -> None:
         self._targets: dict[str, KubeTarget] = {}
         self._forwarders: dict[str, list[PortForwarder]] = {}
+        self._artifact_targets: dict[str, KubeTarget] = {}
 
     # -- connection -------------------------------------------------------------------------------
 
@@ -140,8 +145,10 @@ class KubeBackend:
         info.timings["namespace_s"] = round(time.monotonic() - began, 4)
 
         app_password = secrets.token_hex(16)
+        proxy: NamespaceProxy | None = None
         if config.db_dsn:
             info.db = external_database(config.db_dsn)
+            proxy = self._start_proxy(config, target, namespace, objs, None)
             app_secret = pg.app_secret(config.db_dsn, **_parts(info.db))
             mf.create_objects(target.api, namespace, [app_secret, *objs])
         else:
@@ -149,6 +156,11 @@ class KubeBackend:
             secret, service, statefulset = pg.postgres_objects(db_image, admin_password)
             mf.create_objects(target.api, namespace, [secret, service, statefulset])
             host = target.core.read_namespaced_service(pg.NAME, namespace).spec.cluster_ip
+            # The proxy's pod starts while PostgreSQL does; the app's DATABASE_URL names its db
+            # Service, so latency and network faults on "db" sit between the app and the server.
+            proxy = self._start_proxy(config, target, namespace, objs, f"{host}:{pg.PORT}")
+            if proxy is not None and proxy.db_host:
+                host = proxy.db_host
             in_cluster = DatabaseInfo(host, pg.PORT, pg.APP_DB, pg.APP_USER, app_password)
             info.db = self._await_postgres(
                 target, info, namespace, admin_password, app_password, deadline
@@ -161,8 +173,24 @@ class KubeBackend:
             mf.create_objects(target.api, namespace, [app_secret, *objs])
         info.timings["db_ready_s"] = round(time.monotonic() - began, 4)
 
-        self._await_app(config, info, target, namespace, objs, deadline)
+        self._await_app(config, info, target, namespace, objs, deadline, proxy)
         info.timings["app_ready_s"] = round(time.monotonic() - began, 4)
+
+    def _start_proxy(
+        self,
+        config: SandboxConfig,
+        target: KubeTarget,
+        namespace: str,
+        objs: list[dict[str, Any]],
+        db_upstream: str | None,
+    ) -> NamespaceProxy | None:
+        """The fault proxy's Services and Deployment (``livesandbox_fault_proxy``, default on)."""
+        if not config.fault_proxy:
+            return None
+        endpoint = mf.endpoint_target(objs)
+        app = (endpoint[0], endpoint[1]) if endpoint is not None else None
+        image = dict(config.image).get(fp.COMPONENT, fp.DEFAULT_IMAGE)
+        return NamespaceProxy.create(target, namespace, image, db_upstream=db_upstream, app=app)
 
     def _app_objects(
         self, config: SandboxConfig, info: SandboxInfo, namespace: str
@@ -185,7 +213,7 @@ class KubeBackend:
         }
         objs = [mf.substitute(obj, values) for obj in objs]
         mf.check_namespaced(objs, namespace)
-        app_overrides = [(c, i) for c, i in config.image if c != pg.COMPONENT]
+        app_overrides = [(c, i) for c, i in config.image if c not in (pg.COMPONENT, fp.COMPONENT)]
         used = mf.override_images(objs, app_overrides)
         unknown = [c for c, _ in app_overrides if c not in used]
         if unknown:
@@ -243,34 +271,46 @@ class KubeBackend:
         namespace: str,
         objs: list[dict[str, Any]],
         deadline: float,
+        proxy: NamespaceProxy | None = None,
     ) -> None:
         endpoint = mf.endpoint_target(objs)
         loads = mf.workloads(objs)
         secrets_ = [s for s in (info.db.password, info.db.admin_password) if s] if info.db else []
         probe: HttpReady | None = None
         probed = None
+        if proxy is not None:
+            loads.append(proxy.workload)
+            # The control API listens on the pod's loopback: reached through the API server only.
+            control = self._forward(target, info, namespace, fp.SELECTOR, fp.CONTROL_PORT, "proxy")
+            info.extra["fault_proxy"] = {"control_port": control.port, "routes": proxy.routes}
         if endpoint is not None:
             selector, port, probed = endpoint
+            if proxy is not None and "app" in proxy.routes:
+                # The tests' client reaches the app through the proxy's app route.
+                selector, port = fp.SELECTOR, fp.ROUTE_PORTS["app"]
             forwarder = self._forward(target, info, namespace, selector, port, "app")
             info.endpoint = forwarder.url
             info.extra["endpoint_selector"] = selector
             probe = HttpReady(forwarder.url + config.health_path)
         if loads or probe is not None:
-            wait_until_ready(
-                RolloutReady(
-                    target,
-                    namespace,
-                    loads,
-                    what=f"the app in namespace {namespace}",
-                    probe=probe.check if probe else None,
-                    probe_hint=probe.hint if probe else None,
-                    probed=probed,
-                    secrets=secrets_,
-                ),
-                timeout=max(deadline - time.monotonic(), 0.1),
-                interval=0.1,
-                max_interval=0.25,
-            )
+            try:
+                wait_until_ready(
+                    RolloutReady(
+                        target,
+                        namespace,
+                        loads,
+                        what=f"the app in namespace {namespace}",
+                        probe=probe.check if probe else None,
+                        probe_hint=probe.hint if probe else None,
+                        probed=probed,
+                        secrets=secrets_,
+                    ),
+                    timeout=max(deadline - time.monotonic(), 0.1),
+                    interval=0.1,
+                    max_interval=0.25,
+                )
+            except RolloutFailed as exc:
+                raise with_image_hint(exc) from None
         if config.url_template:
             self._public_endpoint(config, info, namespace, deadline)
 
@@ -381,8 +421,21 @@ class KubeBackend:
     def collect_artifacts(
         self, info: SandboxInfo, since: float, until: float, dest: Path
     ) -> list[Path]:
-        """Nothing yet: pod logs and events per test arrive with the reporting work (issue 5)."""
-        return []
+        """The namespace's container logs, events and pod changes in ``[since, until]``."""
+        if not info.namespace:
+            return []
+        target = self._targets.get(info.id) or self._artifact_targets.get(info.id)
+        if target is None:
+            # An xdist worker: its own client, kept for the next failed test.
+            kubeconfig = info.extra.get("kubeconfig")
+            target = connect(
+                kubeconfig=Path(kubeconfig) if kubeconfig else None,
+                context=info.extra.get("context"),
+                allow_context=None,
+                check_production=False,
+            )
+            self._artifact_targets[info.id] = target
+        return kube_artifacts.collect(target, info.namespace, since, until, dest)
 
     def teardown(self, info: SandboxInfo) -> None:
         """Stop the port-forwards; delete the namespace we made (never an attached one)."""

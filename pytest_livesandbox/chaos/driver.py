@@ -90,7 +90,7 @@ class ChaosDriver(Protocol):
         """Why the sandbox is not back to normal (empty when it is), waiting up to ``timeout``."""
 
 
-CHAOS_BACKENDS = ("local", "docker", "kube")
+CHAOS_BACKENDS = ("local", "docker", "kube", "gke")
 # What each backend cannot do, and why (the collection error says so).
 _UNSUPPORTED = {
     "docker": (
@@ -98,11 +98,8 @@ _UNSUPPORTED = {
         "the docker backend has no fault proxy in front of its containers; "
         "run this test with --sandbox=local",
     ),
-    "kube": (
-        PROXY_KINDS,
-        "the kube backend has no fault proxy in the namespace yet; "
-        "run this test with --sandbox=local",
-    ),
+    "kube": (frozenset(), ""),
+    "gke": (frozenset(), ""),
 }
 
 
@@ -188,11 +185,18 @@ def capability_problems(plan: ChaosPlan, config: SandboxConfig) -> list[str]:
         return [f"@{plan.faults[0].marker}: chaos is not implemented for --sandbox={backend}"]
     if backend != "local":
         kinds, why = _UNSUPPORTED[backend]
-        return [
+        problems = [
             f"@{fault.marker}: not supported on --sandbox={backend}: {why}"
             for fault in plan.faults
             if fault.kind in kinds
         ]
+        problems += [
+            f"@{fault.marker}: needs the fault proxy, which is off "
+            "(livesandbox_fault_proxy = false); turn it on or drop the marker"
+            for fault in plan.faults
+            if fault.kind in PROXY_KINDS and fault.kind not in kinds and not config.fault_proxy
+        ]
+        return problems
     from .limits import cgroup_writable, forced_mode
 
     problems = []
@@ -225,7 +229,7 @@ def driver_for(info: SandboxInfo, owner: str = "") -> ChaosDriver:
         from .docker_driver import DockerChaos
 
         return DockerChaos(info, owner=owner)
-    if info.backend == "kube":
+    if info.backend in ("kube", "gke"):
         from .kube_driver import KubeChaos
 
         return KubeChaos(info, owner=owner)

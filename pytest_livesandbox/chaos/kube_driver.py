@@ -12,6 +12,8 @@ resource_limits           the Deployment's container ``resources.limits`` patche
                           restarts whose last termination was ``OOMKilled``
 db_connections            ``ALTER ROLE app CONNECTION LIMIT`` through the admin port-forward,
                           the app's sessions (``application_name=livesandbox-app``) ended
+latency / network faults  toxics on the namespace's fault proxy (its ``db`` or ``app``
+                          route; control API through a port-forward), see :mod:`.proxied`
 kill_db                   PostgreSQL's pod deleted (1 s grace, then SIGKILL) and its
                           StatefulSet scaled to 0; after ``down_for`` back to 1. Its
                           ``emptyDir`` is new, so the app role is made again and the app's
@@ -19,7 +21,7 @@ kill_db                   PostgreSQL's pod deleted (1 s grace, then SIGKILL) and
 ========================  ==========================================================
 
 Components are Deployments, found by name or by their ``app.kubernetes.io/component`` label
-(``backend`` in the demo app). Latency and network faults are refused at collection::
+(``backend`` in the demo app)::
 
     driver = KubeChaos(info, owner="gw0::test_x")
     with driver.apply(Fault("evict", "backend")) as fault:
@@ -50,8 +52,10 @@ from ..sandbox import SandboxInfo
 from . import database
 from .driver import chaos_dir, db_problems, watch_recovery
 from .ledger import Ledger
-from .ledgered import LedgeredDriver
+from .ledgered import Handler, LedgeredDriver
 from .markers import Fault
+from .proxied import ProxiedFaults
+from .proxy_client import ProxyClient
 
 RECOVERY_TIMEOUT_S = 120.0
 OOM_STATUS_GRACE_S = 2.5
@@ -60,7 +64,7 @@ RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 parse_quantity: Callable[[str], Any] = k8s_utils.parse_quantity
 
 
-class KubeChaos(LedgeredDriver):
+class KubeChaos(ProxiedFaults, LedgeredDriver):
     """The :class:`~.driver.ChaosDriver` of the kube backend."""
 
     def __init__(self, info: SandboxInfo, owner: str = "") -> None:
@@ -72,6 +76,7 @@ class KubeChaos(LedgeredDriver):
         self.dir = chaos_dir(info)
         self.ledger = Ledger(self.dir)
         self._target: KubeTarget | None = None
+        self.proxy = ProxyClient.from_info(info)
 
     @property
     def target(self) -> KubeTarget:
@@ -89,9 +94,13 @@ class KubeChaos(LedgeredDriver):
 
     # ----------------------------------------------------------------- apply
 
-    unsupported_hint = (
-        " (no fault proxy in the namespace); use --sandbox=local for latency and network faults"
+    proxy_missing_hint = (
+        "this sandbox's namespace has no fault proxy (livesandbox_fault_proxy = false, or an "
+        "attached sandbox)"
     )
+
+    def _handlers(self) -> dict[str, Handler]:
+        return {**super()._handlers(), **self.proxy_handlers()}
 
     def deployment(self, component: str) -> Any:
         """The Deployment named ``component`` or labelled ``app.kubernetes.io/component``."""
@@ -352,8 +361,17 @@ class KubeChaos(LedgeredDriver):
 
     # ----------------------------------------------------------------- repair, baseline
 
+    def repair(self, *, only_stale: bool) -> list[str]:
+        """Undo recorded faults (stale ones, or all) and clear stray toxics; say what was done."""
+        done = super().repair(only_stale=only_stale)
+        if not only_stale and self.proxy is not None and self.proxy.clear():
+            done.append("removed stray toxics from the fault proxy")
+        return done
+
     def _undo_entry(self, kind: str, undo: dict[str, Any]) -> None:
-        if kind == "resource_limits" and undo:
+        if kind == "toxic":
+            self.undo_toxic(undo)
+        elif kind == "resource_limits" and undo:
             self._set_resources(undo["deployment"], int(undo["index"]), undo["resources"])
             self._wait_rollout(undo["deployment"])
         elif kind == "db_connections" and undo:
@@ -367,6 +385,7 @@ class KubeChaos(LedgeredDriver):
         if not self.ledger.empty():
             kinds = sorted({e["kind"] for e in self.ledger.entries().values()})
             problems.append(f"faults still recorded as active: {', '.join(kinds)}")
+        problems.extend(self.toxic_problems())
         path = self.dir / BASELINE_FILE
         saved = json.loads(path.read_text()) if path.exists() else {}
         deadline = time.monotonic() + timeout

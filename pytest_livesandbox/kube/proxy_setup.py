@@ -1,0 +1,67 @@
+"""Put the fault proxy (:mod:`.faultproxy`) into a sandbox namespace, in front of the app and DB.
+
+Called by the kube backend while PostgreSQL starts, so the proxy's pod comes up in parallel::
+
+    proxy = NamespaceProxy.create(target, ns, image, db_upstream="10.96.3.4:5432",
+                                  app=("app.kubernetes.io/component=backend", 8000))
+    proxy.db_host        # ClusterIP the app's DATABASE_URL names (None without a db route)
+    proxy.workload       # ("Deployment", "livesandbox-fault-proxy"): awaited with the app
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import RolloutFailed
+from . import faultproxy as fp
+from .client import KubeTarget
+
+IMAGE_HINT = (
+    "Hint: the fault proxy's image must be on the node or pullable: on this repository's cluster "
+    "`bash cluster/build-images fault-proxy`; elsewhere push it and pass "
+    "--sandbox-image fault-proxy=REGISTRY/IMAGE, or run without chaos proxying "
+    "(livesandbox_fault_proxy = false)."
+)
+
+
+@dataclass
+class NamespaceProxy:
+    """The proxy objects made in one namespace."""
+
+    namespace: str
+    image: str
+    routes: dict[str, str] = field(default_factory=dict)
+    db_host: str | None = None
+    workload: tuple[str, str] = ("Deployment", fp.NAME)
+
+    @classmethod
+    def create(
+        cls,
+        target: KubeTarget,
+        namespace: str,
+        image: str,
+        *,
+        db_upstream: str | None,
+        app: tuple[str, int | str] | None,
+    ) -> NamespaceProxy:
+        """Services first (their ClusterIPs are the routes' upstreams), then the Deployment."""
+        core: Any = target.core
+        proxy = cls(namespace, image)
+        if app is not None:
+            svc = core.create_namespaced_service(namespace, fp.app_upstream_service(*app))
+            proxy.routes["app"] = f"{svc.spec.cluster_ip}:{fp.APP_UPSTREAM_PORT}"
+        if db_upstream is not None:
+            proxy.routes["db"] = db_upstream
+            svc = core.create_namespaced_service(namespace, fp.db_service())
+            proxy.db_host = str(svc.spec.cluster_ip)
+        target.apps.create_namespaced_deployment(namespace, fp.deployment(image, proxy.routes))
+        return proxy
+
+
+def with_image_hint(exc: RolloutFailed) -> RolloutFailed:
+    """The rollout error of the proxy's pod, with how to provide its image."""
+    text = str(exc)
+    if fp.COMPONENT in text and "Image" in text:
+        return RolloutFailed(f"{text}\n{IMAGE_HINT}")
+    return exc
