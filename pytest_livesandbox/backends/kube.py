@@ -58,6 +58,7 @@ from ..kube.namespace import delete_namespace, guard_rails, namespace_body
 from ..kube.portforward import PortForwarder
 from ..kube.proxy_setup import NamespaceProxy, with_image_hint
 from ..kube.rollout import RolloutReady
+from ..kube.route import RouteSpec, check_route_target, parse_route, route_objects, route_status
 from ..locations import state_root
 from ..postgres import kube as pg
 from ..readiness import HttpReady, wait_until_ready
@@ -114,6 +115,12 @@ class KubeBackend:
         deadline = began + config.startup_timeout
         if config.url_template:
             check_url_template(config.url_template)
+        route = parse_route(config.route)
+        if route.kind != "none" and not config.url_template:
+            raise ConfigError(
+                f"--sandbox-route={route} needs --sandbox-url-template (the host to route), "
+                "e.g. --sandbox-url-template='https://sandbox-{id}.dev.example.com'"
+            )
         target = self.connect(config)
         self._targets[info.id] = target
         info.extra.update(
@@ -130,6 +137,7 @@ class KubeBackend:
         namespace = namespace_name(config.namespace_prefix, info.id)
         # Everything that can be wrong with the input is checked before anything is created.
         objs = self._app_objects(config, info, namespace)
+        check_route_target(target, route)
         db_image = dict(config.image).get(pg.COMPONENT, pg.DEFAULT_IMAGE)
         sha = git_sha(config.app_cwd)
         body = namespace_body(
@@ -312,26 +320,57 @@ class KubeBackend:
             except RolloutFailed as exc:
                 raise with_image_hint(exc) from None
         if config.url_template:
-            self._public_endpoint(config, info, namespace, deadline)
+            route = parse_route(config.route)
+            if route.kind != "none":
+                service = _route_backend(objs, proxy)
+                if service is None:
+                    raise ConfigError(
+                        f"--sandbox-route={route}: no Service in the manifests selects the app's "
+                        "endpoint; add one (or use --sandbox-route=none)"
+                    )
+                host = render_url_template(
+                    config.url_template, sandbox_id=info.id, namespace=namespace, run_id=""
+                )
+                host = host.split("://", 1)[1].split("/", 1)[0].split(":", 1)[0]
+                mf.create_objects(target.api, namespace, route_objects(route, host, *service))
+                info.extra["route"] = {"spec": str(route), "service": service[0]}
+            self._public_endpoint(config, info, namespace, deadline, route, target)
 
     def _public_endpoint(
-        self, config: SandboxConfig, info: SandboxInfo, namespace: str, deadline: float
+        self,
+        config: SandboxConfig,
+        info: SandboxInfo,
+        namespace: str,
+        deadline: float,
+        route: RouteSpec | None = None,
+        target: KubeTarget | None = None,
     ) -> None:
         assert config.url_template is not None
         url = render_url_template(
             config.url_template, sandbox_id=info.id, namespace=namespace, run_id=info.run_id
         )
         grace = min(PUBLIC_URL_GRACE, max(deadline - time.monotonic(), 1.0))
+        began = time.monotonic()
+        public = HttpReady(url + config.health_path, what="the public URL")
         try:
-            public = HttpReady(url + config.health_path, what="the public URL")
             wait_until_ready(public, timeout=grace)
         except SandboxError as exc:
+            if route is not None and route.kind != "none" and target is not None:
+                # We made the route: the URL must answer, else say why (probe + route status).
+                raise ProvisionError(
+                    f"the public URL {url} did not answer within {grace:.0f}s through "
+                    f"--sandbox-route={route}. {public.last_probe()}. Route status: "
+                    f"{route_status(target, namespace, route)}. Check that the name resolves "
+                    "to the router (DNS), that its certificate covers the host (TLS) and the "
+                    "route's conditions above."
+                ) from None
             if info.endpoint is None:
                 raise
             # DNS or the ingress may lag behind; the port-forward still reaches the app.
             info.extra["public_url"] = url
             info.extra["public_url_error"] = str(exc).splitlines()[0]
             return
+        info.timings["public_url_s"] = round(time.monotonic() - began, 4)
         info.extra["port_forward"] = info.endpoint
         info.endpoint = url
 
@@ -468,6 +507,26 @@ class KubeBackend:
         finally:
             if target is not None:
                 target.close()
+
+
+def _route_backend(
+    objs: list[dict[str, Any]], proxy: NamespaceProxy | None
+) -> tuple[str, int] | None:
+    """``(Service, port)`` a public route sends traffic to: the proxy's app port, else the app's."""
+    if proxy is not None and "app" in proxy.routes:
+        return fp.APP_SERVICE, 80
+    endpoint = mf.endpoint_target(objs)
+    if endpoint is None:
+        return None
+    wanted = endpoint[0]
+    for obj in objs:
+        selector = (obj.get("spec") or {}).get("selector") or {}
+        if (
+            obj.get("kind") == "Service"
+            and ",".join(f"{k}={v}" for k, v in sorted(selector.items())) == wanted
+        ):
+            return str(obj["metadata"]["name"]), int(obj["spec"]["ports"][0]["port"])
+    return None
 
 
 class PostgresProbe:

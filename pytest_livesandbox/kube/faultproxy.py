@@ -67,6 +67,22 @@ def db_service() -> dict[str, Any]:
     }
 
 
+APP_SERVICE = "livesandbox-proxy-app"
+
+
+def app_service() -> dict[str, Any]:
+    """``livesandbox-proxy-app``: the app through the proxy (a public route's backend)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(APP_SERVICE),
+        "spec": {
+            "selector": {COMPONENT_LABEL: COMPONENT},
+            "ports": [{"name": "http", "port": 80, "targetPort": ROUTE_PORTS["app"]}],
+        },
+    }
+
+
 def app_upstream_service(selector: str, port: int | str) -> dict[str, Any]:
     """A Service for the app's pods (``selector`` ``k=v,...``, container ``port``)."""
     labels = dict(part.split("=", 1) for part in selector.split(",") if part)

@@ -51,6 +51,7 @@ class NamespaceProxy:
         if app is not None:
             svc = core.create_namespaced_service(namespace, fp.app_upstream_service(*app))
             proxy.routes["app"] = f"{svc.spec.cluster_ip}:{fp.APP_UPSTREAM_PORT}"
+            core.create_namespaced_service(namespace, fp.app_service())
         if db_upstream is not None:
             proxy.routes["db"] = db_upstream
             svc = core.create_namespaced_service(namespace, fp.db_service())
