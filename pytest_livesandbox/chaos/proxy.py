@@ -208,6 +208,10 @@ class Link:
         self.senders: list[asyncio.Task[None]] = []
         self.last_due = {"upstream": 0.0, "downstream": 0.0}
         self.busy: set[str] = set()  # directions whose sender holds a chunk right now
+        # Client data read before the upstream connection exists. Python < 3.11.3 (Debian 12's
+        # 3.11.2) starts reading a new transport even when connection_made paused it
+        # (_SelectorTransport._add_reader ignored the pause), so such data can arrive.
+        self.early: list[bytes] = []
 
     def target(self, direction: str) -> Side:
         """The side that data flowing in ``direction`` is written to."""
@@ -239,11 +243,17 @@ class Link:
         if self.closed:
             _rst(self.upstream.transport)
         elif self.client.transport is not None:
+            early, self.early = self.early, []
+            for data in early:
+                self.on_data("upstream", data)
             self.client.transport.resume_reading()
 
     def on_data(self, direction: str, data: bytes) -> None:
         """A chunk arrived: forward it now, queue it, or apply a fatal toxic."""
         if self.closed:
+            return
+        if direction == "upstream" and self.upstream.transport is None:
+            self.early.append(data)  # see __init__; sent once the upstream is connected
             return
         self.bytes += len(data)
         toxics = self.route.toxics_for(direction)

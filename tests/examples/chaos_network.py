@@ -84,7 +84,7 @@ def test_bandwidth(live_url: str) -> None:
     assert elapsed >= len(body) / 10_000 * 0.8, elapsed
 
 
-@pytest.mark.network_fault(kind="slow_close", target="app", delay=1.0)
+@pytest.mark.network_fault(kind="slow_close", target="app", delay="1s")
 def test_slow_close(live_url: str) -> None:
     url = urlsplit(live_url)
     with socket.create_connection((url.hostname, url.port or 80), timeout=10) as sock:
