@@ -157,6 +157,8 @@ class KubeBackend:
         if config.db_dsn:
             info.db = external_database(config.db_dsn)
             proxy = self._start_proxy(config, target, namespace, objs, None)
+            if proxy is not None:
+                proxy.wait(target, deadline - time.monotonic())
             app_secret = pg.app_secret(config.db_dsn, **_parts(info.db))
             mf.create_objects(target.api, namespace, [app_secret, *objs])
         else:
@@ -173,6 +175,8 @@ class KubeBackend:
             info.db = self._await_postgres(
                 target, info, namespace, admin_password, app_password, deadline
             )
+            if proxy is not None:
+                proxy.wait(target, deadline - time.monotonic())
             # The app starts once its role logs in: no app sees a half-made database, none
             # needs to retry (or crash-loop) through PostgreSQL's start-up.
             # application_name marks the app's sessions (chaos db_connections ends them).

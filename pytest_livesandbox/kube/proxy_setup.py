@@ -59,6 +59,31 @@ class NamespaceProxy:
         target.apps.create_namespaced_deployment(namespace, fp.deployment(image, proxy.routes))
         return proxy
 
+    def wait(self, target: KubeTarget, timeout: float) -> None:
+        """Until the proxy's pod is Ready (its routes listen): the app's first connect works.
+
+        Without this the app could start first, fail to reach the database through a proxy
+        that is not there yet, and sit in its reconnect backoff (seen: a minute).
+        """
+        from ..readiness import wait_until_ready
+        from .rollout import RolloutReady
+
+        try:
+            wait_until_ready(
+                RolloutReady(
+                    target,
+                    self.namespace,
+                    [self.workload],
+                    what=f"the fault proxy in namespace {self.namespace}",
+                    selector=fp.SELECTOR,
+                ),
+                timeout=max(timeout, 0.1),
+                interval=0.1,
+                max_interval=0.25,
+            )
+        except RolloutFailed as exc:
+            raise with_image_hint(exc) from None
+
 
 def with_image_hint(exc: RolloutFailed) -> RolloutFailed:
     """The rollout error of the proxy's pod, with how to provide its image."""
