@@ -33,8 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from pytest_livesandbox.chaos.processes import start_proxy
-from pytest_livesandbox.chaos.proxy_client import ProxyClient
+from pytest_livesandbox.backends.local.launcher import start_proxy
+from pytest_livesandbox.faultproxy.client import ProxyClient
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "benchmarks.md"

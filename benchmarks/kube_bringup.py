@@ -31,10 +31,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchdoc import write_section  # noqa: E402
 
-from pytest_livesandbox.kube import manifests as mf  # noqa: E402
-from pytest_livesandbox.kube.namespace import guard_rails  # noqa: E402
-from pytest_livesandbox.kube.portforward import PortForwarder  # noqa: E402
-from pytest_livesandbox.postgres import kube as pg  # noqa: E402
+from pytest_livesandbox.backends.kube import manifests as mf  # noqa: E402
+from pytest_livesandbox.backends.kube import postgres as pg  # noqa: E402
+from pytest_livesandbox.backends.kube.namespace import guard_rails  # noqa: E402
+from pytest_livesandbox.backends.kube.portforward import PortForwarder  # noqa: E402
 
 POSTGRES_IMAGE = "localhost/livesandbox/postgres:15"
 INNER_TEST = """

@@ -41,8 +41,8 @@ from pathlib import Path
 
 from kubernetes import client, config
 
-from pytest_livesandbox.kube import artifacts, faultproxy as fp
-from pytest_livesandbox.kube.client import connect
+from pytest_livesandbox.backends.kube import artifacts, faultproxy as fp
+from pytest_livesandbox.backends.kube.client import connect
 
 CLIENT = """
 import socket, sys, time

@@ -7,7 +7,7 @@ Public API (a test pins ``__all__``)::
     from pytest_livesandbox import Sandbox, SandboxConfig, SandboxError
 """
 
-from .config import Backend, SandboxConfig
+from .config import SandboxConfig
 from .errors import (
     AppCrashed,
     ChaosError,
@@ -22,8 +22,10 @@ from .errors import (
     TeardownError,
     UnsafeTarget,
 )
+from .info import DatabaseInfo, SandboxInfo
 from .postgres.isolation import IsolatedDatabase
-from .sandbox import DatabaseInfo, Sandbox, SandboxInfo
+from .protocol import Backend, ListScope, SandboxRecord
+from .sandbox import Sandbox
 
 __version__ = "0.1.0"
 
@@ -36,6 +38,7 @@ __all__ = [
     "DatabaseInfo",
     "DatabaseStartError",
     "IsolatedDatabase",
+    "ListScope",
     "MarkerError",
     "ProvisionError",
     "RolloutFailed",
@@ -43,6 +46,7 @@ __all__ = [
     "SandboxConfig",
     "SandboxError",
     "SandboxInfo",
+    "SandboxRecord",
     "StartupTimeout",
     "TeardownError",
     "UnsafeTarget",

@@ -15,28 +15,51 @@ value came from and what would be valid; the plugin turns it into a ``pytest.Usa
 
 from __future__ import annotations
 
-import enum
-import re
-import shlex
-import sys
-from collections.abc import Mapping, Sequence
+import importlib.metadata
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from .errors import ConfigError
+from .values import (
+    parse_bool,
+    parse_duration,
+    parse_env_pairs,
+    parse_image_overrides,
+    split_command,
+)
 
-OptionKind = Literal["choice", "str", "bool", "duration", "path", "list", "int"]
+__all__ = [
+    "OPTIONS",
+    "OptionSpec",
+    "SandboxConfig",
+    "backend_names",
+    "in_ci",
+    "parse_bool",
+    "parse_duration",
+    "parse_env_pairs",
+    "parse_image_overrides",
+    "split_command",
+]
+
+OptionKind = Literal["backend", "choice", "str", "bool", "duration", "path", "list", "int"]
 
 
-class Backend(enum.StrEnum):
-    """Where the sandbox runs."""
+def in_ci() -> bool:
+    """True when ``CI`` is set to a true value (``1``, ``true``, ``yes``: every CI sets one)."""
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes", "on"}
 
-    NONE = "none"
-    LOCAL = "local"
-    DOCKER = "docker"
-    KUBE = "kube"
-    GKE = "gke"
+
+NO_BACKEND = "none"
+BACKEND_GROUP = "pytest_livesandbox.backends"
+
+
+def backend_names() -> tuple[str, ...]:
+    """Names of the registered backends (entry-point group ``pytest_livesandbox.backends``)."""
+    names = {entry.name for entry in importlib.metadata.entry_points(group=BACKEND_GROUP)}
+    return tuple(sorted(names))
 
 
 @dataclass(frozen=True)
@@ -74,11 +97,10 @@ class OptionSpec:
 OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         "backend",
-        "choice",
+        "backend",
         "Where the sandbox runs: local (embedded PostgreSQL + the app as a subprocess), docker, "
-        "kube, gke, or none (plugin inert).",
-        default="none",
-        choices=tuple(b.value for b in Backend),
+        "kube, gke, any backend another package registers, or none (plugin inert).",
+        default=NO_BACKEND,
         flag="--sandbox",
     ),
     OptionSpec(
@@ -192,74 +214,28 @@ OPTIONS: tuple[OptionSpec, ...] = (
 
 OPTIONS_BY_NAME: dict[str, OptionSpec] = {spec.name: spec for spec in OPTIONS}
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
-
-
-def parse_duration(text: str) -> float:
-    """Parse ``"500ms"``, ``"30s"``, ``"2m"``, ``"1h"`` or a plain number of seconds.
-
-    >>> parse_duration("1.5s"), parse_duration("250ms"), parse_duration("2m")
-    (1.5, 0.25, 120.0)
-    """
-    match = _DURATION.match(text)
-    if not match:
-        raise ValueError(f"{text!r} is not a duration; use e.g. 30s, 500ms or 2m")
-    number = float(match.group(1))
-    unit = match.group(2) or "s"
-    seconds = number * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[unit]
-    if seconds <= 0:
-        raise ValueError(f"{text!r} must be longer than zero")
-    return seconds
-
-
-def parse_bool(text: str) -> bool:
-    """Parse the usual spellings of a boolean (``1/0``, ``true/false``, ``yes/no``, ``on/off``)."""
-    lowered = text.strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise ValueError(f"{text!r} is not a boolean; use true or false")
-
-
-def parse_env_pairs(items: Sequence[str]) -> tuple[tuple[str, str], ...]:
-    """Parse ``KEY=VALUE`` items; a key must be a valid environment variable name."""
-    pairs = []
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-            raise ValueError(f"{item!r} is not KEY=VALUE")
-        pairs.append((key, value))
-    return tuple(pairs)
-
-
-def parse_image_overrides(items: Sequence[str]) -> tuple[tuple[str, str], ...]:
-    """Parse ``COMPONENT=IMAGE`` items, e.g. ``app=myapp:dev``.
-
-    >>> parse_image_overrides(["backend=registry.example.com/app:1.2"])
-    (('backend', 'registry.example.com/app:1.2'),)
-    """
-    pairs = []
-    for item in items:
-        component, sep, image = item.partition("=")
-        if not sep or not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", component) or not image:
-            raise ValueError(f"{item!r} is not COMPONENT=IMAGE (e.g. app=myapp:dev)")
-        pairs.append((component, image))
-    return tuple(pairs)
-
-
-def split_command(text: str) -> tuple[str, ...]:
-    """Split a shell-like command line; ``{python}`` becomes the running interpreter."""
-    try:
-        parts = shlex.split(text)
-    except ValueError as exc:
-        raise ValueError(f"{text!r} is not a valid command line ({exc})") from None
-    if not parts:
-        raise ValueError("the command is empty")
-    return tuple(part.replace("{python}", sys.executable) for part in parts)
-
+#: Machine-level settings that are environment variables only (they are read before, or outside,
+#: a pytest run: by the CLI, by xdist workers, by a process repairing a dead one's faults).
+ENVIRONMENT: tuple[tuple[str, str], ...] = (
+    (
+        "LIVESANDBOX_STATE_DIR",
+        "Folder holding one subfolder per local sandbox (state.json, logs, data) and the chaos "
+        "ledgers; `livesandbox ls/gc/down` read it too. Default: `$TMPDIR/livesandbox-<uid>`. "
+        "Give every independent CI job (or test) its own to keep their sandboxes apart.",
+    ),
+    (
+        "LIVESANDBOX_CACHE_DIR",
+        "Folder for what is worth keeping between runs: the initdb template, PostgreSQL binaries "
+        "usable by the unprivileged user. Default: `$XDG_CACHE_HOME/livesandbox` or "
+        "`~/.cache/livesandbox`; `/var/tmp/livesandbox-cache` as root (PostgreSQL runs as an "
+        "unprivileged user, who cannot read `/root`).",
+    ),
+    (
+        "LIVESANDBOX_CHAOS_LIMITS",
+        "`cgroup` or `rlimit`: force how `resource_limits` acts on the local backend (default: "
+        "cgroup v1 when writable, else rlimit for memory).",
+    ),
+)
 
 RawValue = str | bool | list[str] | None
 
@@ -273,10 +249,10 @@ class SandboxConfig:
         cfg = SandboxConfig.from_sources(
             cli={"backend": "local"}, env={}, ini={}, rootdir=Path(".")
         )
-        assert cfg.backend is Backend.LOCAL and cfg.startup_timeout == 30.0
+        assert cfg.backend == "local" and cfg.startup_timeout == 30.0
     """
 
-    backend: Backend = Backend.NONE
+    backend: str = NO_BACKEND
     app_cmd: tuple[str, ...] | None = None
     app_cwd: Path = field(default_factory=Path.cwd)
     app_env: tuple[tuple[str, str], ...] = ()
@@ -306,7 +282,7 @@ class SandboxConfig:
     @property
     def enabled(self) -> bool:
         """True unless the backend is ``none``."""
-        return self.backend is not Backend.NONE
+        return self.backend != NO_BACKEND
 
     @classmethod
     def from_sources(
@@ -373,10 +349,15 @@ def _convert(spec: OptionSpec, raw: str | bool | list[str], rootdir: Path) -> ob
             return parse_image_overrides([item.strip() for item in items])
         return tuple(item.strip() for item in items)
     text = str(raw).strip()
+    if spec.kind == "backend":
+        names = (NO_BACKEND, *backend_names())
+        if text not in names:
+            raise ValueError(f"{text!r} is not one of {', '.join(names)}")
+        return text
     if spec.kind == "choice":
         if text not in spec.choices:
             raise ValueError(f"{text!r} is not one of {', '.join(spec.choices)}")
-        return Backend(text) if spec.name == "backend" else text
+        return text
     if spec.kind == "duration":
         return parse_duration(text)
     if spec.kind == "int":

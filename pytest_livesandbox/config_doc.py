@@ -7,7 +7,7 @@ A test compares the checked-in page with this output, so the docs cannot drift f
 
 from __future__ import annotations
 
-from .config import OPTIONS
+from .config import ENVIRONMENT, OPTIONS
 
 
 def render() -> str:
@@ -35,6 +35,18 @@ def render() -> str:
         lines.append(
             f"| `{spec.cli_flag}` | `{spec.env_var}` | `{spec.ini_key}` | {default} | {what} |"
         )
+    lines += [
+        "",
+        "## Environment only",
+        "",
+        "These machine-level settings have no option or ini key: they are read outside a pytest",
+        "run too (by `livesandbox ls/gc/down`, by xdist workers, by whoever repairs a dead",
+        "process's faults). Relative paths are resolved against the current folder.",
+        "",
+        "| environment | what it does |",
+        "|---|---|",
+    ]
+    lines += [f"| `{name}` | {what} |" for name, what in ENVIRONMENT]
     return "\n".join(lines) + "\n"
 
 

@@ -24,7 +24,6 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,6 +31,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from .config import in_ci
 from .errors import SandboxError
 from .locations import state_root
 from .parallel import SandboxManager
@@ -47,11 +47,6 @@ from .sandbox import Sandbox
 MANAGER_KEY = pytest.StashKey[SandboxManager]()
 JANITOR_KEY = pytest.StashKey[TransactionJanitor]()
 HTTP_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
-
-
-def in_ci() -> bool:
-    """True when ``CI`` is set to a true value (GitHub Actions, GitLab CI, ... all set it)."""
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 
 
 def _manager(config: pytest.Config) -> SandboxManager:

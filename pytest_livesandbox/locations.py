@@ -13,7 +13,12 @@ from pathlib import Path
 
 def state_root() -> Path:
     """Folder holding one subfolder per local sandbox (``state.json``, logs, data)."""
-    root = Path(os.environ.get("LIVESANDBOX_STATE_DIR") or _tmp() / f"livesandbox-{os.getuid()}")
+    configured = os.environ.get("LIVESANDBOX_STATE_DIR")
+    root = (
+        Path(configured).expanduser().resolve()
+        if configured
+        else _tmp() / f"livesandbox-{os.getuid()}"
+    )
     root.mkdir(mode=0o755, parents=True, exist_ok=True)
     return root
 
@@ -22,7 +27,7 @@ def cache_root() -> Path:
     """Folder for things worth keeping between runs (initdb'd template, binary copies)."""
     configured = os.environ.get("LIVESANDBOX_CACHE_DIR")
     if configured:
-        root = Path(configured)
+        root = Path(configured).expanduser().resolve()
     elif os.geteuid() == 0:
         root = Path("/var/tmp") / "livesandbox-cache"
     else:

@@ -22,21 +22,3 @@ def tail(path: Path, lines: int = 20, max_bytes: int = 16384) -> str:
         return ""
     text = data.decode("utf-8", errors="replace")
     return "\n".join(text.splitlines()[-lines:])
-
-
-def read_from(path: Path, offset: int) -> str:
-    """Everything written to ``path`` after byte ``offset`` (for per-test log windows)."""
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(offset)
-            return handle.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-
-
-def size_of(path: Path) -> int:
-    """Current size of ``path`` in bytes, 0 if missing."""
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0

@@ -26,9 +26,12 @@ import json
 import threading
 from typing import Any, Literal
 
+import pytest
+
 from .config import SandboxConfig
 from .errors import SandboxError
-from .sandbox import Sandbox, SandboxInfo, new_sandbox_id
+from .info import SandboxInfo, new_sandbox_id
+from .sandbox import Sandbox
 
 WORKERINPUT_KEY = "livesandbox"
 Role = Literal["single", "controller", "worker"]
@@ -95,3 +98,8 @@ class SandboxManager:
             sandbox, self.sandbox = self.sandbox, None
         if sandbox is not None and self.role != "worker":
             sandbox.stop()
+
+
+def is_xdist_worker(config: pytest.Config) -> bool:
+    """True in an xdist worker process (the one place that asks)."""
+    return hasattr(config, "workerinput")

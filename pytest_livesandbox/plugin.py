@@ -11,7 +11,7 @@ import os
 import signal
 import time
 import warnings
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -33,12 +33,12 @@ from .fixtures import (
     live_url,
     livesandbox,
 )
-from .parallel import WORKERINPUT_KEY, SandboxManager
-from .report.artifacts import ArtifactRecorder, artifact_root, prepare_root
+from .parallel import WORKERINPUT_KEY, SandboxManager, is_xdist_worker
+from .report.artifacts import artifact_root, prepare_root
 from .report.events import EventSink, RunEvents
+from .report.hooks import ArtifactHooks, ReportHooks
 from .report.html import HtmlSink
 from .report.jsonl import JsonlSink
-from .report.redaction import redact_report
 from .report.terminal import report_lines, summary_lines
 from .report.webhook import WebhookSink
 from .sandbox import backend_for
@@ -107,11 +107,16 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[CONFIG_KEY] = cfg
     if not cfg.enabled:
         return
-    workerinput = getattr(config, "workerinput", None)
-    manager = SandboxManager(cfg, workerinput)
+    try:
+        problems = backend_for(cfg).check_config(cfg)
+    except SandboxError as exc:
+        problems = [str(exc)]
+    if problems:
+        raise pytest.UsageError("pytest-livesandbox: " + "\n  ".join(problems))
+    manager = SandboxManager(cfg, getattr(config, "workerinput", None))
     config.stash[MANAGER_KEY] = manager
-    config.pluginmanager.register(_ArtifactHooks(manager), "livesandbox-artifacts")
-    if manager.role == "worker":
+    config.pluginmanager.register(ArtifactHooks(manager, backend_for), "livesandbox-artifacts")
+    if is_xdist_worker(config):
         return
     artifacts = artifact_root(cfg.report, cfg.html)
     if artifacts is not None and not config.option.collectonly:
@@ -125,7 +130,7 @@ def pytest_configure(config: pytest.Config) -> None:
         sinks.append(HtmlSink(cfg.html))
     events = RunEvents(sinks)
     config.stash[EVENTS_KEY] = events
-    config.pluginmanager.register(_ReportHooks(events), "livesandbox-report")
+    config.pluginmanager.register(ReportHooks(events), "livesandbox-report")
     config.stash[TIMES_KEY] = {}
     config.stash[_SIGTERM_KEY] = _sigterm_as_interrupt()
 
@@ -147,7 +152,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     """Provision before any worker starts; a failure is reported by every test that needs it."""
     config = session.config
     manager = config.stash.get(MANAGER_KEY, None)
-    if manager is None or manager.role == "worker":
+    if manager is None or is_xdist_worker(config):
         return
     events = config.stash[EVENTS_KEY]
     if not (config.option.collectonly or getattr(config.option, "showfixtures", False)):
@@ -166,7 +171,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     events.emit(
         "run_started",
         run_id=manager.run_id,
-        backend=manager.config.backend.value,
+        backend=manager.config.backend,
         sandbox=sandbox_public,
         error=manager.error,
         workers=getattr(config.option, "numprocesses", None) or 0,
@@ -189,77 +194,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         raise pytest.UsageError("pytest-livesandbox: bad markers:\n  " + "\n  ".join(problems))
 
 
-class _ArtifactHooks:
-    """Registered where tests run (xdist worker or single process): log windows, properties."""
-
-    def __init__(self, manager: SandboxManager) -> None:
-        self.manager = manager
-        self.root = artifact_root(manager.config.report, manager.config.html)
-        self._recorder: ArtifactRecorder | None = None
-        self._failed: set[str] = set()
-
-    def _active(self) -> ArtifactRecorder | None:
-        if self._recorder is None and self.root is not None and self.manager.provisioned:
-            assert self.manager.sandbox is not None
-            info = self.manager.sandbox.info
-            backend = backend_for(self.manager.config)
-            self._recorder = ArtifactRecorder(backend, info, self.root, info.secret_values())
-        return self._recorder
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_setup(self, item: pytest.Item) -> None:
-        """Note where the sandbox's logs are before the test's fixtures start."""
-        recorder = self._active()
-        if recorder is not None:
-            recorder.start(item.nodeid)
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(
-        self, item: pytest.Item, call: pytest.CallInfo[None]
-    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-        """After teardown: save a failed test's log window; tag the report for JUnit/JSONL."""
-        report = yield
-        if self.manager.provisioned:
-            assert self.manager.sandbox is not None
-            redact_report(report, self.manager.sandbox.info.secret_values())
-        if report.failed:
-            self._failed.add(item.nodeid)
-        if report.when != "teardown":
-            return report
-        failed = item.nodeid in self._failed
-        self._failed.discard(item.nodeid)
-        sandbox = self.manager.sandbox if self.manager.provisioned else None
-        if sandbox is not None:
-            report.user_properties.append(("livesandbox_sandbox_id", sandbox.info.id))
-            report.user_properties.append(("livesandbox_backend", sandbox.info.backend))
-        recorder = self._active()
-        if recorder is not None:
-            files = recorder.finish(item.nodeid, failed)
-            if files:
-                report.user_properties.append(("livesandbox_artifacts", files))
-        return report
-
-    @pytest.hookimpl(optionalhook=True)
-    def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> None:
-        """Xdist controller: a worker died during ``crashitem``; attach the latest logs."""
-        recorder = self._active()
-        if recorder is not None:
-            files = recorder.recent(crashitem, since=time.time() - 300)
-            if files:
-                report.user_properties.append(("livesandbox_artifacts", files))
-
-
-class _ReportHooks:
-    """Registered in the controller (or single process), where every worker's reports arrive."""
-
-    def __init__(self, events: RunEvents) -> None:
-        self.events = events
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """Feed each phase report to the run's events."""
-        self.events.on_report(report)
-
-
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """After fixtures are torn down: remove the sandbox (once), then close the report."""
@@ -268,7 +202,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if janitor is not None:
         janitor.close()
     manager = config.stash.get(MANAGER_KEY, None)
-    if manager is None or manager.role == "worker":
+    if manager is None or is_xdist_worker(config):
         return
     began = time.perf_counter()
     try:
@@ -305,7 +239,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     """A short section: sandbox id, backend, bring-up and teardown times, endpoint, report."""
     manager = config.stash.get(MANAGER_KEY, None)
-    if manager is None or manager.role == "worker":
+    if manager is None or is_xdist_worker(config):
         return
     terminalreporter.write_sep("-", "livesandbox")
     for line in summary_lines(manager, config.stash[CONFIG_KEY], config.stash[TIMES_KEY]):

@@ -1,12 +1,12 @@
-"""What a backend's chaos implementation provides, and which markers each backend can honour.
+"""What every backend's chaos driver provides, and the helpers they share.
 
-A driver works from :class:`~pytest_livesandbox.sandbox.SandboxInfo` alone (xdist workers have
+A driver works from :class:`~pytest_livesandbox.info.SandboxInfo` alone (xdist workers have
 nothing else), applies one :class:`~pytest_livesandbox.chaos.markers.Fault` at a time and hands
 back an :class:`ActiveFault` whose :meth:`~ActiveFault.remove` undoes it and measures the effect.
-The local backend's driver is :class:`~pytest_livesandbox.chaos.local.LocalChaos`; a kube driver
-implements the same protocol (Eviction API, patched resources, a proxy Deployment)::
+Each backend hands out its own (``backend.chaos(info, owner)``), and says which fault kinds it
+supports (``backend.supported_faults``); nothing here knows a backend by name::
 
-    driver = driver_for(info)
+    driver = load_backend(info.backend).chaos(info, owner="gw0::test_x")
     with driver.apply(Fault("latency", "db", {"ms": 300, "jitter": 0, "direction": "both"})):
         ...
     assert driver.baseline_problems(timeout=10) == []
@@ -21,16 +21,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from ..errors import ChaosError
-from ..sandbox import SandboxInfo
-from .markers import ChaosPlan, Fault
+from ..info import SandboxInfo
+from ..locations import state_root
+from ..postgres import roles
+from .ledger import Ledger
+from .markers import Fault
 
-if TYPE_CHECKING:
-    from ..config import SandboxConfig
-
+#: Fault kinds the fault proxy injects (``latency`` and the ``network_fault`` kinds).
 PROXY_KINDS = frozenset({"latency", "reset", "timeout", "bandwidth", "slow_close"})
+#: Fault kinds every ledgered driver injects through its backend's own API.
+CORE_KINDS = frozenset({"evict", "resource_limits", "db_connections", "kill_db"})
 
 
 @dataclass
@@ -90,25 +93,10 @@ class ChaosDriver(Protocol):
         """Why the sandbox is not back to normal (empty when it is), waiting up to ``timeout``."""
 
 
-CHAOS_BACKENDS = ("local", "docker", "kube", "gke")
-# What each backend cannot do, and why (the collection error says so).
-_UNSUPPORTED = {
-    "docker": (
-        PROXY_KINDS,
-        "the docker backend has no fault proxy in front of its containers; "
-        "run this test with --sandbox=local",
-    ),
-    "kube": (frozenset(), ""),
-    "gke": (frozenset(), ""),
-}
-
-
 def chaos_dir(info: SandboxInfo) -> Path:
     """Where a sandbox's fault ledger and chaos lock live (shared by every process of the run)."""
     if info.workdir:
         return Path(info.workdir)
-    from ..locations import state_root
-
     path = state_root() / f"chaos-{info.id}"
     path.mkdir(mode=0o755, exist_ok=True)
     return path
@@ -119,9 +107,6 @@ def remove_chaos_dir(info: SandboxInfo) -> None:
 
     A recorded fault stays for whoever attaches next (``--sandbox-attach``) to repair.
     """
-    from ..locations import state_root
-    from .ledger import Ledger
-
     path = state_root() / f"chaos-{info.id}"
     if path.exists() and Ledger(path).empty():
         shutil.rmtree(path, ignore_errors=True)
@@ -131,12 +116,10 @@ def db_problems(info: SandboxInfo, timeout: float) -> list[str]:
     """PostgreSQL refuses connections, or the app role still has a connection limit."""
     if info.db is None or not info.db.admin_user:
         return []
-    from . import database
-
     deadline = time.monotonic() + timeout
     while True:
         try:
-            limit = database.role_limit(info)
+            limit = roles.role_limit(info)
         except Exception as exc:
             if time.monotonic() > deadline:
                 return [f"PostgreSQL does not accept connections: {exc}"]
@@ -172,65 +155,3 @@ def watch_recovery(wait_ready: Callable[[], float], began: float) -> Callable[[]
         return dict(result)
 
     return undo
-
-
-def capability_problems(plan: ChaosPlan, config: SandboxConfig) -> list[str]:
-    """Why this run's backend cannot honour ``plan`` (collection-time check)."""
-    from ..config import Backend
-
-    if not plan or config.backend is Backend.NONE:
-        return []  # the tests skip for want of a sandbox anyway
-    backend = config.backend.value
-    if backend not in CHAOS_BACKENDS:
-        return [f"@{plan.faults[0].marker}: chaos is not implemented for --sandbox={backend}"]
-    if backend != "local":
-        kinds, why = _UNSUPPORTED[backend]
-        problems = [
-            f"@{fault.marker}: not supported on --sandbox={backend}: {why}"
-            for fault in plan.faults
-            if fault.kind in kinds
-        ]
-        problems += [
-            f"@{fault.marker}: needs the fault proxy, which is off "
-            "(livesandbox_fault_proxy = false); turn it on or drop the marker"
-            for fault in plan.faults
-            if fault.kind in PROXY_KINDS and fault.kind not in kinds and not config.fault_proxy
-        ]
-        return problems
-    from .limits import cgroup_writable, forced_mode
-
-    problems = []
-    for fault in plan.faults:
-        if fault.kind in PROXY_KINDS and not config.fault_proxy:
-            problems.append(
-                f"@{fault.marker}: needs the fault proxy, which is off "
-                "(livesandbox_fault_proxy = false); turn it on or drop the marker"
-            )
-        if fault.kind in ("evict", "resource_limits") and not config.app_cmd:
-            problems.append(
-                f"@{fault.marker}: component={fault.target!r}: this sandbox runs no app"
-            )
-        if fault.kind == "resource_limits" and "cpu" in fault.params:
-            if forced_mode() == "rlimit" or not cgroup_writable("cpu"):
-                problems.append(
-                    "@resource_limits: cpu= needs a writable cgroup v1 cpu controller "
-                    "(root); this machine offers only memory limits by rlimit"
-                )
-    return problems
-
-
-def driver_for(info: SandboxInfo, owner: str = "") -> ChaosDriver:
-    """The chaos driver for ``info.backend``."""
-    if info.backend == "local":
-        from .local import LocalChaos
-
-        return LocalChaos(info, owner=owner)
-    if info.backend == "docker":
-        from .docker_driver import DockerChaos
-
-        return DockerChaos(info, owner=owner)
-    if info.backend in ("kube", "gke"):
-        from .kube_driver import KubeChaos
-
-        return KubeChaos(info, owner=owner)
-    raise ChaosError(f"chaos is not implemented for the {info.backend} backend yet")

@@ -8,10 +8,11 @@ and the argument, before anything runs::
 
 Units. A parameter whose *name* carries the unit takes a plain number: ``ms`` and ``jitter``
 (milliseconds), ``rate_kbps`` (kilobits per second, 1 kbps = 125 bytes/s), ``after_bytes``,
-``max``. A duration whose name carries no unit (``delay``, ``down_for``, ``after``) must be a
-string with a unit: ``"500ms"``, ``"1.5s"``, ``"2m"``; a bare ``300`` or ``"300"`` is refused
-because it is ambiguous. ``memory`` needs a unit too (``"96Mi"``, ``"1Gi"``, ``"100M"``);
-``cpu`` follows Kubernetes: ``"500m"`` (millicores) or a number of cores (``0.5``).
+``max``. A duration whose name carries no unit (``delay``, ``down_for``, ``after``) takes
+``"500ms"``, ``"1.5s"``, ``"2m"``, or a bare number of seconds, parsed by the same function as
+every duration option (:func:`~pytest_livesandbox.config.parse_duration`). ``memory`` needs a
+unit (``"96Mi"``, ``"1Gi"``, ``"100M"``); ``cpu`` follows Kubernetes: ``"500m"`` (millicores)
+or a number of cores (``0.5``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..config import parse_duration
 from ..errors import MarkerError
 
 TARGETS = ("db", "app")
@@ -51,7 +53,6 @@ MARKER_HELP = (
     "PostgreSQL; with restart=True it comes back after down_for",
 )
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m)\s*$")
 _MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(Ki|Mi|Gi|K|M|G)\s*$")
 _MEMORY_FACTORS = {"Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "K": 1000, "M": 1000**2, "G": 1000**3}
 _CPU = re.compile(r"^\s*(\d+)m\s*$")
@@ -105,23 +106,15 @@ class ChaosPlan:
 
 
 def parse_chaos_duration(value: object, name: str, *, allow_zero: bool = True) -> float:
-    """A duration that must carry a unit: ``"500ms"``, ``"1.5s"``, ``"2m"`` -> seconds.
+    """A marker's duration argument, by the one parser of :func:`~..config.parse_duration`.
 
-    >>> parse_chaos_duration("250ms", "delay")
-    0.25
+    >>> parse_chaos_duration("250ms", "delay"), parse_chaos_duration(2, "down_for")
+    (0.25, 2.0)
     """
-    if isinstance(value, bool) or not isinstance(value, str):
-        raise MarkerError(
-            f"{name}={value!r}: give a duration with a unit, e.g. {name}='500ms' or '1.5s' "
-            "(a bare number is ambiguous)"
-        )
-    match = _DURATION.match(value)
-    if not match:
-        raise MarkerError(f"{name}={value!r} is not a duration; use e.g. '500ms', '1.5s' or '2m'")
-    seconds = float(match.group(1)) * {"ms": 0.001, "s": 1.0, "m": 60.0}[match.group(2)]
-    if seconds == 0 and not allow_zero:
-        raise MarkerError(f"{name}={value!r} must be longer than zero")
-    return seconds
+    try:
+        return parse_duration(value, allow_zero=allow_zero)
+    except ValueError as exc:
+        raise MarkerError(f"{name}={value!r}: {exc}") from None
 
 
 def parse_memory(value: object, name: str = "memory") -> int:

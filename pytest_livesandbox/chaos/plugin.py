@@ -17,6 +17,7 @@ Life of a chaos test:
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -24,18 +25,16 @@ from typing import Any
 import pytest
 from filelock import FileLock
 
+from ..backends import load_backend
 from ..config import SandboxConfig
-from ..errors import ChaosError, MarkerError
+from ..errors import ChaosError, MarkerError, SandboxError
 from ..fixtures import MANAGER_KEY
+from ..info import SandboxInfo
+from ..parallel import is_xdist_worker
 from ..postgres.isolation import validate_db_isolation
-from ..sandbox import Sandbox, SandboxInfo
-from .driver import (
-    CHAOS_BACKENDS,
-    capability_problems,
-    chaos_dir,
-    driver_for,
-    remove_chaos_dir,
-)
+from ..protocol import unsupported_fault_hint
+from ..sandbox import Sandbox, backend_for
+from .driver import ChaosDriver, chaos_dir, remove_chaos_dir
 from .lock import SandboxLock
 from .markers import MARKER_NAMES, ChaosPlan, plan_from_markers
 from .session import Chaos
@@ -73,6 +72,27 @@ def _chaos_problems(item: pytest.Item, config: SandboxConfig) -> list[str]:
     return capability_problems(plan, config)
 
 
+def capability_problems(plan: ChaosPlan, config: SandboxConfig) -> list[str]:
+    """Why this run's backend cannot inject ``plan``: it says so itself (collection-time check)."""
+    if not plan or not config.enabled:
+        return []  # the tests skip for want of a sandbox anyway
+    try:
+        backend = backend_for(config)
+    except SandboxError as exc:
+        return [f"@{plan.faults[0].marker}: {exc}"]
+    problems = [
+        f"@{fault.marker}: not supported on --sandbox={backend.name}: "
+        + unsupported_fault_hint(backend, fault.kind)
+        for fault in plan.faults
+        if fault.kind not in backend.supported_faults
+    ]
+    return problems or backend.fault_problems(plan, config)
+
+
+def _driver(info: SandboxInfo, nodeid: str) -> ChaosDriver:
+    return load_backend(info.backend).chaos(info, _owner(nodeid))
+
+
 def _verify_timeout(config: pytest.Config) -> float:
     manager = config.stash.get(MANAGER_KEY, None)
     return manager.config.chaos_verify_timeout if manager is not None else 30.0
@@ -83,7 +103,15 @@ def _info(config: pytest.Config) -> SandboxInfo | None:
     if manager is None or not manager.provisioned or manager.sandbox is None:
         return None
     info = manager.sandbox.info
-    return info if info.backend in CHAOS_BACKENDS else None
+    return info if _supports_chaos(info.backend) else None
+
+
+@functools.cache
+def _supports_chaos(name: str) -> bool:
+    try:
+        return bool(load_backend(name).supported_faults)
+    except SandboxError:
+        return False
 
 
 def _owner(nodeid: str) -> str:
@@ -101,7 +129,7 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Any:
     """
     report = yield
     config = collector.config
-    if not hasattr(config, "workerinput") or report.outcome != "passed":
+    if not is_xdist_worker(config) or report.outcome != "passed":
         return report
     manager = config.stash.get(MANAGER_KEY, None)
     cfg = manager.config if manager is not None else SandboxConfig()
@@ -131,7 +159,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """The controller removes a kube sandbox's chaos folder (ledger, lock) once nothing is in it."""
-    if hasattr(session.config, "workerinput"):
+    if is_xdist_worker(session.config):
         return
     info = _info(session.config)
     if info is not None and not info.workdir:
@@ -144,7 +172,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     info = _info(item.config)
     if info is None:
         return
-    driver = driver_for(info, owner=_owner(item.nodeid))
+    driver = _driver(info, item.nodeid)
     degraded = chaos_dir(info) / DEGRADED_FILE
     if driver.clean() and not degraded.exists():
         return
@@ -198,7 +226,7 @@ def chaos(request: pytest.FixtureRequest, livesandbox: Sandbox) -> Iterator[Chao
     node = request.node
     records: list[dict[str, Any]] = []
     node.user_properties.append(("livesandbox_chaos", records))
-    session = Chaos(driver_for(info, owner=_owner(node.nodeid)), records)
+    session = Chaos(_driver(info, node.nodeid), records)
     node.stash[SESSION_KEY] = session
     try:
         yield session

@@ -17,11 +17,11 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import ChaosError
-from ..sandbox import SandboxInfo
+from ..faultproxy.client import ProxyClient
+from ..info import SandboxInfo
 from .driver import PROXY_KINDS
 from .ledger import Ledger
 from .markers import Fault
-from .proxy_client import ProxyClient
 
 TOXIC_TTL_S = 900.0  # a hung (not dead) owner loses its toxics after this long
 Undo = Callable[[], dict[str, Any]]

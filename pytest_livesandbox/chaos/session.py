@@ -20,7 +20,6 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from ..errors import ChaosError
 from .driver import ActiveFault, ChaosDriver
 from .markers import ChaosPlan, Fault, parse_marker
 
@@ -117,11 +116,3 @@ class Chaos:
             except Exception as exc:
                 errors.append(f"removing {handle.fault.kind} on {handle.fault.target}: {exc}")
         return errors
-
-    def verify(self, timeout: float) -> None:
-        """Raise :class:`ChaosError` unless the sandbox is back to its baseline."""
-        problems = self.driver.baseline_problems(timeout)
-        if problems:
-            raise ChaosError(
-                "the sandbox did not return to baseline after chaos: " + "; ".join(problems)
-            )

@@ -23,7 +23,7 @@ from psycopg import sql
 from psycopg.pq import TransactionStatus
 
 from ..errors import SandboxError
-from ..sandbox import DatabaseInfo
+from ..info import DatabaseInfo
 from .embedded import PostgresBinaries
 
 TEMPLATE_DB = "livesandbox_template"

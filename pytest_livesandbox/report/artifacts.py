@@ -25,7 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..sandbox import LogOffsets, SandboxBackend, SandboxInfo
+from ..info import SandboxInfo
+from ..protocol import Backend as SandboxBackend
+from ..protocol import LogOffsets
 from .redaction import redact
 
 MARKER = ".livesandbox-artifacts"

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..config import SandboxConfig
-from ..parallel import SandboxManager
 from .events import RunEvents
 from .html import HtmlSink
 from .jsonl import JsonlSink
 from .webhook import WebhookSink
+
+if TYPE_CHECKING:
+    from ..parallel import SandboxManager
 
 
 def summary_lines(
@@ -17,10 +20,10 @@ def summary_lines(
 ) -> list[str]:
     """Lines such as ``sandbox 3f9c2a1b (local) ready in 0.41s, torn down in 0.08s``."""
     if manager.error:
-        return [f"sandbox could not be provisioned ({config.backend.value}): {manager.error}"]
+        return [f"sandbox could not be provisioned ({config.backend}): {manager.error}"]
     info = manager.last_info
     if info is None:
-        return [f"backend {config.backend.value}: no sandbox was needed"]
+        return [f"backend {config.backend}: no sandbox was needed"]
     ready = info.timings.get("ready_s")
     line = f"sandbox {info.id} ({info.backend}) ready in {ready:.2f}s"
     if "teardown_s" in times:

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from pytest_livesandbox.chaos.driver import driver_for
+from pytest_livesandbox.backends import load_backend
 
 
 def wait_ready(live_url: str, timeout: float = 60) -> None:
@@ -88,10 +88,11 @@ def test_imperative(chaos, live_url: str) -> None:
 
 DOOMED = """
 import json, os, sys
-from pytest_livesandbox.chaos.driver import driver_for
+from pytest_livesandbox.backends import load_backend
 from pytest_livesandbox.chaos.markers import Fault
-from pytest_livesandbox.sandbox import SandboxInfo
-driver = driver_for(SandboxInfo.from_json(json.loads(sys.stdin.read())), owner="gw9:doomed")
+from pytest_livesandbox.info import SandboxInfo
+info = SandboxInfo.from_json(json.loads(sys.stdin.read()))
+driver = load_backend(info.backend).chaos(info, owner="gw9:doomed")
 driver.apply(Fault("resource_limits", "backend", {"memory": 200 * 1024 * 1024}))
 driver.apply(Fault("db_connections", "db", {"max": 5}))
 os._exit(0)  # a worker dying with its faults in force
@@ -102,7 +103,7 @@ def test_faults_of_a_dead_process_are_repaired(chaos, livesandbox) -> None:
     info = livesandbox.info
     data = json.dumps(info.to_json(secrets=True))
     subprocess.run([sys.executable, "-c", DOOMED], input=data, text=True, check=True)
-    driver = driver_for(info)
+    driver = load_backend(info.backend).chaos(info, owner="")
     assert not driver.clean()
     assert sorted(driver.repair(only_stale=True)) == [
         "undid db_connections left by gw9:doomed",
@@ -115,4 +116,5 @@ def test_faults_of_a_dead_process_are_repaired(chaos, livesandbox) -> None:
 def test_baseline_after(livesandbox, live_url: str) -> None:
     # Runs after the chaos tests in its worker; the sandbox lock keeps them apart anyway.
     wait_ready(live_url)
-    assert driver_for(livesandbox.info).baseline_problems(30) == []
+    info = livesandbox.info
+    assert load_backend(info.backend).chaos(info, owner="").baseline_problems(30) == []

@@ -8,7 +8,7 @@ import time
 
 import httpx
 
-from pytest_livesandbox.chaos.proxy_client import ProxyClient
+from pytest_livesandbox.faultproxy.client import ProxyClient
 
 
 def test_leaks_a_toxic(chaos, livesandbox) -> None:

@@ -14,7 +14,8 @@ from typing import Any
 import psutil
 import pytest
 
-from pytest_livesandbox.chaos.limits import cgroup_writable
+from pytest_livesandbox.backends.local.limits import cgroup_writable
+from pytest_livesandbox.config import in_ci
 from pytest_livesandbox.locations import state_root
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,7 +27,7 @@ EXAMPLES = ROOT / "tests" / "examples"
 def sandbox_ini(pytester: pytest.Pytester) -> pytest.Pytester:
     if not DEMO_APP.exists():
         reason = f"the demo app is missing at {DEMO_APP} (merge examples/ from main)"
-        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+        if in_ci():
             pytest.fail(reason)
         pytest.skip(reason)
     pytester.makeini(
@@ -155,7 +156,7 @@ def test_unitless(): pass
 @pytest.mark.latency(ms=300, target="cache")
 def test_target(): pass
 
-@pytest.mark.evict_pod(component="backend", when="during", delay=0.5)
+@pytest.mark.evict_pod(component="backend", when="during", delay="soon")
 def test_delay(): pass
 
 @pytest.mark.resource_limits(memory="96")
@@ -179,7 +180,7 @@ def test_bad_arguments_are_collection_errors(pytester: pytest.Pytester) -> None:
             "*bad markers:",
             "*test_bad.py::test_unitless: @latency: ms='300' must be a number*",
             "*test_bad.py::test_target: @latency: target='cache' is not one of 'db', 'app'",
-            "*test_bad.py::test_delay: @evict_pod: delay=0.5: give a duration with a unit*",
+            "*test_bad.py::test_delay: @evict_pod: delay='soon': 'soon' is not a duration*",
             "*test_bad.py::test_memory: @resource_limits: memory='96' is not a memory size*",
             "*test_bad.py::test_unknown: @network_fault: unknown argument 'colour'*",
         ]

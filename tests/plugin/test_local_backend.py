@@ -284,7 +284,7 @@ def test_kill_9_leaves_an_orphan_that_gc_reaps(
         capture_output=True,
         text=True,
     )
-    assert "(orphaned)" in gc.stdout and "1 sandbox(es) removed" in gc.stdout
+    assert "(local, orphaned)" in gc.stdout and "1 sandbox(es) removed" in gc.stdout
     isolated_state.assert_clean()
 
 

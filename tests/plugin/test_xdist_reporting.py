@@ -277,7 +277,7 @@ def test_kill_9_of_an_xdist_run_leaves_an_orphan_that_gc_reaps(
     proc.wait(30)
     assert len(isolated_state.sandboxes()) == 1 and isolated_state.processes()
     gc = cli("gc")
-    assert "(orphaned)" in gc.stdout and "1 sandbox(es) removed" in gc.stdout
+    assert "(local, orphaned)" in gc.stdout and "1 sandbox(es) removed" in gc.stdout
     isolated_state.assert_clean()
 
 
@@ -369,11 +369,11 @@ def test_kept_sandbox_expires_after_its_ttl_and_gc_reaps_it(
     pytester: pytest.Pytester, isolated_state: IsolatedState
 ) -> None:
     pytester.makepyfile("def test_a(live_db):\n    pass\n")
-    result = pytester.runpytest_subprocess("--sandbox=local", "--sandbox-keep", "--sandbox-ttl=2s")
+    result = pytester.runpytest_subprocess("--sandbox=local", "--sandbox-keep", "--sandbox-ttl=10s")
     result.assert_outcomes(passed=1)
     (kept,) = isolated_state.sandboxes()
     state = json.loads((kept / "state.json").read_text())
-    assert state["expires_at"] == pytest.approx(state["created_at"] + 2, abs=0.01)
+    assert state["expires_at"] == pytest.approx(state["created_at"] + 10, abs=0.01)
     ls = cli("ls")
     assert "kept" in ls.stdout and "EXPIRES" in ls.stdout and " in " in ls.stdout
     gc = cli("gc")
@@ -382,7 +382,7 @@ def test_kept_sandbox_expires_after_its_ttl_and_gc_reaps_it(
     ls = cli("ls")
     assert "expired" in ls.stdout and " ago" in ls.stdout
     dry = cli("gc", "--dry-run")
-    assert f"would remove {kept.name} (expired)" in dry.stdout and kept.exists()
+    assert f"would remove {kept.name} (local, expired)" in dry.stdout and kept.exists()
     gc = cli("gc")
-    assert f"removing {kept.name} (expired)" in gc.stdout
+    assert f"removing {kept.name} (local, expired)" in gc.stdout
     isolated_state.assert_clean()

@@ -6,8 +6,8 @@ import pytest
 
 import pytest_livesandbox
 from pytest_livesandbox.errors import MarkerError, SandboxError, StartupTimeout
+from pytest_livesandbox.info import DatabaseInfo, SandboxInfo
 from pytest_livesandbox.postgres.isolation import validate_db_isolation
-from pytest_livesandbox.sandbox import DatabaseInfo, SandboxInfo
 
 
 def test_public_api_is_pinned() -> None:
@@ -20,6 +20,7 @@ def test_public_api_is_pinned() -> None:
         "DatabaseInfo",
         "DatabaseStartError",
         "IsolatedDatabase",
+        "ListScope",
         "MarkerError",
         "ProvisionError",
         "RolloutFailed",
@@ -27,6 +28,7 @@ def test_public_api_is_pinned() -> None:
         "SandboxConfig",
         "SandboxError",
         "SandboxInfo",
+        "SandboxRecord",
         "StartupTimeout",
         "TeardownError",
         "UnsafeTarget",

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_livesandbox.chaos.processes import start_proxy
-from pytest_livesandbox.chaos.proxy_client import ProxyClient
+from pytest_livesandbox.backends.local.launcher import start_proxy
+from pytest_livesandbox.faultproxy.client import ProxyClient
 
 OVERSHOOT_S = 0.025
 

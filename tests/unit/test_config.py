@@ -5,7 +5,6 @@ from pathlib import Path
 import pytest
 
 from pytest_livesandbox.config import (
-    Backend,
     SandboxConfig,
     parse_bool,
     parse_duration,
@@ -23,7 +22,7 @@ def resolve(cli=None, env=None, ini=None) -> SandboxConfig:
 
 def test_defaults_leave_the_plugin_inert() -> None:
     cfg = resolve()
-    assert cfg.backend is Backend.NONE and not cfg.enabled
+    assert cfg.backend == "none" and not cfg.enabled
     assert cfg.startup_timeout == 30.0 and cfg.health_path == "/healthz" and cfg.keep is False
     assert cfg.app_cwd == ROOT
 
@@ -31,10 +30,10 @@ def test_defaults_leave_the_plugin_inert() -> None:
 def test_cli_beats_env_beats_ini() -> None:
     ini = {"backend": "kube", "startup_timeout": "10s"}
     env = {"LIVESANDBOX_BACKEND": "gke", "LIVESANDBOX_STARTUP_TIMEOUT": "20s"}
-    assert resolve(ini=ini).backend is Backend.KUBE
-    assert resolve(env=env, ini=ini).backend is Backend.GKE
+    assert resolve(ini=ini).backend == "kube"
+    assert resolve(env=env, ini=ini).backend == "gke"
     cfg = resolve(cli={"backend": "local"}, env=env, ini=ini)
-    assert cfg.backend is Backend.LOCAL and cfg.startup_timeout == 20.0
+    assert cfg.backend == "local" and cfg.startup_timeout == 20.0
     assert cfg.sources["backend"] == "--sandbox"
     assert cfg.sources["startup_timeout"] == "LIVESANDBOX_STARTUP_TIMEOUT"
 
@@ -46,8 +45,19 @@ def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "abc", "-3", "0", "3 days", "10x"])
-def test_bad_durations(text: str) -> None:
+def test_one_duration_parser_for_options_and_markers() -> None:
+    from pytest_livesandbox.chaos.markers import parse_chaos_duration
+
+    # A bare number is seconds everywhere (as in pytest-timeout), text or number.
+    for value in ("30", 30, 30.0, "30s", "0.5m"):
+        assert parse_duration(value) == parse_chaos_duration(value, "delay") == 30.0
+    assert parse_chaos_duration("0s", "delay") == 0.0  # markers may say "at once"
+
+
+@pytest.mark.parametrize(
+    "text", ["", "abc", "-3", "0", "3 days", "10x", "nan", "inf", "8d", "200h", float("nan")]
+)
+def test_bad_durations(text: object) -> None:
     with pytest.raises(ValueError):
         parse_duration(text)
 
@@ -61,7 +71,7 @@ def test_bad_value_names_option_source_and_fix() -> None:
 
 
 def test_unknown_backend_lists_valid_ones() -> None:
-    with pytest.raises(ConfigError, match="none, local, docker, kube, gke"):
+    with pytest.raises(ConfigError, match="none, docker, gke, kube, local"):
         resolve(cli={"backend": "bogus"})
 
 

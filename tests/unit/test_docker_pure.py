@@ -8,8 +8,12 @@ import time
 
 import pytest
 
-from pytest_livesandbox.backends.docker import component_images, container_port
-from pytest_livesandbox.backends.docker_resources import (
+from pytest_livesandbox.backends.docker.backend import (
+    component_images,
+    container_port,
+    docker_sandbox_record,
+)
+from pytest_livesandbox.backends.docker.resources import (
     CREATED_AT,
     EXPIRES_AT,
     HOST,
@@ -20,6 +24,7 @@ from pytest_livesandbox.backends.docker_resources import (
     sandbox_labels,
 )
 from pytest_livesandbox.errors import ProvisionError
+from pytest_livesandbox.protocol import reap_reason
 
 
 def test_component_images_default_and_aliases() -> None:
@@ -61,21 +66,25 @@ def test_labels_mark_ownership_and_expiry() -> None:
     assert made[EXPIRES_AT].endswith("Z") and made[PYTEST_PID] == str(os.getpid())
 
 
+def reaped(record: DockerRecord, older_than: float | None) -> bool:
+    return reap_reason(docker_sandbox_record(record), older_than) is not None
+
+
 def test_a_record_of_this_live_process_is_never_reaped() -> None:
     record = DockerRecord("abcd1234", labels())
-    assert record.status == "running" and not record.reapable(older_than=0)
+    assert record.status == "running" and not reaped(record, older_than=0)
 
 
 def test_dead_owner_means_orphaned_unless_kept() -> None:
     dead = {PYTEST_PID: "999999999", PYTEST_STARTED: "", CREATED_AT: str(time.time() - 60)}
     assert DockerRecord("a", labels(**dead)).status == "orphaned"
     kept = DockerRecord("a", labels(**dead, **{KEEP: "true"}))
-    assert kept.status == "kept" and not kept.reapable(older_than=None)
-    assert kept.reapable(older_than=0)
+    assert kept.status == "kept" and not reaped(kept, older_than=None)
+    assert reaped(kept, older_than=0)
 
 
 def test_expired_sandboxes_of_other_hosts_are_reaped_others_not() -> None:
     foreign = {HOST: socket.gethostname() + "-elsewhere"}
-    assert not DockerRecord("a", labels(**foreign)).reapable(older_than=None)
+    assert not reaped(DockerRecord("a", labels(**foreign)), older_than=None)
     expired = DockerRecord("a", labels(**foreign, **{EXPIRES_AT: "2020-01-01T00:00:00Z"}))
-    assert expired.status == "expired" and expired.reapable(older_than=None)
+    assert expired.status == "expired" and reaped(expired, older_than=None)

@@ -16,14 +16,14 @@ from types import SimpleNamespace as NS
 
 import pytest
 
-from pytest_livesandbox.chaos import proxy as proxy_module
+from pytest_livesandbox.backends.kube import faultproxy as fp
+from pytest_livesandbox.backends.kube.artifacts import cut_log, pod_changes
+from pytest_livesandbox.backends.kube.route import RouteSpec, parse_route, route_objects
 from pytest_livesandbox.chaos.markers import Fault
 from pytest_livesandbox.chaos.proxied import toxic_params
-from pytest_livesandbox.chaos.proxy_client import ProxyClient
 from pytest_livesandbox.errors import ConfigError
-from pytest_livesandbox.kube import faultproxy as fp
-from pytest_livesandbox.kube.artifacts import cut_log, pod_changes
-from pytest_livesandbox.kube.route import RouteSpec, parse_route, route_objects
+from pytest_livesandbox.faultproxy import server as proxy_module
+from pytest_livesandbox.faultproxy.client import ProxyClient
 
 T0 = dt.datetime(2026, 12, 1, 8, 0, tzinfo=dt.UTC)
 

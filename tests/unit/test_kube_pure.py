@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from pytest_livesandbox.backends.gke import GkeCluster, credentials_command, credentials_env
-from pytest_livesandbox.backends.kube import DEMO_MANIFESTS, external_database
-from pytest_livesandbox.errors import ConfigError, UnsafeTarget
-from pytest_livesandbox.kube import diagnose
-from pytest_livesandbox.kube import manifests as mf
-from pytest_livesandbox.kube.client import missing_exec_plugin
-from pytest_livesandbox.kube.names import (
+from pytest_livesandbox.backends.gke.backend import GkeCluster, credentials_command, credentials_env
+from pytest_livesandbox.backends.kube import diagnose
+from pytest_livesandbox.backends.kube import manifests as mf
+from pytest_livesandbox.backends.kube import postgres as pg
+from pytest_livesandbox.backends.kube.backend import DEMO_MANIFESTS
+from pytest_livesandbox.backends.kube.client import missing_exec_plugin
+from pytest_livesandbox.backends.kube.names import (
     check_context_allowed,
     expires_at,
     label_value,
@@ -26,8 +26,9 @@ from pytest_livesandbox.kube.names import (
     render_url_template,
     sandbox_labels,
 )
-from pytest_livesandbox.kube.namespace import guard_rails
-from pytest_livesandbox.postgres import kube as pg
+from pytest_livesandbox.backends.kube.namespace import guard_rails
+from pytest_livesandbox.backends.kube.postgres import external_database
+from pytest_livesandbox.errors import ConfigError, UnsafeTarget
 
 
 @pytest.mark.parametrize(
@@ -299,7 +300,7 @@ def test_external_dsn() -> None:
 
 
 def test_expired_is_relative_to_now() -> None:
-    from pytest_livesandbox.kube.namespace import NamespaceRecord
+    from pytest_livesandbox.backends.kube.namespace import NamespaceRecord
 
     past = NamespaceRecord("n", "i", "o", "r", time.time() - 10, time.time() - 1, "Active")
     assert past.expired and past.age >= 10
@@ -309,9 +310,9 @@ def test_expired_is_relative_to_now() -> None:
 def test_library_errors_during_bring_up_become_ours() -> None:
     from kubernetes.client import ApiException
 
-    from pytest_livesandbox.backends.kube import api_error
+    from pytest_livesandbox.backends.kube.diagnose import api_error
     from pytest_livesandbox.errors import ClusterUnreachable, ProvisionError
-    from pytest_livesandbox.sandbox import SandboxInfo
+    from pytest_livesandbox.info import SandboxInfo
 
     info = SandboxInfo(
         "i", "kube", "r", "o", 0.0, extra={"server": "https://k:6443", "context": "c"}

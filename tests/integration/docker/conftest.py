@@ -9,11 +9,11 @@ from dataclasses import dataclass
 import docker
 import pytest
 
-from pytest_livesandbox.backends.docker_resources import MANAGED_BY_LABEL, OWNER, container_name
-from pytest_livesandbox.dockerhost import connect
+from pytest_livesandbox.backends.docker.host import connect
+from pytest_livesandbox.backends.docker.resources import MANAGED_BY_LABEL, OWNER, container_name
+from pytest_livesandbox.config import in_ci
 from pytest_livesandbox.errors import ClusterUnreachable
-from pytest_livesandbox.fixtures import in_ci
-from pytest_livesandbox.sandbox import MANAGED_BY
+from pytest_livesandbox.info import MANAGED_BY
 
 DEMO_APP_IMAGE = "localhost/livesandbox/demo-app:dev"
 POSTGRES_IMAGE = "postgres:15"

@@ -11,11 +11,12 @@ import httpx
 import psycopg
 import pytest
 
-from pytest_livesandbox.backends.docker import DockerBackend
-from pytest_livesandbox.chaos import docker as chaos
+from pytest_livesandbox.backends.docker import effects as chaos
+from pytest_livesandbox.backends.docker.backend import DockerBackend
 from pytest_livesandbox.config import SandboxConfig
 from pytest_livesandbox.errors import ChaosError
-from pytest_livesandbox.sandbox import Sandbox, SandboxInfo
+from pytest_livesandbox.info import SandboxInfo
+from pytest_livesandbox.sandbox import Sandbox
 from tests.integration.docker.conftest import DEMO_APP_IMAGE
 
 

@@ -191,7 +191,7 @@ def test_keep_then_down(
     gc = cli("gc", "--backend", "docker", "--owner", docker_scope.owner)
     assert "0 sandbox(es) removed" in gc.stdout  # kept on purpose, not expired
     down = cli("down", sandbox_id)
-    assert down.returncode == 0 and "(docker)" in down.stdout, down.stderr
+    assert down.returncode == 0 and "(docker, " in down.stdout, down.stderr
     assert docker_scope.leftovers() == []
     isolated_state.assert_clean()
 

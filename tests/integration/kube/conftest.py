@@ -14,6 +14,8 @@ from typing import Any, NoReturn
 
 import pytest
 
+from pytest_livesandbox.config import in_ci
+
 HOW_TO_START = (
     "start the cluster with `sudo bash cluster/ci.sh` (prints the kubeconfig path) and export "
     "KUBECONFIG=/var/lib/livesandbox-cluster/kubeconfig-admin"
@@ -23,7 +25,7 @@ POSTGRES_IMAGE = "localhost/livesandbox/postgres:15"
 
 
 def _unavailable(reason: str) -> NoReturn:
-    if os.environ.get("CI", "").lower() == "true":
+    if in_ci():
         pytest.fail(f"kube cluster unavailable under CI: {reason}", pytrace=False)
     pytest.skip(f"kube cluster unavailable ({reason}); {HOW_TO_START}")
 

@@ -16,7 +16,13 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.integration.kube.test_cluster_smoke import APP_PORT, create_deployment, ready_pods, run_script_pod, wait_for
+from tests.integration.kube.test_cluster_smoke import (
+    APP_PORT,
+    create_deployment,
+    ready_pods,
+    run_script_pod,
+    wait_for,
+)
 
 pytestmark = pytest.mark.kube
 CLUSTER = Path(__file__).resolve().parents[3] / "cluster"

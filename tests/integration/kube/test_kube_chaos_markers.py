@@ -1,4 +1,8 @@
-"""The chaos markers on --sandbox=kube, end to end on the real cluster: one inner run, -n 2."""
+"""The chaos markers on --sandbox=kube and --sandbox=gke, end to end on the real cluster.
+
+One inner run each, under -n 2. gke without --sandbox-gke-cluster uses the kubeconfig's current
+context: a GKE sandbox is a kube sandbox with other credentials, so every kube fault must work.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +19,13 @@ pytestmark = pytest.mark.kube
 EXAMPLES = REPO / "tests" / "examples"
 
 
+@pytest.mark.parametrize("backend", ["kube", "gke"])
 def test_markers_have_real_effects_and_latency_is_refused(
-    pytester: pytest.Pytester, isolated_state: IsolatedState, kube_client: Any, core: Any
+    pytester: pytest.Pytester,
+    isolated_state: IsolatedState,
+    kube_client: Any,
+    core: Any,
+    backend: str,
 ) -> None:
     shutil.copytree(REPO / "conftest_examples" / "kube", pytester.path, dirs_exist_ok=True)
     ini = pytester.path / "pytest.ini"
@@ -28,10 +37,12 @@ def test_markers_have_real_effects_and_latency_is_refused(
         test_chaos=(EXAMPLES / "chaos_containers.py").read_text(),
         test_unsupported=(EXAMPLES / "chaos_unsupported.py").read_text(),
     )
-    result = pytester.runpytest_subprocess("-n", "2", "--sandbox-report=r.jsonl")
+    result = pytester.runpytest_subprocess(
+        "-n", "2", f"--sandbox={backend}", "--sandbox-report=r.jsonl"
+    )
     result.assert_outcomes(passed=7, errors=1)
     result.stdout.fnmatch_lines(
-        ["*test_latency: @latency: not supported on --sandbox=kube*--sandbox=local*"]
+        [f"*test_latency: @latency: not supported on --sandbox={backend}*--sandbox=local*"]
     )
     found: dict[str, Any] = {}
     namespace = ""
@@ -39,6 +50,7 @@ def test_markers_have_real_effects_and_latency_is_refused(
         event = json.loads(line)
         if event["event"] == "run_started":
             namespace = event["sandbox"]["namespace"]
+            assert event["sandbox"]["backend"] == backend
         if event["event"] == "test_finished":
             found[event["nodeid"].split("::")[-1]] = event
     evict = found["test_evict"]["chaos"][0]

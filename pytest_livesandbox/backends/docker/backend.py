@@ -1,0 +1,367 @@
+"""The ``docker`` backend: the app's own image next to a PostgreSQL container (testcontainers).
+
+One sandbox on the daemon::
+
+    network   livesandbox-<id>              private bridge network, nothing else on it
+    container livesandbox-<id>-db           PostgreSQL, alias "db", 5432 -> 127.0.0.1:<port>
+    volume    livesandbox-<id>-db-data      its data (survives a chaos kill + restart)
+    container livesandbox-<id>-app          --sandbox-image app=IMAGE, alias "app"/"backend",
+                                            DATABASE_URL=postgresql://app:***@db:5432/app,
+                                            PORT=<its exposed port> -> 127.0.0.1:<port>
+
+All of them carry our ownership labels (:mod:`.resources`), so teardown, ``livesandbox
+gc`` and ``livesandbox down`` find them after a crash. Configure with::
+
+    pytest --sandbox=docker --sandbox-image app=myapp:dev [--sandbox-image postgres=postgres:16]
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import docker
+import docker.errors
+import psycopg
+from testcontainers.core.network import Network
+
+from ...chaos.driver import PROXY_KINDS
+from ...config import SandboxConfig
+from ...errors import (
+    AppCrashed,
+    ClusterUnreachable,
+    DatabaseStartError,
+    ProvisionError,
+    SandboxError,
+    TeardownError,
+)
+from ...info import SandboxInfo, default_owner
+from ...locations import state_root
+from ...protocol import ListScope, SandboxRecord
+from ...readiness import HttpReady, wait_until_ready
+from .chaos import DockerChaos
+from .host import connect, daemon_address, ensure_image, with_free_port
+from .postgres import ContainerPostgres, LoopbackContainer, logs_tail
+from .resources import (
+    COMPONENT,
+    ENDPOINT,
+    DockerRecord,
+    docker_records,
+    remove_sandbox,
+    sandbox_labels,
+)
+
+if TYPE_CHECKING:
+    from ...chaos.markers import ChaosPlan
+
+DEFAULT_POSTGRES_IMAGE = "postgres:15"
+APP_COMPONENTS = ("app", "backend")
+DB_COMPONENTS = ("postgres", "db")
+DEFAULT_APP_PORT = 8000
+# application_name of the app's database sessions, as the local backend sets it (chaos finds them).
+APP_SESSION_NAME = "livesandbox-app"
+
+
+def component_images(images: tuple[tuple[str, str], ...]) -> tuple[str | None, str]:
+    """``(app image or None, postgres image)`` from ``--sandbox-image`` pairs.
+
+    >>> component_images((("app", "myapp:dev"),))
+    ('myapp:dev', 'postgres:15')
+    """
+    app: str | None = None
+    postgres = DEFAULT_POSTGRES_IMAGE
+    for component, image in images:
+        if component in APP_COMPONENTS:
+            app = image
+        elif component in DB_COMPONENTS:
+            postgres = image
+        else:
+            raise ProvisionError(
+                f"--sandbox-image {component}={image}: the docker backend runs the components "
+                "app (alias backend) and postgres (alias db); use app=IMAGE or postgres=IMAGE"
+            )
+    return app, postgres
+
+
+def container_port(app_env: dict[str, str], exposed: dict[str, Any] | None) -> int:
+    """The port the app listens on inside its container.
+
+    ``PORT`` from the app environment, else the image's one exposed TCP port, else 8000.
+
+    >>> container_port({}, {"8080/tcp": {}}), container_port({"PORT": "9000"}, None)
+    (8080, 9000)
+    """
+    if app_env.get("PORT", "").isdigit():
+        return int(app_env["PORT"])
+    tcp = [int(p.split("/")[0]) for p in (exposed or {}) if p.endswith("/tcp")]
+    return tcp[0] if len(tcp) == 1 else DEFAULT_APP_PORT
+
+
+def ensure_running(container: Any, image: str) -> None:
+    """Raise :class:`AppCrashed` with exit code and last log lines if the app container stopped."""
+    container.reload()
+    if container.status not in ("exited", "dead"):
+        return
+    state = container.attrs.get("State", {})
+    oom = " (killed for exceeding its memory limit)" if state.get("OOMKilled") else ""
+    raise AppCrashed(
+        f"the app container (image {image}) exited with code {state.get('ExitCode')}{oom} during "
+        f"start-up.\nLast log lines:\n{logs_tail(container)}\n"
+        "Hint: run the image yourself with DATABASE_URL and PORT set to see why, e.g. "
+        f"`docker run --rm -e DATABASE_URL=postgresql://... -e PORT=8000 {image}`."
+    )
+
+
+class DockerBackend:
+    """Provision and tear down docker sandboxes (see the module docstring)."""
+
+    name: ClassVar[str] = "docker"
+    supported_faults: ClassVar[frozenset[str]] = DockerChaos.kinds
+    fault_hints: ClassVar[dict[str, str]] = dict.fromkeys(
+        PROXY_KINDS,
+        "the docker backend has no fault proxy in front of its containers yet; "
+        "run this test with --sandbox=local",
+    )
+
+    def __init__(self) -> None:
+        self._client: docker.DockerClient | None = None
+
+    @property
+    def client(self) -> docker.DockerClient:
+        """The daemon connection of this process (made on first use)."""
+        if self._client is None:
+            self._client = connect()
+        return self._client
+
+    def provision(self, config: SandboxConfig, sandbox_id: str, run_id: str) -> SandboxInfo:
+        """Start PostgreSQL and the app; on any failure (or Ctrl-C) remove what was made."""
+        app_image, pg_image = component_images(config.image)
+        ensure_image(self.client, pg_image, role="postgres")
+        if app_image is not None:
+            ensure_image(self.client, app_image, role="app")
+        workdir = state_root() / sandbox_id
+        info = SandboxInfo(
+            id=sandbox_id,
+            backend=self.name,
+            run_id=run_id,
+            owner=default_owner(),
+            created_at=time.time(),
+            workdir=str(workdir),
+        )
+        info.extra.update(
+            docker_host=daemon_address(),
+            health_path=config.health_path,
+            images={"postgres": pg_image, "app": app_image},
+            containers={},
+        )
+        try:
+            workdir.mkdir(mode=0o755)
+            self._provision(config, info, app_image, pg_image)
+        except docker.errors.DockerException as exc:
+            self.teardown(info)
+            reason = getattr(exc, "explanation", None) or str(exc)
+            hint = ""
+            if os.environ.get("TESTCONTAINERS_RYUK_DISABLED", "").lower() in ("false", "0"):
+                hint = (
+                    "\nHint: TESTCONTAINERS_RYUK_DISABLED=false makes testcontainers start its "
+                    "Ryuk reaper, whose image comes from Docker Hub; unset it (`livesandbox gc` "
+                    "is the reaper here)."
+                )
+            raise ProvisionError(
+                f"the Docker daemon refused a step of the sandbox set-up: {reason}{hint}"
+            ) from None
+        except psycopg.Error as exc:
+            self.teardown(info)
+            raise DatabaseStartError(
+                f"could not set up the app role in PostgreSQL ({pg_image}): {exc}"
+            ) from None
+        except BaseException:
+            self.teardown(info)
+            raise
+        return info
+
+    def _provision(
+        self, config: SandboxConfig, info: SandboxInfo, app_image: str | None, pg_image: str
+    ) -> None:
+        began = time.perf_counter()
+        labels = sandbox_labels(
+            sandbox_id=info.id,
+            run_id=info.run_id,
+            owner=info.owner,
+            created_at=info.created_at,
+            ttl=config.ttl,
+            keep=config.keep,
+        )
+        network = Network(docker_network_kw={"labels": labels})
+        network.name = f"livesandbox-{info.id}"
+        network.create()
+        info.extra["network"] = network.name
+        db = ContainerPostgres(
+            pg_image,
+            client=self.client,
+            network=network,
+            name=f"livesandbox-{info.id}-db",
+            labels=labels,
+        )
+        info.extra["containers"]["db"] = db.name
+        info.extra["volumes"] = [db.volume]
+        info.db = db.start(config.startup_timeout)
+        info.timings["db_ready_s"] = round(time.perf_counter() - began, 4)
+        if app_image is not None:
+            self._start_app(config, info, app_image, network, labels, db)
+            info.timings["app_ready_s"] = round(time.perf_counter() - began, 4)
+
+    def _start_app(
+        self,
+        config: SandboxConfig,
+        info: SandboxInfo,
+        image: str,
+        network: Network,
+        labels: dict[str, str],
+        db: ContainerPostgres,
+    ) -> None:
+        app_env = dict(config.app_env)
+        exposed = self.client.images.get(image).attrs.get("Config", {}).get("ExposedPorts")
+        port = container_port(app_env, exposed)
+        env = {
+            **app_env,
+            "DATABASE_URL": db.dsn_in_network(APP_SESSION_NAME),
+            "PORT": str(port),
+            "LIVESANDBOX_ID": info.id,
+        }
+        name = f"livesandbox-{info.id}-app"
+        info.extra["containers"]["app"] = name
+        info.extra["app_port"] = port
+        made: list[LoopbackContainer] = []
+
+        def start(host_port: int) -> LoopbackContainer:
+            endpoint = f"http://127.0.0.1:{host_port}"
+            container = (
+                LoopbackContainer(image)
+                .with_envs(**env)
+                .with_network(network)
+                .with_network_aliases("app", "backend")
+                .with_name(name)
+                .with_kwargs(labels={**labels, COMPONENT: "app", ENDPOINT: endpoint})
+                .with_loopback_port(port, host_port)
+            )
+            made.append(container)
+            return container.start()
+
+        def remove_failed() -> None:
+            if made and made[-1]._container is not None:
+                made[-1]._container.remove(force=True, v=True)
+
+        try:
+            container, host_port = with_free_port(start, remove_failed)
+        except docker.errors.APIError as exc:
+            raise AppCrashed(
+                f"the app container (image {image}) could not start: {exc.explanation or exc}\n"
+                "Hint: check the image's entrypoint/command, e.g. `docker run --rm "
+                f"{image}`."
+            ) from None
+        wrapped = container.get_wrapped_container()
+        info.endpoint = f"http://127.0.0.1:{host_port}"
+        wait_until_ready(
+            HttpReady(
+                info.endpoint + config.health_path,
+                alive=lambda: ensure_running(wrapped, image),
+                log_tail=lambda: logs_tail(wrapped),
+            ),
+            timeout=config.startup_timeout,
+        )
+        # From now on, like a Deployment: an OOM-killed or crashed app comes back by itself
+        # (not during start-up, where a crash must surface as AppCrashed with its exit code).
+        wrapped.update(restart_policy={"Name": "on-failure"})
+
+    def collect_artifacts(
+        self, info: SandboxInfo, since: float, until: float, dest: Path
+    ) -> list[Path]:
+        """The containers' output of the window ``[since, until]`` as ``<component>.log``."""
+        written = []
+        for component, name in (info.extra.get("containers") or {}).items():
+            try:
+                container = self.client.containers.get(name)
+                data: bytes = container.logs(
+                    since=int(since), until=int(until) + 1, timestamps=True
+                )
+            except (docker.errors.DockerException, ClusterUnreachable):
+                continue
+            dest.mkdir(parents=True, exist_ok=True)
+            path = dest / f"{component}.log"
+            path.write_bytes(data)
+            written.append(path)
+        return written
+
+    def teardown(self, info: SandboxInfo) -> None:
+        """Remove the containers, network and volumes (found by label), then the folder."""
+        try:
+            remove_sandbox(self.client, info.id)
+        except (docker.errors.DockerException, ClusterUnreachable) as exc:
+            raise TeardownError(
+                f"could not remove docker sandbox {info.id}: {exc}\n"
+                "Hint: once the daemon answers again, `livesandbox gc` (or `livesandbox down "
+                f"{info.id}`) removes it."
+            ) from None
+        finally:
+            if info.workdir:
+                shutil.rmtree(info.workdir, ignore_errors=True)
+
+    # ----------------------------------------------------------------- protocol: config, chaos, CLI
+
+    def check_config(self, config: SandboxConfig) -> list[str]:
+        """Settings the docker backend cannot honour."""
+        problems = []
+        if config.attach:
+            problems.append(
+                "--sandbox-attach: the docker backend cannot attach to a sandbox; keep one with "
+                "--sandbox-keep, or use --sandbox=kube to attach to a namespace"
+            )
+        if config.db_dsn:
+            problems.append(
+                "--sandbox-db-dsn: the docker backend always runs its own PostgreSQL container; "
+                "drop the option or use --sandbox=kube"
+            )
+        return problems
+
+    def chaos(self, info: SandboxInfo, owner: str) -> DockerChaos:
+        """The docker chaos driver (container stop/start, limits, role limits, kill_db)."""
+        return DockerChaos(info, owner=owner)
+
+    def fault_problems(self, plan: ChaosPlan, config: SandboxConfig) -> list[str]:
+        """Nothing beyond :attr:`supported_faults` depends on this machine."""
+        return []
+
+    def list_sandboxes(self, scope: ListScope) -> list[SandboxRecord]:
+        """Sandboxes found by our labels on containers, networks and volumes."""
+        try:
+            client = self.client
+        except SandboxError:
+            if os.environ.get("DOCKER_HOST") or os.path.exists("/var/run/docker.sock"):
+                raise ClusterUnreachable("no Docker daemon answered") from None
+            return []  # no daemon configured here: nothing to list
+        return [docker_sandbox_record(rec) for rec in docker_records(client)]
+
+    def reap(self, record: SandboxRecord) -> None:
+        """Remove the sandbox's labelled resources and its local folder."""
+        remove_sandbox(self.client, record.id)
+        shutil.rmtree(state_root() / record.id, ignore_errors=True)
+
+
+def docker_sandbox_record(rec: DockerRecord) -> SandboxRecord:
+    """The CLI's view of a docker sandbox."""
+    return SandboxRecord(
+        id=rec.id,
+        backend="docker",
+        status=rec.status,
+        age=rec.age,
+        owner=rec.owner,
+        where=rec.endpoint or "-",
+        expires_in=rec.expires_in,
+        reapable=rec.status in ("orphaned", "expired"),
+        protected=rec.owner_alive is True,
+        handle=rec,
+    )

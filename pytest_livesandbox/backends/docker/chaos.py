@@ -1,0 +1,119 @@
+"""The docker backend's :class:`~.driver.ChaosDriver`: the effects of :mod:`.docker` as markers.
+
+========================  ==========================================================
+fault (marker)            effect
+========================  ==========================================================
+evict (evict_pod)         app container stopped (SIGTERM, SIGKILL after 10 s) and started
+                          again; removal waits until it answers its health path
+                          (``recovery_s``)
+resource_limits           ``container.update`` memory/CPU limits; removal lifts them and
+                          reports ``oom_kills`` (the daemon's ``oom`` events)
+db_connections            ``ALTER ROLE app CONNECTION LIMIT`` + the app's sessions ended
+kill_db                   PostgreSQL container killed, started again after ``down_for``
+========================  ==========================================================
+
+Latency and network faults need the local backend's fault proxy and are refused at collection.
+Every fault is written to the :class:`~.ledger.Ledger` first, so a dead worker's faults are
+undone by the next test::
+
+    driver = DockerChaos(info, owner="gw0::test_x")
+    with driver.apply(Fault("resource_limits", "backend", {"memory": 96 * MiB})) as fault:
+        ...
+    print(fault.record["oom_kills"])
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ...chaos.driver import chaos_dir, db_problems, watch_recovery
+from ...chaos.ledger import Ledger
+from ...chaos.ledgered import LedgeredDriver
+from ...chaos.markers import Fault
+from ...info import SandboxInfo
+from . import effects
+
+
+class DockerChaos(LedgeredDriver):
+    """The :class:`~.driver.ChaosDriver` of the docker backend."""
+
+    def __init__(self, info: SandboxInfo, owner: str = "") -> None:
+        self.info = info
+        self.owner = owner
+        self.ledger = Ledger(chaos_dir(info))
+
+    def _guarded(self, kind: str, undo: dict[str, Any], act: Callable[[], Any]) -> tuple[str, Any]:
+        key = self.ledger.add(kind, undo, self.owner)
+        try:
+            return key, act()
+        except BaseException:
+            self._undo_effect(kind, undo)
+            self.ledger.remove(key)
+            raise
+
+    def _evict(self, fault: Fault, record: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+        began = time.monotonic()
+        key, result = self._guarded(
+            "evict",
+            {"component": fault.target},
+            lambda: effects.evict(self.info, fault.target, wait=False),
+        )
+        self.ledger.remove(key)  # started again already; only readiness is left to wait for
+        record.update(result)
+        return watch_recovery(lambda: effects.wait_app_ready(self.info), began)
+
+    def _limits(self, fault: Fault, record: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+        key = self.ledger.add("resource_limits", {}, self.owner)
+        try:
+            data = effects.limit_resources(
+                self.info,
+                memory=fault.params.get("memory"),
+                cpu=fault.params.get("cpu"),
+                component=fault.target,
+            )
+        except BaseException:
+            self.ledger.remove(key)
+            raise
+        self.ledger.update(key, data)
+        record["container"] = data["container"]
+
+        def undo() -> dict[str, Any]:
+            effect = effects.restore_resources(self.info, data)
+            self.ledger.remove(key)
+            return effect
+
+        return undo
+
+    def _stop_db(self) -> dict[str, Any]:
+        result: dict[str, Any] = effects.kill_db(self.info)
+        return result
+
+    def _start_db(self) -> dict[str, Any]:
+        up_at = time.monotonic()
+        result: dict[str, Any] = dict(effects.start_db(self.info))
+        effects.wait_app_ready(self.info)
+        result["recovery_s"] = round(time.monotonic() - up_at, 4)
+        return result
+
+    # ----------------------------------------------------------------- repair, baseline
+
+    def _undo_effect(self, kind: str, undo: dict[str, Any]) -> None:
+        if kind == "evict":
+            app = effects.container(self.info, undo.get("component", "backend"))
+            if app.status != "running":
+                app.start()
+        elif kind == "resource_limits" and undo:
+            effects.restore_resources(self.info, undo)
+
+    def baseline_problems(self, timeout: float = effects.RECOVERY_TIMEOUT_S) -> list[str]:
+        """Ledger empty, containers running unlimited, PostgreSQL up, role unlimited, app ready."""
+        problems: list[str] = []
+        if not self.ledger.empty():
+            kinds = sorted({e["kind"] for e in self.ledger.entries().values()})
+            problems.append(f"faults still recorded as active: {', '.join(kinds)}")
+        problems.extend(effects.baseline_problems(self.info, timeout))
+        if not problems:
+            problems.extend(db_problems(self.info, timeout))
+        return problems

@@ -1,0 +1,455 @@
+"""The ``kube`` backend: a namespace with PostgreSQL, the app's manifests and a live endpoint.
+
+    pytest --sandbox=kube --sandbox-manifests=k8s/ --sandbox-image backend=myapp:dev
+
+Bring-up, on any cluster the kubeconfig reaches (a production-looking context is refused):
+
+1. namespace ``<prefix>-<id>`` with our labels and ``livesandbox/expires-at``; quota, limit range
+   and network policies (:mod:`..kube.namespace`);
+2. PostgreSQL (:mod:`..postgres.kube`) and the Secret ``livesandbox-db`` (key ``url``: the app's
+   DSN) unless ``--sandbox-db-dsn`` names an external database; reachable from the tests through a
+   port-forward on 127.0.0.1, with an app role that is not a superuser;
+3. the app's manifests with image overrides; wait for the rollout (failing fast with pod states,
+   events and log tails) and for the health path to answer through a port-forward (or the public
+   ``--sandbox-url-template`` URL).
+
+Teardown deletes the namespace (only if it carries our labels) and waits until it is gone;
+``--sandbox-attach NAMESPACE`` reuses an existing sandbox and never deletes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ...chaos.driver import PROXY_KINDS
+from ...config import SandboxConfig
+from ...errors import (
+    ConfigError,
+    ProvisionError,
+    RolloutFailed,
+    SandboxError,
+    TeardownError,
+)
+from ...info import DatabaseInfo, SandboxInfo, default_owner
+from ...locations import state_root
+from ...postgres.roles import APP_SESSION_NAME
+from ...protocol import ListScope, SandboxRecord
+from ...readiness import HttpReady, wait_until_ready
+from . import artifacts as kube_artifacts
+from . import faultproxy as fp
+from . import manifests as mf
+from . import postgres as pg
+from . import sandboxes
+from .attach import attach_namespace
+from .chaos import KubeChaos
+from .client import KubeTarget, connect
+from .diagnose import api_error
+from .names import (
+    EXPIRES_AT,
+    check_url_template,
+    git_sha,
+    namespace_name,
+    render_url_template,
+    sandbox_labels,
+)
+from .namespace import delete_namespace, guard_rails, namespace_body
+from .portforward import PortForwarder
+from .proxy_setup import NamespaceProxy, start_proxy, with_image_hint
+from .rollout import RolloutReady
+from .route import RouteSpec, check_route_target, create_route, parse_route, route_status
+
+if TYPE_CHECKING:
+    from ...chaos.markers import ChaosPlan
+
+DEMO_MANIFESTS = Path(__file__).resolve().parents[3] / "examples" / "demo_app" / "k8s"
+# How long a public URL (--sandbox-url-template) may take to answer before the port-forward is used.
+PUBLIC_URL_GRACE = 60.0
+
+
+class KubeBackend:
+    """Provision and tear down sandbox namespaces (see the module docstring)."""
+
+    name: ClassVar[str] = "kube"
+    supported_faults: ClassVar[frozenset[str]] = KubeChaos.kinds
+    fault_hints: ClassVar[dict[str, str]] = {}
+
+    def __init__(self) -> None:
+        self._targets: dict[str, KubeTarget] = {}
+        self._forwarders: dict[str, list[PortForwarder]] = {}
+        self._artifact_targets: dict[str, KubeTarget] = {}
+
+    # -- connection -------------------------------------------------------------------------------
+
+    def connect(self, config: SandboxConfig) -> KubeTarget:
+        """The cluster to use (the gke backend first fetches credentials)."""
+        return connect(
+            kubeconfig=config.kubeconfig,
+            context=config.context,
+            allow_context=config.allow_context,
+        )
+
+    # -- provision --------------------------------------------------------------------------------
+
+    def provision(self, config: SandboxConfig, sandbox_id: str, run_id: str) -> SandboxInfo:
+        """Bring the sandbox up; on any failure (or Ctrl-C) remove what was made, then re-raise."""
+        info = SandboxInfo(
+            id=sandbox_id,
+            backend=self.name,
+            run_id=run_id,
+            owner=default_owner(),
+            created_at=time.time(),
+        )
+        try:
+            self._provision(config, info)
+        except BaseException as exc:
+            with contextlib.suppress(Exception):
+                self.teardown(info)
+            if isinstance(exc, Exception) and not isinstance(exc, SandboxError):
+                raise api_error(exc, info) from None
+            raise
+        return info
+
+    def _provision(self, config: SandboxConfig, info: SandboxInfo) -> None:
+        began = time.monotonic()
+        deadline = began + config.startup_timeout
+        if config.url_template:
+            check_url_template(config.url_template)
+        route = parse_route(config.route)
+        if route.kind != "none" and not config.url_template:
+            raise ConfigError(
+                f"--sandbox-route={route} needs --sandbox-url-template (the host to route), "
+                "e.g. --sandbox-url-template='https://sandbox-{id}.dev.example.com'"
+            )
+        target = self.connect(config)
+        self._targets[info.id] = target
+        info.extra.update(
+            context=target.context,
+            server=target.server,
+            kubeconfig=target.kubeconfig,
+            namespace_prefix=config.namespace_prefix,
+        )
+        if config.attach:
+            attach_namespace(config, info, target, deadline, self._forward)
+            info.timings["app_ready_s"] = round(time.monotonic() - began, 4)
+            return
+
+        namespace = namespace_name(config.namespace_prefix, info.id)
+        # Everything that can be wrong with the input is checked before anything is created.
+        objs = self._app_objects(config, info, namespace)
+        check_route_target(target, route)
+        db_image = dict(config.image).get(pg.COMPONENT, pg.DEFAULT_IMAGE)
+        sha = git_sha(config.app_cwd)
+        body = namespace_body(
+            namespace,
+            sandbox_labels(info.id, info.run_id, info.owner, sha, backend=self.name),
+            config.ttl,
+        )
+        target.core.create_namespace(body)
+        info.namespace = namespace
+        info.extra["created_namespace"] = True
+        info.extra["expires_at"] = body["metadata"]["annotations"][EXPIRES_AT]
+        if sha:
+            info.extra["git_sha"] = sha
+        mf.create_objects(target.api, namespace, guard_rails())
+        info.timings["namespace_s"] = round(time.monotonic() - began, 4)
+
+        app_password = secrets.token_hex(16)
+        proxy: NamespaceProxy | None = None
+        if config.db_dsn:
+            info.db = pg.external_database(config.db_dsn)
+            proxy = start_proxy(config, target, namespace, objs, None)
+            if proxy is not None:
+                proxy.wait(target, deadline - time.monotonic())
+            app_secret = pg.app_secret(config.db_dsn, **pg.db_parts(info.db))
+            mf.create_objects(target.api, namespace, [app_secret, *objs])
+        else:
+            admin_password = secrets.token_hex(16)
+            secret, service, statefulset = pg.postgres_objects(db_image, admin_password)
+            mf.create_objects(target.api, namespace, [secret, service, statefulset])
+            host = target.core.read_namespaced_service(pg.NAME, namespace).spec.cluster_ip
+            # The proxy's pod starts while PostgreSQL does; the app's DATABASE_URL names its db
+            # Service, so latency and network faults on "db" sit between the app and the server.
+            proxy = start_proxy(config, target, namespace, objs, f"{host}:{pg.PORT}")
+            if proxy is not None and proxy.db_host:
+                host = proxy.db_host
+            in_cluster = DatabaseInfo(host, pg.PORT, pg.APP_DB, pg.APP_USER, app_password)
+            info.db = self._await_postgres(
+                target, info, namespace, admin_password, app_password, deadline
+            )
+            if proxy is not None:
+                proxy.wait(target, deadline - time.monotonic())
+            # The app starts once its role logs in: no app sees a half-made database, none
+            # needs to retry (or crash-loop) through PostgreSQL's start-up.
+            # application_name marks the app's sessions (chaos db_connections ends them).
+            url = f"{in_cluster.url()}?application_name={APP_SESSION_NAME}"
+            app_secret = pg.app_secret(url, **pg.db_parts(in_cluster))
+            mf.create_objects(target.api, namespace, [app_secret, *objs])
+        info.timings["db_ready_s"] = round(time.monotonic() - began, 4)
+
+        self._await_app(config, info, target, namespace, objs, deadline, proxy)
+        info.timings["app_ready_s"] = round(time.monotonic() - began, 4)
+
+    def _app_objects(
+        self, config: SandboxConfig, info: SandboxInfo, namespace: str
+    ) -> list[dict[str, Any]]:
+        source = config.manifests or DEMO_MANIFESTS
+        objs = mf.load_manifests(source)
+        url = (
+            render_url_template(
+                config.url_template, sandbox_id=info.id, namespace=namespace, run_id=info.run_id
+            )
+            if config.url_template
+            else ""
+        )
+        values = {
+            "LIVESANDBOX_ID": info.id,
+            "LIVESANDBOX_NAMESPACE": namespace,
+            "LIVESANDBOX_RUN_ID": info.run_id,
+            "LIVESANDBOX_URL": url,
+            "LIVESANDBOX_HOST": url.split("://", 1)[-1].split("/", 1)[0] if url else "",
+        }
+        objs = [mf.substitute(obj, values) for obj in objs]
+        mf.check_namespaced(objs, namespace)
+        app_overrides = [(c, i) for c, i in config.image if c not in (pg.COMPONENT, fp.COMPONENT)]
+        used = mf.override_images(objs, app_overrides)
+        unknown = [c for c, _ in app_overrides if c not in used]
+        if unknown:
+            raise ConfigError(
+                f"--sandbox-image {', '.join(unknown)}=...: no workload in {source} has that "
+                "app.kubernetes.io/component label or name; known: "
+                f"{', '.join([*mf.known_components(objs), pg.COMPONENT])}"
+            )
+        info.extra["manifests"] = str(source)
+        return objs
+
+    def _await_postgres(
+        self,
+        target: KubeTarget,
+        info: SandboxInfo,
+        namespace: str,
+        admin_password: str,
+        app_password: str,
+        deadline: float,
+    ) -> DatabaseInfo:
+        forwarder = self._forward(target, info, namespace, pg.SELECTOR, pg.PORT, "db")
+        db = DatabaseInfo(
+            "127.0.0.1",
+            forwarder.port,
+            pg.APP_DB,
+            pg.APP_USER,
+            app_password,
+            admin_user=pg.ADMIN_USER,
+            admin_password=admin_password,
+        )
+        probe = pg.PostgresProbe(db.url(admin=True), pg.APP_USER, app_password, pg.APP_DB)
+        wait_until_ready(
+            RolloutReady(
+                target,
+                namespace,
+                [("StatefulSet", pg.NAME)],
+                what=f"PostgreSQL in namespace {namespace}",
+                selector=pg.SELECTOR,
+                probe=probe.check,
+                probe_hint=probe.hint,
+                probed=("StatefulSet", pg.NAME),
+                secrets=(admin_password, app_password),
+            ),
+            timeout=max(deadline - time.monotonic(), 0.1),
+            interval=0.1,
+            max_interval=0.25,
+        )
+        return db
+
+    def _await_app(
+        self,
+        config: SandboxConfig,
+        info: SandboxInfo,
+        target: KubeTarget,
+        namespace: str,
+        objs: list[dict[str, Any]],
+        deadline: float,
+        proxy: NamespaceProxy | None = None,
+    ) -> None:
+        endpoint = mf.endpoint_target(objs)
+        loads = mf.workloads(objs)
+        secrets_ = [s for s in (info.db.password, info.db.admin_password) if s] if info.db else []
+        probe: HttpReady | None = None
+        probed = None
+        if proxy is not None:
+            # The control API listens on the pod's loopback: reached through the API server only.
+            control = self._forward(target, info, namespace, fp.SELECTOR, fp.CONTROL_PORT, "proxy")
+            info.extra["fault_proxy"] = {"control_port": control.port, "routes": proxy.routes}
+        if endpoint is not None:
+            selector, port, probed = endpoint
+            if proxy is not None and "app" in proxy.routes:
+                selector, port = fp.SELECTOR, fp.ROUTE_PORTS["app"]  # the client goes through it
+            forwarder = self._forward(target, info, namespace, selector, port, "app")
+            info.endpoint = forwarder.url
+            info.extra["endpoint_selector"] = selector
+            probe = HttpReady(forwarder.url + config.health_path)
+        if loads or probe is not None:
+            try:
+                wait_until_ready(
+                    RolloutReady(
+                        target,
+                        namespace,
+                        loads,
+                        what=f"the app in namespace {namespace}",
+                        probe=probe.check if probe else None,
+                        probe_hint=probe.hint if probe else None,
+                        probed=probed,
+                        secrets=secrets_,
+                    ),
+                    timeout=max(deadline - time.monotonic(), 0.1),
+                    interval=0.1,
+                    max_interval=0.25,
+                )
+            except RolloutFailed as exc:
+                raise with_image_hint(exc) from None
+        if config.url_template:
+            self._public_endpoint(config, info, target, namespace, deadline, objs, proxy)
+
+    def _public_endpoint(
+        self,
+        config: SandboxConfig,
+        info: SandboxInfo,
+        target: KubeTarget,
+        namespace: str,
+        deadline: float,
+        objs: list[dict[str, Any]],
+        proxy: NamespaceProxy | None,
+    ) -> None:
+        assert config.url_template is not None
+        url = render_url_template(
+            config.url_template, sandbox_id=info.id, namespace=namespace, run_id=info.run_id
+        )
+        route = parse_route(config.route)
+        if route.kind != "none":
+            info.extra["route"] = create_route(target, namespace, route, url, objs, proxy)
+        grace = min(PUBLIC_URL_GRACE, max(deadline - time.monotonic(), 1.0))
+        began = time.monotonic()
+        public = HttpReady(url + config.health_path, what="the public URL")
+        try:
+            wait_until_ready(public, timeout=grace)
+        except SandboxError as exc:
+            if route.kind != "none":
+                raise _route_error(url, grace, public, route, target, namespace) from None
+            if info.endpoint is None:
+                raise
+            # DNS or the ingress may lag behind; the port-forward still reaches the app.
+            info.extra["public_url"] = url
+            info.extra["public_url_error"] = str(exc).splitlines()[0]
+            return
+        info.timings["public_url_s"] = round(time.monotonic() - began, 4)
+        info.extra["port_forward"] = info.endpoint
+        info.endpoint = url
+
+    def _forward(
+        self,
+        target: KubeTarget,
+        info: SandboxInfo,
+        namespace: str,
+        selector: str,
+        port: int | str,
+        name: str,
+    ) -> PortForwarder:
+        forwarder = PortForwarder(target.api.configuration, namespace, selector, port, name=name)
+        self._forwarders.setdefault(info.id, []).append(forwarder.start())
+        info.extra.setdefault("forwards", {})[name] = forwarder.port
+        return forwarder
+
+    # -- artifacts, teardown ----------------------------------------------------------------------
+
+    def collect_artifacts(
+        self, info: SandboxInfo, since: float, until: float, dest: Path
+    ) -> list[Path]:
+        """The namespace's container logs, events and pod changes in ``[since, until]``."""
+        if not info.namespace:
+            return []
+        target = self._targets.get(info.id) or self._artifact_targets.get(info.id)
+        if target is None:
+            # An xdist worker: its own client, kept for the next failed test.
+            kubeconfig = info.extra.get("kubeconfig")
+            target = connect(
+                kubeconfig=Path(kubeconfig) if kubeconfig else None,
+                context=info.extra.get("context"),
+                allow_context=None,
+                check_production=False,
+            )
+            self._artifact_targets[info.id] = target
+        return kube_artifacts.collect(target, info.namespace, since, until, dest)
+
+    def teardown(self, info: SandboxInfo) -> None:
+        """Stop the port-forwards; delete the namespace we made (never an attached one)."""
+        for forwarder in self._forwarders.pop(info.id, []):
+            forwarder.close()
+        target = self._targets.pop(info.id, None)
+        with contextlib.suppress(OSError):
+            (state_root() / f"{info.id}.template.lock").unlink(missing_ok=True)
+        try:
+            if info.extra.get("attached") or not info.extra.get("created_namespace"):
+                return
+            assert info.namespace is not None
+            if target is None:
+                kubeconfig = info.extra.get("kubeconfig")
+                target = connect(
+                    kubeconfig=Path(kubeconfig) if kubeconfig else None,
+                    context=info.extra.get("context"),
+                    allow_context=None,
+                    check_production=False,
+                )
+            delete_namespace(target.core, info.namespace, sandbox_id=info.id)
+        except (SandboxError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            raise TeardownError(
+                f"could not delete namespace {info.namespace} ({type(exc).__name__}: "
+                f"{str(exc)[:300]}); it expires at {info.extra.get('expires_at')}: remove it with "
+                f"`livesandbox down {info.namespace}` or `livesandbox gc` once the cluster answers"
+            ) from None
+        finally:
+            if target is not None:
+                target.close()
+
+    # ----------------------------------------------------------------- protocol: config, chaos, CLI
+
+    def check_config(self, config: SandboxConfig) -> list[str]:
+        """Kubernetes settings are checked when connecting (they need the kubeconfig)."""
+        return []
+
+    def chaos(self, info: SandboxInfo, owner: str) -> KubeChaos:
+        """The kube chaos driver (Eviction API, patched resources, role limits, kill_db)."""
+        return KubeChaos(info, owner=owner)
+
+    def fault_problems(self, plan: ChaosPlan, config: SandboxConfig) -> list[str]:
+        """Proxy faults need the fault proxy (``livesandbox_fault_proxy``, default on)."""
+        return [
+            f"@{fault.marker}: needs the fault proxy, which is off "
+            "(livesandbox_fault_proxy = false); turn it on or drop the marker"
+            for fault in plan.faults
+            if fault.kind in PROXY_KINDS and not config.fault_proxy
+        ]
+
+    def list_sandboxes(self, scope: ListScope) -> list[SandboxRecord]:
+        """Namespaces labelled as ours (and as this backend's) in the scope's cluster."""
+        return sandboxes.list_records(self.name, scope)
+
+    def reap(self, record: SandboxRecord) -> None:
+        """Delete the listed namespace (refused unless our labels say it is ours)."""
+        sandboxes.reap_record(record)
+
+
+def _route_error(
+    url: str, grace: float, public: HttpReady, route: RouteSpec, target: KubeTarget, ns: str
+) -> ProvisionError:
+    """We made the route, so the URL must answer: say why not (probe + the route's status)."""
+    return ProvisionError(
+        f"the public URL {url} did not answer within {grace:.0f}s through --sandbox-route="
+        f"{route}. {public.last_probe()}. Route status: {route_status(target, ns, route)}. "
+        "Check that the name resolves to the router (DNS), that its certificate covers the host "
+        "(TLS) and the route's conditions above."
+    )

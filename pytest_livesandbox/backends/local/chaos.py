@@ -1,0 +1,271 @@
+"""Chaos on the local backend: real effects on real processes, from any process of the run.
+
+========================  ==========================================================
+fault                     effect
+========================  ==========================================================
+latency / network faults  toxics on the fault proxy's ``db`` or ``app`` route
+evict (backend)           SIGTERM to the app; the supervisor restarts it; recovery is
+                          measured until the app answers its health path again
+resource_limits           cgroup v1 memory/cpu limit (or RLIMIT_AS), see :mod:`.limits`
+db_connections            ``ALTER ROLE ... CONNECTION LIMIT`` + the app's sessions ended
+kill_db                   fast shutdown of PostgreSQL, restarted after ``down_for``
+========================  ==========================================================
+
+Every fault is written to the :class:`~.ledger.Ledger` before it takes effect, so a crashed
+process's faults are undone by whoever comes next::
+
+    driver = LocalChaos(info, owner="gw0::test_x")
+    with driver.apply(Fault("evict", "backend")) as fault:
+        ...
+    print(fault.record["recovery_s"])
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ...chaos.driver import CORE_KINDS, PROXY_KINDS, db_problems
+from ...chaos.ledger import Ledger
+from ...chaos.ledgered import Handler, LedgeredDriver
+from ...chaos.markers import Fault
+from ...errors import ChaosError, StartupTimeout
+from ...faultproxy.client import ProxyClient
+from ...info import SandboxInfo
+from ...processes import process_alive
+from ...readiness import HttpReady, wait_until_ready
+from . import pgctl
+from .launcher import supervisor_state
+from .limits import CGROUP_LIST, apply_limits, cgroup_writable, forced_mode, undo_limits
+
+TOXIC_TTL_S = 900.0  # a hung (not dead) owner loses its toxics after this long
+RECOVERY_TIMEOUT_S = 30.0
+_names = iter(range(1, 1 << 30))
+
+if TYPE_CHECKING:
+    from ...chaos.markers import ChaosPlan
+    from ...config import SandboxConfig
+
+
+class LocalChaos(LedgeredDriver):
+    """The :class:`~.driver.ChaosDriver` of the local backend."""
+
+    kinds: ClassVar[frozenset[str]] = CORE_KINDS | PROXY_KINDS
+
+    def __init__(self, info: SandboxInfo, owner: str = "") -> None:
+        if not info.workdir:
+            raise ChaosError("this local sandbox has no working folder")
+        self.info = info
+        self.owner = owner
+        self.workdir = Path(info.workdir)
+        self.ledger = Ledger(self.workdir)
+        self.proxy = ProxyClient.from_info(info)
+
+    # ----------------------------------------------------------------- apply
+
+    def _handlers(self) -> dict[str, Handler]:
+        return {**super()._handlers(), **dict.fromkeys(PROXY_KINDS, self._toxic)}
+
+    def _toxic(self, fault: Fault, record: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+        if self.proxy is None:
+            raise ChaosError(
+                f"{fault.kind} needs the fault proxy, but this sandbox runs without it "
+                "(livesandbox_fault_proxy = false)"
+            )
+        params = {k: float(v) for k, v in fault.params.items() if k != "direction"}
+        direction = str(fault.params.get("direction", "both"))
+        if fault.kind == "latency" and direction == "both":
+            # ms is what one request/response exchange gains: half on the way in, half out.
+            params = {"ms": params["ms"] / 2, "jitter": params.get("jitter", 0.0) / 2}
+        key = self.ledger.add("toxic", {"route": fault.target}, self.owner)
+        try:
+            toxic = self.proxy.add_toxic(
+                fault.target, fault.kind, direction, params, owner=self.owner, ttl_s=TOXIC_TTL_S
+            )
+        except BaseException:
+            self.ledger.remove(key)
+            raise
+        self.ledger.update(key, {"route": fault.target, "id": toxic["id"]})
+        record["toxic_id"] = toxic["id"]
+
+        def undo() -> dict[str, Any]:
+            assert self.proxy is not None
+            self.proxy.remove_toxic(fault.target, toxic["id"])
+            self.ledger.remove(key)
+            return {}
+
+        return undo
+
+    def _app_pid(self) -> int:
+        pid = supervisor_state(self.workdir).get("pid")
+        if not pid:
+            raise ChaosError("the app is not running under the supervisor (no app pid)")
+        return int(pid)
+
+    def _evict(self, fault: Fault, record: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+        old = self._app_pid()
+        began = time.monotonic()
+        os.kill(old, signal.SIGTERM)
+        # Like a pod's termination grace period, then SIGKILL.
+        while process_alive(old):
+            if time.monotonic() - began > 10:
+                os.kill(old, signal.SIGKILL)
+            time.sleep(0.005)
+        record.update(old_pid=old, terminated_s=round(time.monotonic() - began, 4))
+
+        def undo() -> dict[str, Any]:
+            new = self._wait_replacement(old)
+            ready_s = self.wait_app_ready()
+            exits = supervisor_state(self.workdir).get("exits") or []
+            exit_info: dict[str, Any] = next((e for e in reversed(exits) if e["pid"] == old), {})
+            return {
+                "new_pid": new,
+                "exit_code": exit_info.get("code"),
+                "recovery_s": round(time.monotonic() - began, 4),
+                "ready_wait_s": round(ready_s, 4),
+            }
+
+        return undo
+
+    def _wait_replacement(self, old: int) -> int:
+        deadline = time.monotonic() + RECOVERY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            pid = supervisor_state(self.workdir).get("pid")
+            if pid and pid != old:
+                return int(pid)
+            time.sleep(0.01)
+        raise ChaosError(f"the app was not restarted within {RECOVERY_TIMEOUT_S:g}s")
+
+    def _limits(self, fault: Fault, record: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+        pid = self._app_pid()
+        before = supervisor_state(self.workdir).get("restarts", 0)
+        name = f"livesandbox-{self.info.id}-{os.getpid()}-{next(_names)}"
+        key = self.ledger.add("limits", {}, self.owner)
+        try:
+            undo_data = apply_limits(
+                self.workdir,
+                pid,
+                memory=fault.params.get("memory"),
+                cpu=fault.params.get("cpu"),
+                name=name,
+            )
+        except BaseException:
+            self.ledger.remove(key)
+            raise
+        self.ledger.update(key, undo_data)
+        record.update(mode=undo_data["mode"], pid=pid)
+
+        def undo() -> dict[str, Any]:
+            if not process_alive(pid):
+                # Killed under the limit: let the supervisor record it and start a replacement.
+                self._wait_replacement(pid)
+            effect = undo_limits(undo_data)
+            self.ledger.remove(key)
+            state = supervisor_state(self.workdir)
+            effect["app_restarts"] = int(state.get("restarts", 0)) - int(before)
+            exits = [e for e in state.get("exits") or [] if e["pid"] == pid]
+            if exits:
+                how = f"signal {exits[-1]['signal']}" if exits[-1]["signal"] else "exit"
+                oom = " by the OOM killer" if effect.get("oom_kills") else ""
+                effect["outcome"] = f"killed ({how}{oom}) and restarted"
+                effect["recovery_s"] = round(self.wait_app_ready(), 4)
+            elif "memory" not in fault.params:
+                throttled = effect.get("cpu_throttled_periods", 0)
+                effect["outcome"] = "throttled" if throttled else "not throttled"
+            elif effect["mode"] == "rlimit":
+                effect["outcome"] = "not killed: allocations over the limit fail (MemoryError)"
+            elif effect.get("failcnt"):
+                effect["outcome"] = "not killed: the limit was hit and memory reclaimed"
+            else:
+                effect["outcome"] = "not reached"
+            return effect
+
+        return undo
+
+    def _stop_db(self) -> dict[str, Any]:
+        return {"stop_s": round(pgctl.stop_postgres(self.info), 4)}
+
+    def _start_db(self) -> dict[str, Any]:
+        up_at = time.monotonic()
+        result: dict[str, Any] = {"start_s": round(pgctl.start_postgres(self.info), 4)}
+        self.wait_app_ready()
+        result["recovery_s"] = round(time.monotonic() - up_at, 4)
+        return result
+
+    # ----------------------------------------------------------------- baseline
+
+    def wait_app_ready(self, timeout: float = RECOVERY_TIMEOUT_S) -> float:
+        """Seconds until the app answers its health path directly (not through the proxy)."""
+        direct = self.info.extra.get("app_direct_endpoint")
+        if not direct:
+            return 0.0
+        path = self.info.extra.get("health_path", "/healthz")
+        return wait_until_ready(HttpReady(direct + path, what="the app"), timeout=timeout)
+
+    def repair(self, *, only_stale: bool) -> list[str]:
+        """Undo recorded faults (stale ones, or all) and clear stray toxics; say what was done."""
+        done = super().repair(only_stale=only_stale)
+        if not only_stale and self.proxy is not None and self.proxy.clear():
+            done.append("removed stray toxics from the fault proxy")
+        return done
+
+    def _undo_effect(self, kind: str, undo: dict[str, Any]) -> None:
+        if kind == "toxic" and self.proxy is not None:
+            if "id" in undo:
+                self.proxy.remove_toxic(undo["route"], undo["id"])
+            else:
+                self.proxy.clear()
+        elif kind == "limits" and undo:
+            undo_limits(undo)
+
+    def baseline_problems(self, timeout: float = RECOVERY_TIMEOUT_S) -> list[str]:
+        """Check proxy, ledger, limits, PostgreSQL, role limit and app readiness."""
+        problems: list[str] = []
+        if not self.ledger.empty():
+            kinds = sorted({e["kind"] for e in self.ledger.entries().values()})
+            problems.append(f"faults still recorded as active: {', '.join(kinds)}")
+        if self.proxy is not None:
+            try:
+                toxics = self.proxy.toxics()
+            except ChaosError as exc:
+                problems.append(str(exc))
+            else:
+                if toxics:
+                    names = ", ".join(f"{t['kind']} on {t['route']}" for t in toxics)
+                    problems.append(f"the fault proxy still has toxics: {names}")
+        if (self.workdir / CGROUP_LIST).exists():
+            problems.append("the app still runs under a chaos cgroup limit")
+        problems.extend(db_problems(self.info, timeout))
+        if self.info.endpoint:
+            path = self.info.extra.get("health_path", "/healthz")
+            try:
+                wait_until_ready(HttpReady(self.info.endpoint + path), timeout=timeout)
+            except StartupTimeout as exc:
+                problems.append(f"the app is not ready again: {str(exc).splitlines()[0]}")
+        return problems
+
+
+def local_fault_problems(plan: ChaosPlan, config: SandboxConfig) -> list[str]:
+    """Why this run cannot inject ``plan`` locally (collection-time check)."""
+    problems = []
+    for fault in plan.faults:
+        if fault.kind in PROXY_KINDS and not config.fault_proxy:
+            problems.append(
+                f"@{fault.marker}: needs the fault proxy, which is off "
+                "(livesandbox_fault_proxy = false); turn it on or drop the marker"
+            )
+        if fault.kind in ("evict", "resource_limits") and not config.app_cmd:
+            problems.append(
+                f"@{fault.marker}: component={fault.target!r}: this sandbox runs no app"
+            )
+        if fault.kind == "resource_limits" and "cpu" in fault.params:
+            if forced_mode() == "rlimit" or not cgroup_writable("cpu"):
+                problems.append(
+                    "@resource_limits: cpu= needs a writable cgroup v1 cpu controller "
+                    "(root); this machine offers only memory limits by rlimit"
+                )
+    return problems

@@ -1,0 +1,123 @@
+"""Talk to the fault proxy's control API from any process (stdlib ``http.client``).
+
+The proxy's address travels in :attr:`SandboxInfo.extra` (``fault_proxy``), so xdist workers
+reach it without the backend objects::
+
+    client = ProxyClient.from_info(info)
+    toxic = client.add_toxic("db", "latency", "downstream", {"ms": 150}, owner="gw0")
+    ...
+    client.remove_toxic("db", toxic["id"])
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+from typing import Any
+from urllib.parse import quote
+
+from ..errors import ChaosError
+from ..info import SandboxInfo
+
+EXTRA_KEY = "fault_proxy"
+
+
+class ProxyClient:
+    """A thin JSON-over-HTTP client; each call opens one loopback connection."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 5.0) -> None:
+        self.host = host
+        self.port = port
+        self.timeout = timeout
+
+    @classmethod
+    def from_info(cls, info: SandboxInfo) -> ProxyClient | None:
+        """The sandbox's proxy, or ``None`` when it runs without one."""
+        data = info.extra.get(EXTRA_KEY)
+        if not data:
+            return None
+        return cls(int(data["control_port"]))
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """One control call; raises :class:`ChaosError` on transport errors or non-2xx."""
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        try:
+            payload = json.dumps(body).encode() if body is not None else None
+            headers = {"Content-Type": "application/json"} if payload else {}
+            conn.request(method, path, body=payload, headers=headers)
+            response = conn.getresponse()
+            data = json.loads(response.read() or b"null")
+        except (OSError, ValueError) as exc:
+            raise ChaosError(
+                f"the fault proxy on 127.0.0.1:{self.port} did not answer {method} {path}: "
+                f"{exc}. Hint: is the sandbox still running?"
+            ) from None
+        finally:
+            conn.close()
+        if response.status >= 300:
+            raise ChaosError(f"fault proxy: {method} {path} -> {response.status}: {data}")
+        return data
+
+    def health(self) -> bool:
+        """True when the proxy answers."""
+        try:
+            return bool(self.request("GET", "/health").get("ok"))
+        except ChaosError:
+            return False
+
+    def routes(self) -> dict[str, Any]:
+        """Every route with its toxics and open links."""
+        return dict(self.request("GET", "/routes"))
+
+    def set_route(self, name: str, upstream: str, listen_port: int = 0) -> int:
+        """Create (or repoint) a route; returns its listening port."""
+        route = self.request(
+            "PUT", f"/routes/{name}", {"upstream": upstream, "listen_port": listen_port}
+        )
+        return int(route["listen_port"])
+
+    def add_toxic(
+        self,
+        route: str,
+        kind: str,
+        direction: str,
+        params: dict[str, float],
+        *,
+        owner: str = "",
+        ttl_s: float = 0.0,
+        owner_pid: int | None = None,
+    ) -> dict[str, Any]:
+        """Install a toxic owned by this process (removed by the proxy if we die)."""
+        body = {
+            "kind": kind,
+            "direction": direction,
+            "params": params,
+            "owner": owner,
+            "owner_pid": os.getpid() if owner_pid is None else owner_pid,
+            "ttl_s": ttl_s,
+        }
+        return dict(self.request("POST", f"/routes/{route}/toxics", body))
+
+    def remove_toxic(self, route: str, toxic_id: str) -> bool:
+        """Remove one toxic; False if it was already gone (expired, swept)."""
+        try:
+            self.request("DELETE", f"/routes/{route}/toxics/{toxic_id}")
+        except ChaosError as exc:
+            if "404" in str(exc):
+                return False
+            raise
+        return True
+
+    def clear(self, owner: str | None = None) -> int:
+        """Remove all toxics (or one owner's); returns how many."""
+        path = "/toxics" + (f"?owner={quote(owner, safe='')}" if owner else "")
+        return int(self.request("DELETE", path)["removed"])
+
+    def toxics(self) -> list[dict[str, Any]]:
+        """Every installed toxic, with its route name under ``route``."""
+        found = []
+        for name, route in self.routes().items():
+            for toxic in route["toxics"]:
+                found.append({**toxic, "route": name})
+        return found

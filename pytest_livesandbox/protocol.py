@@ -1,0 +1,139 @@
+"""The one protocol every backend implements, and the records ``livesandbox ls/gc/down`` show.
+
+A backend is a package under ``backends/`` (or a third party's) with a class that satisfies
+:class:`Backend`; it is found through the ``pytest_livesandbox.backends`` entry-point group, so
+nothing outside the backend asks which backend it is: it asks the backend what it can do::
+
+    [project.entry-points."pytest_livesandbox.backends"]
+    eks = "acme_livesandbox_eks:EksBackend [kube]"
+
+    class EksBackend(KubeBackend):          # a subclass inherits provision, chaos and cleanup
+        name = "eks"
+
+The chaos hooks read :attr:`Backend.supported_faults` (and :meth:`Backend.fault_problems` for
+what depends on the machine) at collection; the CLI calls :meth:`Backend.list_sandboxes` and
+:meth:`Backend.reap`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from .chaos.driver import ChaosDriver
+    from .chaos.markers import ChaosPlan
+    from .config import SandboxConfig
+    from .info import SandboxInfo
+
+
+@dataclass(frozen=True)
+class ListScope:
+    """Where the CLI looks for sandboxes (backends use what applies to them)."""
+
+    kubeconfig: Path | None = None
+    context: str | None = None
+    required: bool = False  # the user named a cluster: failing to reach it is an error
+
+
+@dataclass
+class SandboxRecord:
+    """One sandbox as ``livesandbox ls`` shows it.
+
+    ``status`` is ``running`` (its pytest still runs: never reaped), ``kept``, ``expired``,
+    ``orphaned`` (its pytest is gone), or a backend's own word (``active``, ``terminating``).
+    ``reapable`` says whether ``gc`` removes it without ``--older-than``.
+    """
+
+    id: str
+    backend: str
+    status: str
+    age: float
+    owner: str
+    where: str
+    expires_in: float | None = None
+    reapable: bool = False
+    protected: bool = False  # never reaped by gc (running, already terminating)
+    aliases: tuple[str, ...] = ()  # other names `down` accepts (a kube namespace)
+    handle: Any = field(default=None, repr=False)  # the backend's own data for reap()
+
+
+class Backend(Protocol):
+    """What each backend provides (``backends/local``, ``backends/kube``, ...)."""
+
+    name: ClassVar[str]
+    supported_faults: ClassVar[frozenset[str]]  # Fault.kind values its chaos driver injects
+
+    def check_config(self, config: SandboxConfig) -> list[str]:
+        """Settings this backend cannot honour (a ``UsageError`` at configure; no connecting)."""
+
+    def provision(self, config: SandboxConfig, sandbox_id: str, run_id: str) -> SandboxInfo:
+        """Bring a sandbox up (or attach to one) and describe it; clean up fully before raising."""
+
+    def teardown(self, info: SandboxInfo) -> None:
+        """Remove everything :meth:`provision` made for ``info`` (never an attached sandbox)."""
+
+    def collect_artifacts(
+        self, info: SandboxInfo, since: float, until: float, dest: Path
+    ) -> list[Path]:
+        """Write logs/events of the window ``[since, until]`` (Unix time) into ``dest``.
+
+        Called in whichever process ran the failed test (xdist worker included), with a fresh
+        backend instance: it must work from ``info`` alone. Returns the files written.
+        """
+
+    def chaos(self, info: SandboxInfo, owner: str) -> ChaosDriver:
+        """The driver that injects faults into the running sandbox ``info``."""
+
+    def fault_problems(self, plan: ChaosPlan, config: SandboxConfig) -> list[str]:
+        """Why this machine or configuration cannot inject ``plan``'s supported faults."""
+
+    def list_sandboxes(self, scope: ListScope) -> list[SandboxRecord]:
+        """The sandboxes of this backend (only those carrying our ownership marks)."""
+
+    def reap(self, record: SandboxRecord) -> None:
+        """Remove one listed sandbox (the CLI has checked it may)."""
+
+
+@runtime_checkable
+class LogOffsets(Protocol):
+    """Optional backend capability: exact per-test log windows from byte offsets.
+
+    For logs without timestamps (the local backend's ``app.log``) a time window cannot be cut
+    exactly; the test's process notes each log's size when the test starts and ends instead, and
+    :meth:`collect_between` copies what was appended in between. Backends without it get
+    :meth:`Backend.collect_artifacts` with the time window.
+    """
+
+    def log_offsets(self, info: SandboxInfo) -> dict[str, int]:
+        """Current size in bytes of each log, keyed by artifact file name (``app.log``)."""
+
+    def collect_between(
+        self, info: SandboxInfo, start: dict[str, int], end: dict[str, int], dest: Path
+    ) -> list[Path]:
+        """Write each log's bytes ``[start, end)`` into ``dest``; return the files written."""
+
+
+def unsupported_fault_hint(backend: Backend, kind: str) -> str:
+    """Why ``backend`` refuses fault ``kind``: its own ``fault_hints`` entry, or a generic line."""
+    hints: dict[str, str] = getattr(backend, "fault_hints", {})
+    return hints.get(kind) or f"the {backend.name} backend cannot inject {kind!r}"
+
+
+def reap_reason(record: SandboxRecord, older_than: float | None = None) -> str | None:
+    """Why ``livesandbox gc`` removes ``record`` (``None``: it stays).
+
+    Protected sandboxes (their pytest still runs) always stay; reapable ones (orphaned, expired)
+    go; with ``older_than`` (seconds) older ones go too.
+
+    >>> reap_reason(SandboxRecord("a", "local", "kept", age=90, owner="me", where="-"), 60)
+    'older than 60s'
+    """
+    if record.protected:
+        return None
+    if record.reapable:
+        return record.status
+    if older_than is not None and record.age > older_than:
+        return f"older than {older_than:g}s"
+    return None
