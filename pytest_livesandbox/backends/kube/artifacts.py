@@ -102,9 +102,7 @@ def collect(
             if status is None:
                 continue
             base = dest / "logs" / f"{name}.{container.name}"
-            jobs.append(
-                (base.with_suffix(".log"), _log(core, namespace, name, container.name, since_s))
-            )
+            jobs.append((Path(f"{base}.log"), _log(core, namespace, name, container.name, since_s)))
             if (status.restart_count or 0) > 0:
                 jobs.append(
                     (
