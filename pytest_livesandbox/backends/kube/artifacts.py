@@ -27,7 +27,8 @@ from typing import Any
 
 from kubernetes.client import ApiException
 
-from .client import KubeTarget
+from ...info import SandboxInfo
+from .client import KubeTarget, connect
 
 LOG_LIMIT_BYTES = 512 << 10
 WORKERS = 8
@@ -78,6 +79,29 @@ def _trim_nanos(stamp: str) -> str:
         return stamp
     digits = frac.rstrip("Z")
     return f"{head}.{digits[:6]}Z"
+
+
+class Collector:
+    """:func:`collect` for a sandbox, with the backend's client or (xdist workers) its own."""
+
+    def __init__(self, targets: dict[str, KubeTarget]) -> None:
+        self.targets = targets  # the backend's clients by sandbox id (controller process)
+        self.own: dict[str, KubeTarget] = {}
+
+    def collect(self, info: SandboxInfo, since: float, until: float, dest: Path) -> list[Path]:
+        """The window's artifacts of ``info``'s namespace (none without one)."""
+        if not info.namespace:
+            return []
+        target = self.targets.get(info.id) or self.own.get(info.id)
+        if target is None:
+            kubeconfig = info.extra.get("kubeconfig")
+            target = self.own[info.id] = connect(
+                kubeconfig=Path(kubeconfig) if kubeconfig else None,
+                context=info.extra.get("context"),
+                allow_context=None,
+                check_production=False,
+            )
+        return collect(target, info.namespace, since, until, dest)
 
 
 def collect(

@@ -29,7 +29,6 @@ from ...chaos.driver import PROXY_KINDS
 from ...config import SandboxConfig
 from ...errors import (
     ConfigError,
-    ProvisionError,
     RolloutFailed,
     SandboxError,
     TeardownError,
@@ -59,15 +58,14 @@ from .names import (
 from .namespace import delete_namespace, guard_rails, namespace_body
 from .portforward import PortForwarder
 from .proxy_setup import NamespaceProxy, start_proxy, with_image_hint
+from .public_url import await_public_url
 from .rollout import RolloutReady
-from .route import RouteSpec, check_route_target, create_route, parse_route, route_status
+from .route import check_route_target, parse_route
 
 if TYPE_CHECKING:
     from ...chaos.markers import ChaosPlan
 
 DEMO_MANIFESTS = Path(__file__).resolve().parents[3] / "examples" / "demo_app" / "k8s"
-# How long a public URL (--sandbox-url-template) may take to answer before the port-forward is used.
-PUBLIC_URL_GRACE = 60.0
 
 
 class KubeBackend:
@@ -80,7 +78,7 @@ class KubeBackend:
     def __init__(self) -> None:
         self._targets: dict[str, KubeTarget] = {}
         self._forwarders: dict[str, list[PortForwarder]] = {}
-        self._artifact_targets: dict[str, KubeTarget] = {}
+        self._artifacts = kube_artifacts.Collector(self._targets)
 
     # -- connection -------------------------------------------------------------------------------
 
@@ -311,42 +309,7 @@ class KubeBackend:
             except RolloutFailed as exc:
                 raise with_image_hint(exc) from None
         if config.url_template:
-            self._public_endpoint(config, info, target, namespace, deadline, objs, proxy)
-
-    def _public_endpoint(
-        self,
-        config: SandboxConfig,
-        info: SandboxInfo,
-        target: KubeTarget,
-        namespace: str,
-        deadline: float,
-        objs: list[dict[str, Any]],
-        proxy: NamespaceProxy | None,
-    ) -> None:
-        assert config.url_template is not None
-        url = render_url_template(
-            config.url_template, sandbox_id=info.id, namespace=namespace, run_id=info.run_id
-        )
-        route = parse_route(config.route)
-        if route.kind != "none":
-            info.extra["route"] = create_route(target, namespace, route, url, objs, proxy)
-        grace = min(PUBLIC_URL_GRACE, max(deadline - time.monotonic(), 1.0))
-        began = time.monotonic()
-        public = HttpReady(url + config.health_path, what="the public URL")
-        try:
-            wait_until_ready(public, timeout=grace)
-        except SandboxError as exc:
-            if route.kind != "none":
-                raise _route_error(url, grace, public, route, target, namespace) from None
-            if info.endpoint is None:
-                raise
-            # DNS or the ingress may lag behind; the port-forward still reaches the app.
-            info.extra["public_url"] = url
-            info.extra["public_url_error"] = str(exc).splitlines()[0]
-            return
-        info.timings["public_url_s"] = round(time.monotonic() - began, 4)
-        info.extra["port_forward"] = info.endpoint
-        info.endpoint = url
+            await_public_url(config, info, target, namespace, deadline, objs, proxy)
 
     def _forward(
         self,
@@ -368,20 +331,7 @@ class KubeBackend:
         self, info: SandboxInfo, since: float, until: float, dest: Path
     ) -> list[Path]:
         """The namespace's container logs, events and pod changes in ``[since, until]``."""
-        if not info.namespace:
-            return []
-        target = self._targets.get(info.id) or self._artifact_targets.get(info.id)
-        if target is None:
-            # An xdist worker: its own client, kept for the next failed test.
-            kubeconfig = info.extra.get("kubeconfig")
-            target = connect(
-                kubeconfig=Path(kubeconfig) if kubeconfig else None,
-                context=info.extra.get("context"),
-                allow_context=None,
-                check_production=False,
-            )
-            self._artifact_targets[info.id] = target
-        return kube_artifacts.collect(target, info.namespace, since, until, dest)
+        return self._artifacts.collect(info, since, until, dest)
 
     def teardown(self, info: SandboxInfo) -> None:
         """Stop the port-forwards; delete the namespace we made (never an attached one)."""
@@ -441,15 +391,3 @@ class KubeBackend:
     def reap(self, record: SandboxRecord) -> None:
         """Delete the listed namespace (refused unless our labels say it is ours)."""
         sandboxes.reap_record(record)
-
-
-def _route_error(
-    url: str, grace: float, public: HttpReady, route: RouteSpec, target: KubeTarget, ns: str
-) -> ProvisionError:
-    """We made the route, so the URL must answer: say why not (probe + the route's status)."""
-    return ProvisionError(
-        f"the public URL {url} did not answer within {grace:.0f}s through --sandbox-route="
-        f"{route}. {public.last_probe()}. Route status: {route_status(target, ns, route)}. "
-        "Check that the name resolves to the router (DNS), that its certificate covers the host "
-        "(TLS) and the route's conditions above."
-    )

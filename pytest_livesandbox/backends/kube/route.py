@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from kubernetes import client as k8s
 from kubernetes.client import ApiException
 
-from ...errors import ConfigError
+from ...errors import ConfigError, ProvisionError
 from ...info import MANAGED_BY
 from . import faultproxy as fp
 from . import manifests as mf
@@ -223,3 +223,15 @@ def create_route(
     host = url.split("://", 1)[1].split("/", 1)[0].split(":", 1)[0]
     mf.create_objects(target.api, namespace, route_objects(spec, host, *service))
     return {"spec": str(spec), "host": host, "service": service[0]}
+
+
+def route_error(
+    url: str, grace: float, probe: str, spec: RouteSpec, target: KubeTarget, namespace: str
+) -> ProvisionError:
+    """We made the route, so the URL must answer: say why not (the probe and the route status)."""
+    return ProvisionError(
+        f"the public URL {url} did not answer within {grace:.0f}s through --sandbox-route="
+        f"{spec}. {probe}. Route status: {route_status(target, namespace, spec)}. Check that "
+        "the name resolves to the router (DNS), that its certificate covers the host (TLS) and "
+        "the route's conditions above."
+    )
