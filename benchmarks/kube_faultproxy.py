@@ -3,7 +3,7 @@
     set -a; source /var/lib/livesandbox-cluster/ci.env; set +a
     python benchmarks/kube_faultproxy.py [--runs 3] [--route gateway:livesandbox-router/dev]
 
-1. Bring-up, proxy on vs off (``--sandbox-fault-proxy=false``), alternating runs of
+1. Bring-up, proxy on vs off (``-o livesandbox_fault_proxy=false``), alternating runs of
    ``pytest --sandbox=kube`` on conftest_examples/kube's settings -> median ``ready_s``.
 2. Inside one sandbox (an inner test with the plugin):
    - added p50 in-cluster: a client pod in the namespace times ``GET /healthz`` (fresh
@@ -154,7 +154,7 @@ def main() -> None:
     off: list[float] = []
     for _ in range(args.runs):
         on += ours(1, [])[1]
-        off += ours(1, ["--sandbox-fault-proxy=false"])[1]
+        off += ours(1, ["-o", "livesandbox_fault_proxy=false"])[1]
     m = inside(args.route)
     med = statistics.median
     acc = m["accuracy_ms"]
