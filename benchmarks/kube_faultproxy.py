@@ -107,7 +107,8 @@ def test_measure(livesandbox, chaos):
             with_ms, _ = run_client(core, ns, f"lat{ms}", proxied_ip, 80, n, 1)
         accuracy[ms] = (with_ms - base) * 1000 - ms
     out["accuracy_ms"] = accuracy
-    target = connect(kubeconfig=Path(os.environ["KUBECONFIG"]), check_production=False)
+    target = connect(kubeconfig=Path(os.environ["KUBECONFIG"]), context=None, allow_context=None,
+                     check_production=False)
     times = []
     for i in range(5):
         began = time.perf_counter()
