@@ -55,6 +55,7 @@ from ...info import SandboxInfo
 from ...readiness import HttpReady, wait_until_ready
 from . import postgres as pg
 from .client import KubeTarget, connect
+from .faultproxy import NAME as PROXY_DEPLOYMENT
 from .names import COMPONENT_LABEL
 
 RECOVERY_TIMEOUT_S = 120.0
@@ -311,7 +312,8 @@ class KubeChaos(ProxiedFaults, LedgeredDriver):
         # A new, empty data folder: the apps migrate their schema when they start.
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         found = self.target.apps.list_namespaced_deployment(self.namespace).items
-        names = [d.metadata.name for d in found]
+        # Not the fault proxy: its upstreams are ClusterIPs, and the tests' client goes through it.
+        names = [d.metadata.name for d in found if d.metadata.name != PROXY_DEPLOYMENT]
         for name in names:
             patch = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: now}}}}}
             self.target.apps.patch_namespaced_deployment(name, self.namespace, patch)
