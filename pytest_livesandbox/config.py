@@ -210,6 +210,15 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "POST every report event as JSON to this URL, in the background.",
     ),
     OptionSpec("html", "path", "Write a self-contained HTML report to this file."),
+    OptionSpec(
+        "ci_annotations",
+        "bool",
+        "On GitHub Actions (GITHUB_ACTIONS=true): append a job summary to $GITHUB_STEP_SUMMARY "
+        "and print ::error annotations for failed tests (file and line of the failing assert; "
+        "at most 10) and ::warning ones for a degraded sandbox or undelivered webhook events. "
+        "false: neither.",
+        default="true",
+    ),
 )
 
 OPTIONS_BY_NAME: dict[str, OptionSpec] = {spec.name: spec for spec in OPTIONS}
@@ -277,6 +286,7 @@ class SandboxConfig:
     html: Path | None = None
     fault_proxy: bool = True
     chaos_verify_timeout: float = 30.0
+    ci_annotations: bool = True
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,7 +19,30 @@ if TYPE_CHECKING:
 def summary_lines(
     manager: SandboxManager, config: SandboxConfig, times: dict[str, float]
 ) -> list[str]:
-    """Lines such as ``sandbox 3f9c2a1b (local) ready in 0.41s, torn down in 0.08s``."""
+    """Lines such as ``sandbox 3f9c2a1b (local) ready in 0.41s, torn down in 0.08s``.
+
+    The last line is the wall time of the whole run: pytest's own "7 passed in 0.53s" starts
+    after the sandbox is up, so it leaves the bring-up out.
+    """
+    lines = _sandbox_lines(manager, config, times)
+    if "started" in times:
+        lines.append(wall_time_line(time.perf_counter() - times["started"], manager, times))
+    return lines
+
+
+def wall_time_line(wall: float, manager: SandboxManager, times: dict[str, float]) -> str:
+    """``whole run 4.12s wall, including bring-up 0.52s and teardown 0.15s``."""
+    info = manager.last_info
+    ready = info.timings.get("ready_s") if info is not None else None
+    parts = [f"bring-up {ready:.2f}s"] if ready is not None else []
+    if "teardown_s" in times:
+        parts.append(f"teardown {times['teardown_s']:.2f}s")
+    return f"whole run {wall:.2f}s wall" + (f", including {' and '.join(parts)}" if parts else "")
+
+
+def _sandbox_lines(
+    manager: SandboxManager, config: SandboxConfig, times: dict[str, float]
+) -> list[str]:
     if manager.error:
         return [f"sandbox could not be provisioned ({config.backend}): {manager.error}"]
     info = manager.last_info
