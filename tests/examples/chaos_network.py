@@ -37,7 +37,9 @@ def baseline(live_url: str) -> dict[str, float]:
 
 
 def test_baseline_before(baseline: dict[str, float]) -> None:
-    assert baseline["/healthz"] < 0.05
+    # Loose: on kube the path is a port-forward through the API server and kubelet, then the
+    # proxy; under a parallel suite on 2 cores 60 ms was seen. The faults below add >= 100 ms.
+    assert baseline["/healthz"] < 0.2
 
 
 @pytest.mark.latency(ms=200, target="app")
