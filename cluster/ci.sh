@@ -15,6 +15,6 @@ t0=$SECONDS
 # mounts, etcd data and pods remain). down keeps the PKI and containerd's image store.
 "$CLUSTER_DIR/down"
 kc="$("$CLUSTER_DIR/up" | tail -n1)"
-# ($STATE_DIR/ci.env is written by up)
+# ($STATE_DIR/ci.env is written by up, with the registry of issue 15 in it)
 log "ci.sh: cluster ready in $((SECONDS - t0))s; env in $STATE_DIR/ci.env"
 echo "$kc"

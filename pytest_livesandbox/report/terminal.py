@@ -53,6 +53,9 @@ def _sandbox_lines(
     if "teardown_s" in times:
         line += ", kept running" if config.keep else f", torn down in {times['teardown_s']:.2f}s"
     lines = [line]
+    stages = stage_line(info.timings)
+    if stages:
+        lines.append(stages)
     if info.endpoint:
         lines.append(f"endpoint: {info.endpoint}")
     if info.db is not None:
@@ -60,6 +63,29 @@ def _sandbox_lines(
     if config.keep:
         lines.append(f"remove it with: livesandbox down {info.id}")
     return lines
+
+
+#: Bring-up timings: durations (build, push) and offsets since provisioning began (the rest).
+DURATIONS = (("build_s", "build"), ("push_s", "push"))
+OFFSETS = (
+    ("namespace_s", "namespace"),
+    ("db_ready_s", "db"),
+    ("images_ready_s", "images"),
+    ("app_ready_s", "app"),
+)
+
+
+def stage_line(timings: dict[str, float]) -> str:
+    """``stages: build 2.01s, push 0.15s; ready at: db 5.47s, app 7.21s`` (empty: no stages).
+
+    >>> stage_line({"build_s": 2.0, "push_s": 0.1, "db_ready_s": 5.0, "app_ready_s": 7.0})
+    'stages: build 2.00s, push 0.10s; ready at: db 5.00s, app 7.00s'
+    """
+    took = [f"{label} {timings[key]:.2f}s" for key, label in DURATIONS if key in timings]
+    at = [f"{label} {timings[key]:.2f}s" for key, label in OFFSETS if key in timings]
+    if not took:
+        return ""  # without a build the ready line says it all
+    return "stages: " + ", ".join(took) + ("; ready at: " + ", ".join(at) if at else "")
 
 
 def report_lines(events: RunEvents) -> list[str]:

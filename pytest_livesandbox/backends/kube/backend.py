@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ...chaos.driver import PROXY_KINDS
 from ...config import SandboxConfig
 from ...errors import (
     ConfigError,
@@ -47,6 +46,7 @@ from .attach import attach_namespace
 from .chaos import KubeChaos
 from .client import KubeTarget, connect
 from .diagnose import api_error
+from .images import build_problems, start_build, use_build
 from .names import (
     EXPIRES_AT,
     check_url_template,
@@ -57,7 +57,7 @@ from .names import (
 )
 from .namespace import delete_namespace, guard_rails, namespace_body
 from .portforward import PortForwarder
-from .proxy_setup import NamespaceProxy, start_proxy, with_image_hint
+from .proxy_setup import NamespaceProxy, proxy_fault_problems, start_proxy, with_image_hint
 from .public_url import await_public_url
 from .rollout import RolloutReady
 from .route import check_route_target, parse_route
@@ -73,7 +73,10 @@ class KubeBackend:
 
     name: ClassVar[str] = "kube"
     supported_faults: ClassVar[frozenset[str]] = KubeChaos.kinds
-    fault_hints: ClassVar[dict[str, str]] = {}
+    fault_hints: ClassVar[dict[str, str]] = {
+        "clock": "the kube backends do not mount libfaketime into the app pod yet; "
+        "run this test with --sandbox=local",
+    }
 
     def __init__(self) -> None:
         self._targets: dict[str, KubeTarget] = {}
@@ -116,12 +119,7 @@ class KubeBackend:
         deadline = began + config.startup_timeout
         if config.url_template:
             check_url_template(config.url_template)
-        route = parse_route(config.route)
-        if route.kind != "none" and not config.url_template:
-            raise ConfigError(
-                f"--sandbox-route={route} needs --sandbox-url-template (the host to route), "
-                "e.g. --sandbox-url-template='https://sandbox-{id}.dev.example.com'"
-            )
+        route = parse_route(config.route, config.url_template)
         target = self.connect(config)
         self._targets[info.id] = target
         info.extra.update(
@@ -137,8 +135,12 @@ class KubeBackend:
 
         namespace = namespace_name(config.namespace_prefix, info.id)
         # Everything that can be wrong with the input is checked before anything is created.
-        objs = self._app_objects(config, info, namespace)
+        built_components = [component for component, _, _ in config.build]
+        objs = self._app_objects(config, info, namespace, built_components)
         check_route_target(target, route)
+        # --sandbox-build: inputs checked now; build and push run while the namespace and
+        # PostgreSQL come up; the app objects wait for the pushed digest (failure: teardown).
+        pending = start_build(config)
         db_image = dict(config.image).get(pg.COMPONENT, pg.DEFAULT_IMAGE)
         sha = git_sha(config.app_cwd)
         body = namespace_body(
@@ -163,6 +165,7 @@ class KubeBackend:
             if proxy is not None:
                 proxy.wait(target, deadline - time.monotonic())
             app_secret = pg.app_secret(config.db_dsn, **pg.db_parts(info.db))
+            use_build(pending, info, objs, began)
             mf.create_objects(target.api, namespace, [app_secret, *objs])
         else:
             admin_password = secrets.token_hex(16)
@@ -185,6 +188,7 @@ class KubeBackend:
             # application_name marks the app's sessions (chaos db_connections ends them).
             url = f"{in_cluster.url()}?application_name={APP_SESSION_NAME}"
             app_secret = pg.app_secret(url, **pg.db_parts(in_cluster))
+            use_build(pending, info, objs, began)
             mf.create_objects(target.api, namespace, [app_secret, *objs])
         info.timings["db_ready_s"] = round(time.monotonic() - began, 4)
 
@@ -192,7 +196,11 @@ class KubeBackend:
         info.timings["app_ready_s"] = round(time.monotonic() - began, 4)
 
     def _app_objects(
-        self, config: SandboxConfig, info: SandboxInfo, namespace: str
+        self,
+        config: SandboxConfig,
+        info: SandboxInfo,
+        namespace: str,
+        built: list[str],
     ) -> list[dict[str, Any]]:
         source = config.manifests or DEMO_MANIFESTS
         objs = mf.load_manifests(source)
@@ -215,10 +223,12 @@ class KubeBackend:
         app_overrides = [(c, i) for c, i in config.image if c not in (pg.COMPONENT, fp.COMPONENT)]
         used = mf.override_images(objs, app_overrides)
         unknown = [c for c, _ in app_overrides if c not in used]
-        if unknown:
+        unknown_built = [c for c in built if c not in mf.known_components(objs)]
+        if unknown or unknown_built:
+            flag = "--sandbox-image" if unknown else "--sandbox-build"
             raise ConfigError(
-                f"--sandbox-image {', '.join(unknown)}=...: no workload in {source} has that "
-                "app.kubernetes.io/component label or name; known: "
+                f"{flag} {', '.join(unknown or unknown_built)}=...: no workload in {source} has "
+                "that app.kubernetes.io/component label or name; known: "
                 f"{', '.join([*mf.known_components(objs), pg.COMPONENT])}"
             )
         info.extra["manifests"] = str(source)
@@ -368,8 +378,8 @@ class KubeBackend:
     # ----------------------------------------------------------------- protocol: config, chaos, CLI
 
     def check_config(self, config: SandboxConfig) -> list[str]:
-        """Kubernetes settings are checked when connecting (they need the kubeconfig)."""
-        return []
+        """A build needs a registry; the rest is checked when connecting (kubeconfig)."""
+        return build_problems(config, self.name)
 
     def chaos(self, info: SandboxInfo, owner: str) -> KubeChaos:
         """The kube chaos driver (Eviction API, patched resources, role limits, kill_db)."""
@@ -377,12 +387,7 @@ class KubeBackend:
 
     def fault_problems(self, plan: ChaosPlan, config: SandboxConfig) -> list[str]:
         """Proxy faults need the fault proxy (``livesandbox_fault_proxy``, default on)."""
-        return [
-            f"@{fault.marker}: needs the fault proxy, which is off "
-            "(livesandbox_fault_proxy = false); turn it on or drop the marker"
-            for fault in plan.faults
-            if fault.kind in PROXY_KINDS and not config.fault_proxy
-        ]
+        return proxy_fault_problems(plan, config)
 
     def list_sandboxes(self, scope: ListScope) -> list[SandboxRecord]:
         """Namespaces labelled as ours (and as this backend's) in the scope's cluster."""

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...chaos.driver import PROXY_KINDS
+from ...chaos.markers import ChaosPlan
 from ...config import SandboxConfig
 from ...errors import RolloutFailed
 from . import faultproxy as fp
@@ -104,6 +106,16 @@ def start_proxy(
     app = (endpoint[0], endpoint[1]) if endpoint is not None else None
     image = dict(config.image).get(fp.COMPONENT, fp.DEFAULT_IMAGE)
     return NamespaceProxy.create(target, namespace, image, db_upstream=db_upstream, app=app)
+
+
+def proxy_fault_problems(plan: ChaosPlan, config: SandboxConfig) -> list[str]:
+    """Proxy faults need the fault proxy (``livesandbox_fault_proxy``, default on)."""
+    return [
+        f"@{fault.marker}: needs the fault proxy, which is off "
+        "(livesandbox_fault_proxy = false); turn it on or drop the marker"
+        for fault in plan.faults
+        if fault.kind in PROXY_KINDS and not config.fault_proxy
+    ]
 
 
 def with_image_hint(exc: RolloutFailed) -> RolloutFailed:

@@ -53,8 +53,8 @@ class RouteSpec:
         return f"ingress:{self.name}" if self.kind == "ingress" else "none"
 
 
-def parse_route(text: str | None) -> RouteSpec:
-    """Parse ``--sandbox-route``.
+def parse_route(text: str | None, url_template: str | None = "") -> RouteSpec:
+    """Parse ``--sandbox-route`` (a route needs a URL template: pass ``None`` when there is none).
 
     >>> parse_route("gateway:infra/public")
     RouteSpec(kind='gateway', namespace='infra', name='public')
@@ -64,6 +64,16 @@ def parse_route(text: str | None) -> RouteSpec:
     value = (text or "none").strip()
     if value == "none":
         return RouteSpec("none")
+    spec = _parse(value)
+    if url_template is None:
+        raise ConfigError(
+            f"--sandbox-route={spec} needs --sandbox-url-template (the host to route), "
+            "e.g. --sandbox-url-template='https://sandbox-{id}.dev.example.com'"
+        )
+    return spec
+
+
+def _parse(value: str) -> RouteSpec:
     kind, sep, rest = value.partition(":")
     if kind == "gateway" and sep:
         namespace, slash, name = rest.partition("/")

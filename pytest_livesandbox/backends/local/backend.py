@@ -52,6 +52,7 @@ from ...protocol import ListScope, SandboxRecord
 from ...readiness import HttpReady, wait_until_ready
 from .app import AppProcess
 from .chaos import LocalChaos, local_fault_problems
+from .clock import app_clock_env
 from .launcher import ProxyProcess, start_proxy, supervised
 from .limits import remove_sandbox_cgroups
 from .records import STATE_FILE, local_records, unowned_folder_hint
@@ -192,7 +193,13 @@ class LocalBackend:
                 "PYTHONUNBUFFERED": "1",
             }
         )
-        cmd = supervised(config.app_cmd, workdir, parent_pid=0 if config.keep else os.getpid())
+        child_env = app_clock_env(config, info, workdir, env.get("LD_PRELOAD", ""))
+        cmd = supervised(
+            config.app_cmd,
+            workdir,
+            parent_pid=0 if config.keep else os.getpid(),
+            child_env=child_env,
+        )
         app = AppProcess(cmd, config.app_cwd, env, workdir / "app.log")
         self._apps[info.id] = app
         # The supervisor leads the app's process group: stopping the group stops both.
@@ -300,6 +307,11 @@ class LocalBackend:
             problems.append(
                 "--sandbox-db-dsn: the local backend always runs its own embedded PostgreSQL; "
                 "drop the option or use --sandbox=kube"
+            )
+        if config.build:
+            problems.append(
+                "--sandbox-build: the local backend runs the app as a process "
+                "(--sandbox-app-cmd), not an image; use --sandbox=docker or --sandbox=kube"
             )
         return problems
 

@@ -85,8 +85,17 @@ def start_proxy(workdir: Path, parent_pid: int) -> ProxyProcess:
     return ProxyProcess(workdir, process)
 
 
-def supervised(cmd: tuple[str, ...], workdir: Path, parent_pid: int) -> tuple[str, ...]:
-    """``cmd`` wrapped in the supervisor, which restarts it whenever it exits."""
+def supervised(
+    cmd: tuple[str, ...],
+    workdir: Path,
+    parent_pid: int,
+    child_env: dict[str, str] | None = None,
+) -> tuple[str, ...]:
+    """``cmd`` wrapped in the supervisor, which restarts it whenever it exits.
+
+    ``child_env`` goes into the app's environment only (not the supervisor's).
+    """
+    extra = tuple(f"--child-env={key}={value}" for key, value in (child_env or {}).items())
     return (
         sys.executable,
         "-I",
@@ -96,6 +105,7 @@ def supervised(cmd: tuple[str, ...], workdir: Path, parent_pid: int) -> tuple[st
         str(workdir / SUPERVISOR_STATE),
         "--parent-pid",
         str(parent_pid),
+        *extra,
         "--",
         *cmd,
     )
