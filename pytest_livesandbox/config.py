@@ -200,6 +200,13 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "{namespace}, {run_id} are filled in).",
     ),
     OptionSpec(
+        "route",
+        "str",
+        "kube/gke: make the public route for --sandbox-url-template's host: gateway:NS/NAME "
+        "(an HTTPRoute on that Gateway), ingress:CLASS (an Ingress), none (it exists already).",
+        default="none",
+    ),
+    OptionSpec(
         "report_url",
         "str",
         "POST every report event as JSON to this URL, in the background.",
@@ -314,6 +321,7 @@ class SandboxConfig:
     allow_context: str | None = None
     gke_cluster: str | None = None
     url_template: str | None = None
+    route: str = "none"
     report_url: str | None = None
     html: Path | None = None
     fault_proxy: bool = True

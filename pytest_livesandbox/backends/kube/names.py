@@ -145,6 +145,11 @@ def check_url_template(template: str) -> None:
             f"{', '.join('{' + f + '}' for f in sorted(unknown))}; use "
             f"{', '.join('{' + f + '}' for f in URL_FIELDS)} (write your domain literally)"
         )
+    if not fields & {"id", "namespace"}:
+        raise ConfigError(
+            f"--sandbox-url-template {template!r} has no {{id}}: every sandbox would get the same "
+            "URL; put {id} into the host, e.g. https://sandbox-{id}.dev.example.com"
+        )
     if not re.match(r"^https?://", template):
         raise ConfigError(
             f"--sandbox-url-template {template!r} must start with http:// or https://"
