@@ -3,7 +3,9 @@
 The same assertions on every backend (local, docker, kube, gke): the proxy never delivers early,
 so a ``latency`` fault adds at least ``ms`` (minus 1 ms of timer granularity) to each timed
 request; the median may exceed it by 75 ms on a busy 2-core machine (see chaos_effects.py).
-Each timed request uses a fresh connection (``Connection: close``).
+Each timed request uses a fresh connection (``Connection: close``). Client -> app faults are
+scoped to their test: a client of the test's own (raw socket, own httpx client) sends the scope
+header (``scope_headers(nodeid)``), as ``live_http`` does.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+
+from pytest_livesandbox.chaos.scope import scope_headers
 
 SLACK_LOW_S = 0.001
 SLACK_HIGH_S = 0.075
@@ -63,8 +67,9 @@ def test_reset(live_http: httpx.Client) -> None:
 
 
 @pytest.mark.network_fault(kind="timeout", target="app")
-def test_timeout(live_url: str) -> None:
-    with httpx.Client(base_url=live_url, timeout=0.5) as client:
+def test_timeout(live_url: str, request: pytest.FixtureRequest) -> None:
+    headers = scope_headers(request.node.nodeid)
+    with httpx.Client(base_url=live_url, timeout=0.5, headers=headers) as client:
         with pytest.raises(httpx.TimeoutException):
             client.get("/healthz")
 
@@ -76,10 +81,11 @@ def test_db_reset(live_http: httpx.Client) -> None:
 
 
 @pytest.mark.network_fault(kind="bandwidth", target="app", rate_kbps=80, direction="upstream")
-def test_bandwidth(live_url: str) -> None:
+def test_bandwidth(live_url: str, request: pytest.FixtureRequest) -> None:
     # A 20 KB body at 80 kbit/s (10 KB/s) takes about 2 s to reach the app; unthrottled, ms.
     body = b'{"text": "' + b"x" * 20000 + b'"}'
-    with httpx.Client(base_url=live_url, timeout=30) as client:
+    headers = scope_headers(request.node.nodeid)
+    with httpx.Client(base_url=live_url, timeout=30, headers=headers) as client:
         began = time.perf_counter()
         client.post("/items", content=body, headers={"Connection": "close"})
         elapsed = time.perf_counter() - began
@@ -87,10 +93,11 @@ def test_bandwidth(live_url: str) -> None:
 
 
 @pytest.mark.network_fault(kind="slow_close", target="app", delay="1s")
-def test_slow_close(live_url: str) -> None:
+def test_slow_close(live_url: str, request: pytest.FixtureRequest) -> None:
     url = urlsplit(live_url)
+    ((name, token),) = scope_headers(request.node.nodeid).items()
     with socket.create_connection((url.hostname, url.port or 80), timeout=10) as sock:
-        sock.sendall(b"GET /healthz HTTP/1.0\r\nHost: x\r\n\r\n")
+        sock.sendall(f"GET /healthz HTTP/1.0\r\nHost: x\r\n{name}: {token}\r\n\r\n".encode())
         began = time.perf_counter()
         data = b""
         while chunk := sock.recv(65536):
