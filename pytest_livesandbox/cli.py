@@ -1,16 +1,19 @@
 """``livesandbox``: list, reap and remove sandboxes this plugin made, on every backend.
 
-    livesandbox ls [--backend B] [--owner O]     # id, backend, status, age, expiry, owner, where
+    livesandbox ls [--backend B] [--owner O]     # id, backend, status, age, expiry, lease, reuse
+                                                  # key, owner, where
     livesandbox gc [--older-than 2h] [--dry-run] [--backend B] [--owner O]
     livesandbox down 3f9c2a1b                         # a sandbox id, or a kube sandbox's namespace
 
 Each registered backend lists its own sandboxes and removes them (:meth:`Backend.list_sandboxes`,
 :meth:`Backend.reap`); only those carrying our ownership marks are ever listed (``managed_by`` in
 a local state file, the ``app.kubernetes.io/managed-by`` label on docker resources and kube
-namespaces). ``gc`` removes what a backend marks reapable (its pytest is gone, or it passed its
-expiry: creation plus ``--sandbox-ttl``) and, with ``--older-than``, older ones; a sandbox whose
-pytest still runs is never reaped. Kube sandboxes are listed when a kubeconfig is found
-(``--kubeconfig``/``--context``, else ``$KUBECONFIG`` or ``~/.kube/config``).
+namespaces). ``gc`` removes what a backend marks reapable (its pytest is gone, its lease lapsed, or
+it passed its expiry: creation plus ``--sandbox-ttl``) and, with ``--older-than``, older ones; a
+sandbox whose pytest still runs is never reaped. Warm sandboxes (``--sandbox-reuse``) are listed
+with status ``warm`` and their reuse key until their lease lapses. Kube sandboxes are listed when
+a kubeconfig is found (``--kubeconfig``/``--context``, else ``$KUBECONFIG`` or
+``~/.kube/config``).
 """
 
 from __future__ import annotations
@@ -72,12 +75,14 @@ def _records(args: argparse.Namespace, scope: ListScope) -> Iterator[tuple[Backe
 def cmd_ls(args: argparse.Namespace) -> int:
     """Print one line per sandbox."""
     print(
-        f"{'ID':<10} {'BACKEND':<8} {'STATUS':<9} {'AGE':>6}  {'EXPIRES':<12} {'OWNER':<24} WHERE"
+        f"{'ID':<10} {'BACKEND':<8} {'STATUS':<9} {'AGE':>6}  {'EXPIRES':<12} {'LEASE':<12} "
+        f"{'KEY':<16} {'OWNER':<24} WHERE"
     )
     for _, rec in _records(args, _scope(args)):
         print(
             f"{rec.id:<10} {rec.backend:<8} {rec.status:<9} {_format_age(rec.age):>6}  "
-            f"{_format_expiry(rec.expires_in):<12} {rec.owner:<24} {rec.where}"
+            f"{_format_expiry(rec.expires_in):<12} {_format_expiry(rec.lease_expires_in):<12} "
+            f"{rec.reuse_key or '-':<16} {rec.owner:<24} {rec.where}"
         )
     return 0
 

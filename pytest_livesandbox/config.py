@@ -203,6 +203,27 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "POST every report event as JSON to this URL, in the background.",
     ),
     OptionSpec("html", "path", "Write a self-contained HTML report to this file."),
+    OptionSpec(
+        "lease",
+        "duration",
+        "How long a sandbox's lease lasts unrenewed: the running pytest renews it every quarter "
+        "of this; once it lapses (the run was killed) `livesandbox gc` and the next run reap it.",
+        default="20s",
+    ),
+    OptionSpec(
+        "reuse",
+        "bool",
+        "Keep the sandbox warm after the run; the next run with the same reuse key (backend, "
+        "app command and env, images, manifests, PostgreSQL version, plugin version) claims it "
+        "and resets it (database, faults, app health) instead of provisioning.",
+        default="false",
+    ),
+    OptionSpec(
+        "reuse_idle",
+        "duration",
+        "How long a warm sandbox waits for the next run before its lease lapses and it is reaped.",
+        default="30m",
+    ),
 )
 
 OPTIONS_BY_NAME: dict[str, OptionSpec] = {spec.name: spec for spec in OPTIONS}
@@ -269,6 +290,9 @@ class SandboxConfig:
     html: Path | None = None
     fault_proxy: bool = True
     chaos_verify_timeout: float = 30.0
+    lease: float = 20.0
+    reuse: bool = False
+    reuse_idle: float = 1800.0
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property

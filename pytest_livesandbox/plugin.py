@@ -166,13 +166,15 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         events.sandbox_id = info.id
         events.secrets = info.secret_values()
         sandbox_public: dict[str, Any] | None = info.public()
+        reused = bool(info.extra.get("reused"))
     else:
-        sandbox_public = None
+        sandbox_public, reused = None, False
     events.emit(
         "run_started",
         run_id=manager.run_id,
         backend=manager.config.backend,
         sandbox=sandbox_public,
+        reused=reused,
         error=manager.error,
         workers=getattr(config.option, "numprocesses", None) or 0,
     )
