@@ -33,6 +33,7 @@ from ...errors import (
     TeardownError,
 )
 from ...info import DatabaseInfo, SandboxInfo, default_owner
+from ...lease import Lease
 from ...locations import state_root
 from ...postgres.roles import APP_SESSION_NAME
 from ...protocol import ListScope, SandboxRecord
@@ -55,6 +56,7 @@ from .names import (
 from .namespace import delete_namespace, guard_rails, namespace_body
 from .portforward import PortForwarder
 from .rollout import RolloutReady
+from .warm import WarmNamespaces
 
 if TYPE_CHECKING:
     from ...chaos.markers import ChaosPlan
@@ -64,10 +66,11 @@ DEMO_MANIFESTS = Path(__file__).resolve().parents[3] / "examples" / "demo_app" /
 PUBLIC_URL_GRACE = 60.0
 
 
-class KubeBackend:
+class KubeBackend(WarmNamespaces):
     """Provision and tear down sandbox namespaces (see the module docstring)."""
 
     name: ClassVar[str] = "kube"
+    demo_manifests: ClassVar[Path] = DEMO_MANIFESTS
     supported_faults: ClassVar[frozenset[str]] = KubeChaos.kinds
     fault_hints: ClassVar[dict[str, str]] = dict.fromkeys(
         PROXY_KINDS,
@@ -133,10 +136,13 @@ class KubeBackend:
         objs = self._app_objects(config, info, namespace)
         db_image = dict(config.image).get(pg.COMPONENT, pg.DEFAULT_IMAGE)
         sha = git_sha(config.app_cwd)
+        # Leased from the start, with room for the start-up: a run killed now still lapses.
+        lease = Lease("held", info.run_id, time.time() + config.startup_timeout + config.lease)
         body = namespace_body(
             namespace,
             sandbox_labels(info.id, info.run_id, info.owner, sha, backend=self.name),
             config.ttl,
+            lease,
         )
         target.core.create_namespace(body)
         info.namespace = namespace

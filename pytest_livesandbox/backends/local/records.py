@@ -75,7 +75,9 @@ class LocalRecord:
         """``running``, ``warm``, ``lapsed``, ``kept``, ``expired`` or ``orphaned``."""
         lease = self.lease
         if lease is not None and lease.state == "warm":
-            return "lapsed" if lease.lapsed else "warm"
+            if lease.lapsed:
+                return "lapsed"
+            return "expired" if (self.expires_in or 0) < 0 else "warm"
         if not self.orphaned:
             return "running"
         if self.state.get("keep"):

@@ -63,8 +63,8 @@ def save_secrets(info: SandboxInfo) -> None:
 
 def _claimable(rec: LocalRecord, key: str) -> bool:
     lease = rec.lease
-    if lease is None or lease.key != key:
-        return False
+    if lease is None or lease.key != key or (rec.expires_in or 0) < 0:
+        return False  # another key's, or past its TTL (gc reaps it)
     if lease.state == "warm":
         return not lease.lapsed
     # Held by a run that is gone (kill -9): the next run takes it over and repairs it.
