@@ -4,6 +4,7 @@
                                                   # key, owner, where
     livesandbox gc [--older-than 2h] [--dry-run] [--backend B] [--owner O]
     livesandbox down 3f9c2a1b                         # a sandbox id, or a kube sandbox's namespace
+    livesandbox reaper install --backend kube         # a CronJob reaping lapsed namespaces
 
 Each registered backend lists its own sandboxes and removes them (:meth:`Backend.list_sandboxes`,
 :meth:`Backend.reap`); only those carrying our ownership marks are ever listed (``managed_by`` in
@@ -26,7 +27,14 @@ from pathlib import Path
 from .backends import available_backends
 from .config import backend_names, parse_duration
 from .errors import SandboxError, UnsafeTarget
-from .protocol import Backend, ListScope, SandboxRecord, reap_reason
+from .protocol import (
+    Backend,
+    InClusterReaper,
+    ListScope,
+    ReaperOptions,
+    SandboxRecord,
+    reap_reason,
+)
 
 
 def _format_age(seconds: float) -> str:
@@ -122,6 +130,35 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_reaper(args: argparse.Namespace) -> int:
+    """Install or remove the in-cluster reaper of a backend that has one."""
+    backends = [b for b in available_backends() if b.name == args.backend]
+    if not backends or not isinstance(backends[0], InClusterReaper):
+        with_reaper = [b.name for b in available_backends() if isinstance(b, InClusterReaper)]
+        print(
+            f"livesandbox: the {args.backend} backend has no in-cluster reaper; "
+            f"backends with one: {', '.join(with_reaper) or 'none installed'}",
+            file=sys.stderr,
+        )
+        return 2
+    backend: InClusterReaper = backends[0]
+    options = ReaperOptions(
+        namespace=args.namespace or "",
+        image=args.image or "",
+        schedule=args.schedule or "",
+        selector=args.selector or "",
+        suspend=args.suspend,
+    )
+    scope = _scope(args, required=True)
+    if args.action == "install":
+        for applied in backend.install_reaper(scope, options):
+            print(f"applied {applied}")
+    else:
+        backend.uninstall_reaper(scope, options)
+        print("reaper removed")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser."""
     parser = argparse.ArgumentParser(
@@ -144,7 +181,16 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument(
             "--owner", help="only sandboxes made by this owner (as `ls` shows it, e.g. a CI job)"
         )
-    for command in (ls, gc, down):
+    reaper = sub.add_parser("reaper", help="install/remove the in-cluster reaper (a CronJob)")
+    reaper.add_argument("action", choices=("install", "uninstall"))
+    reaper.add_argument("--backend", required=True, choices=backend_names(), help="e.g. kube")
+    reaper.add_argument("--namespace", help="where it runs (default: livesandbox-system)")
+    reaper.add_argument("--image", help="its image (default: localhost/livesandbox/reaper:1)")
+    reaper.add_argument("--schedule", help="cron schedule (default: every 2 minutes)")
+    reaper.add_argument("--selector", help="extra label selector: reap only these namespaces")
+    reaper.add_argument("--suspend", action="store_true", help="install, but do not schedule")
+    reaper.set_defaults(func=cmd_reaper)
+    for command in (ls, gc, down, reaper):
         command.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG)")
         command.add_argument("--context", help="kube context (default: the current one)")
     return parser

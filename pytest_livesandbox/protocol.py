@@ -131,6 +131,31 @@ class Backend(Protocol):
         """
 
 
+@dataclass(frozen=True)
+class ReaperOptions:
+    """``livesandbox reaper install`` settings (empty: the backend's defaults)."""
+
+    namespace: str = ""
+    image: str = ""
+    schedule: str = ""
+    selector: str = ""  # an extra label selector: reap only these (tests scope it to theirs)
+    suspend: bool = False  # installed but not scheduled (run by hand: a Job from its template)
+
+
+@runtime_checkable
+class InClusterReaper(Protocol):
+    """Optional backend capability: a reaper that runs inside the cluster (``livesandbox reaper``).
+
+    It removes sandboxes whose lease lapsed or TTL passed even when nobody runs ``gc``.
+    """
+
+    def install_reaper(self, scope: ListScope, options: ReaperOptions) -> list[str]:
+        """Install or update it; returns what was applied (``kind/name``)."""
+
+    def uninstall_reaper(self, scope: ListScope, options: ReaperOptions) -> None:
+        """Remove what :meth:`install_reaper` made."""
+
+
 @runtime_checkable
 class LogOffsets(Protocol):
     """Optional backend capability: exact per-test log windows from byte offsets.

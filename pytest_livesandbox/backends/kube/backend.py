@@ -55,6 +55,7 @@ from .names import (
 )
 from .namespace import delete_namespace, guard_rails, namespace_body
 from .portforward import PortForwarder
+from .reaper import ReaperInstaller
 from .rollout import RolloutReady
 from .warm import WarmNamespaces
 
@@ -66,7 +67,7 @@ DEMO_MANIFESTS = Path(__file__).resolve().parents[3] / "examples" / "demo_app" /
 PUBLIC_URL_GRACE = 60.0
 
 
-class KubeBackend(WarmNamespaces):
+class KubeBackend(WarmNamespaces, ReaperInstaller):
     """Provision and tear down sandbox namespaces (see the module docstring)."""
 
     name: ClassVar[str] = "kube"
