@@ -28,7 +28,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from .errors import SandboxError
-from .postgres.snapshot import TruncateReset
+from .postgres.snapshot import DEFAULT_RESET
 
 if TYPE_CHECKING:
     from .config import SandboxConfig
@@ -80,7 +80,7 @@ def prepare(info: SandboxInfo, key: str) -> None:
     info.extra["reuse_key"] = key
     info.extra["reused"] = False
     if info.db is not None and info.db.admin_password:
-        TruncateReset().snapshot(info.db)
+        DEFAULT_RESET().snapshot(info.db)
 
 
 def claim(backend: Backend, config: SandboxConfig, key: str, run_id: str) -> SandboxInfo | None:
@@ -117,5 +117,5 @@ def reset(backend: Backend, info: SandboxInfo, config: SandboxConfig) -> dict[st
         done["faults_repaired"] = repaired
     done.update(backend.heal(info, config))
     if info.db is not None and info.db.admin_password:
-        TruncateReset().restore(info.db)
+        DEFAULT_RESET().restore(info.db)
     return done
