@@ -172,9 +172,9 @@ def test_a_lapsed_lease_is_reaped_by_gc_within_seconds(
     pytester: pytest.Pytester, isolated_state: IsolatedState
 ) -> None:
     pytester.makepyfile(test_clean=CLEAN_DB_TEST)
-    result = pytester.runpytest_subprocess(*REUSE, "--sandbox-reuse-idle=3s")
+    result = pytester.runpytest_subprocess(*REUSE, "--sandbox-reuse-idle=10s")
     result.assert_outcomes(passed=1)
-    lapses_at = time.time() + 3
+    lapses_at = time.time() + 10  # a little after it really lapses (the run wrote it earlier)
     assert "0 sandbox(es) removed" in gc().stdout  # still warm: its lease holds
     time.sleep(max(0.0, lapses_at - time.time()))
     while isolated_state.sandboxes():
