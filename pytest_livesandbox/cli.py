@@ -5,6 +5,7 @@
     livesandbox gc [--older-than 2h] [--dry-run] [--backend B] [--owner O]
     livesandbox down 3f9c2a1b                         # a sandbox id, or a kube sandbox's namespace
     livesandbox reaper install --backend kube         # a CronJob reaping lapsed namespaces
+    livesandbox warm --count 2 -- --sandbox=kube ...  # a pool of warm sandboxes runs claim
 
 Each registered backend lists its own sandboxes and removes them (:meth:`Backend.list_sandboxes`,
 :meth:`Backend.reap`); only those carrying our ownership marks are ever listed (``managed_by`` in
@@ -26,7 +27,8 @@ from pathlib import Path
 
 from .backends import available_backends
 from .config import backend_names, parse_duration
-from .errors import SandboxError, UnsafeTarget
+from .errors import ConfigError, SandboxError, UnsafeTarget
+from .pool import config_from, top_up
 from .protocol import (
     Backend,
     InClusterReaper,
@@ -159,6 +161,18 @@ def cmd_reaper(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_warm(args: argparse.Namespace) -> int:
+    """Provision warm sandboxes until ``--count`` of the settings' reuse key wait."""
+    config = config_from(args.sandbox_args, Path(args.rootdir))
+    if not config.enabled:
+        print("livesandbox: no backend: pass --sandbox=NAME after --", file=sys.stderr)
+        return 2
+    for sandbox_id in top_up(config, args.count, args.exclude or ""):
+        print(f"warm {sandbox_id} ({config.backend})")
+    print(f"{args.count} warm sandbox(es) of this key are ready")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser."""
     parser = argparse.ArgumentParser(
@@ -190,6 +204,14 @@ def build_parser() -> argparse.ArgumentParser:
     reaper.add_argument("--selector", help="extra label selector: reap only these namespaces")
     reaper.add_argument("--suspend", action="store_true", help="install, but do not schedule")
     reaper.set_defaults(func=cmd_reaper)
+    warm = sub.add_parser("warm", help="pre-provision warm sandboxes (a pool runs claim)")
+    warm.add_argument("--count", type=int, required=True, help="how many should wait")
+    warm.add_argument("--rootdir", default=".", help="where the pytest ini file is")
+    warm.add_argument("--exclude", help="a sandbox id not to count (one a run just claimed)")
+    warm.add_argument(
+        "sandbox_args", nargs=argparse.REMAINDER, help="-- then the run's --sandbox-* options"
+    )
+    warm.set_defaults(func=cmd_warm)
     for command in (ls, gc, down, reaper):
         command.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG)")
         command.add_argument("--context", help="kube context (default: the current one)")
@@ -199,12 +221,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``livesandbox`` console script."""
     args = build_parser().parse_args(argv)
+    if getattr(args, "sandbox_args", None) and args.sandbox_args[0] == "--":
+        args.sandbox_args = args.sandbox_args[1:]
     try:
         return int(args.func(args))
     except UnsafeTarget as exc:
         print(f"livesandbox: {exc}", file=sys.stderr)
         return 1
-    except (ValueError, SandboxError) as exc:
+    except (ValueError, SandboxError, ConfigError) as exc:
         print(f"livesandbox: {exc}", file=sys.stderr)
         return 2
 

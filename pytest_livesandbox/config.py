@@ -224,6 +224,13 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "How long a warm sandbox waits for the next run before its lease lapses and it is reaped.",
         default="30m",
     ),
+    OptionSpec(
+        "reuse_pool",
+        "int",
+        "With --sandbox-reuse: keep this many warm sandboxes of the run's reuse key ready; each "
+        "run starts `livesandbox warm --count N` in the background to replace the one it took.",
+        default="0",
+    ),
 )
 
 OPTIONS_BY_NAME: dict[str, OptionSpec] = {spec.name: spec for spec in OPTIONS}
@@ -293,6 +300,7 @@ class SandboxConfig:
     lease: float = 20.0
     reuse: bool = False
     reuse_idle: float = 1800.0
+    reuse_pool: int = 0
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property

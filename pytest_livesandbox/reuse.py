@@ -48,6 +48,7 @@ _NOT_IN_KEY = frozenset(
         "lease",
         "reuse",
         "reuse_idle",
+        "reuse_pool",
         "ttl",
         "sources",
     }

@@ -215,3 +215,25 @@ def test_a_kill_9_run_leaves_a_lease_that_lapses(
     assert "orphaned" in ls and " ago " in ls, ls
     assert "1 sandbox(es) removed" in gc().stdout
     isolated_state.assert_clean()
+
+
+def test_warm_pool_is_filled_claimed_and_topped_up(
+    pytester: pytest.Pytester, isolated_state: IsolatedState
+) -> None:
+    pytester.makepyfile(test_clean=CLEAN_DB_TEST)
+    warm = cli("warm", "--count", "2", "--rootdir", str(pytester.path), "--", *REUSE[2:])
+    assert warm.returncode == 0, warm.stderr
+    assert warm.stdout.count(" (local)\n") == 2 and "2 warm sandbox(es)" in warm.stdout
+    pooled = {p.name for p in isolated_state.sandboxes()}
+    run = pytester.runpytest_subprocess(*REUSE, "--sandbox-reuse-pool=2")
+    run.assert_outcomes(passed=1)
+    (claimed,) = runs(pytester)
+    assert claimed["reused"] is True and claimed["id"] in pooled
+    deadline = time.monotonic() + 90  # the replacement is provisioned in the background
+    while cli("ls", "--backend", "local").stdout.count(" warm ") < 3:
+        assert time.monotonic() < deadline, cli("ls").stdout
+        time.sleep(0.5)
+    time.sleep(0.5)
+    assert len(isolated_state.sandboxes()) == 3  # two waiting plus the one the run gave back
+    (isolated_state.path / "warm-pool.log").unlink()
+    remove_warm(isolated_state)
