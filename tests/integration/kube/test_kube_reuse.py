@@ -166,3 +166,37 @@ def test_a_killed_runs_namespace_is_reaped_by_gc_soon_after_its_lease_lapses(
         time.sleep(0.5)
     assert not namespace_exists(core, namespace) or "removing" in gc.stdout
     isolated_state.assert_clean()
+
+
+def test_the_pool_hands_out_distinct_namespaces_to_concurrent_claims(
+    kube_dir: pytest.Pytester, isolated_state: IsolatedState, core: Any, owner: str
+) -> None:
+    from pytest_livesandbox.backends import load_backend
+    from pytest_livesandbox.pool import config_from
+    from pytest_livesandbox.reuse import reuse_key
+
+    args = ["--sandbox-namespace-prefix=pool"]
+    try:
+        warm = cli("warm", "--count", "2", "--rootdir", str(kube_dir.path), "--", *args)
+        assert warm.returncode == 0, warm.stdout + warm.stderr
+        assert "2 warm sandbox(es)" in warm.stdout
+        key = reuse_key(config_from(args, kube_dir.path), load_backend("kube"))
+        got: list[str] = []
+        start = threading.Barrier(3)
+
+        def contend(run_id: str) -> None:
+            start.wait()
+            ns = claim_namespace(core, key, "kube", run_id, time.time() + 60)
+            if ns is not None:
+                got.append(ns.name)
+
+        threads = [threading.Thread(target=contend, args=(f"run-{i}",)) for i in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert len(got) == 2 and len(set(got)) == 2, got  # the third found none left
+    finally:
+        for line in cli("ls", "--backend", "kube", "--owner", owner).stdout.splitlines()[1:]:
+            cli("down", line.split()[0])
+    isolated_state.assert_clean()
