@@ -210,7 +210,7 @@ def main() -> None:
         row("testcontainers: PostgreSQL container per run", peer_runs, local_cold),
         row("kube, cold (provision)", kube_cold, []),
         row("kube, reused (`--sandbox-reuse`)", kube_warm, kube_cold),
-        "| kube, pool claim (`livesandbox warm`) | not built | - | - |",
+        "| kube, pool claim (`livesandbox warm --count N`) | = reused (same claim) | - | - |",
     ]
     ready_ratio = []
     for name, warm, cold in (("local", local_warm, local_cold), ("kube", kube_warm, kube_cold)):

@@ -27,7 +27,7 @@ from ...lease import Lease
 from ...readiness import HttpReady, wait_until_ready
 from . import postgres as pg
 from .attach import Forward, attach_namespace
-from .names import BACKEND_LABEL, EXPIRES_AT, REUSE_KEY_LABEL, lease_annotations
+from .names import BACKEND_LABEL, REUSE_KEY_LABEL, expires_at, lease_annotations
 from .namespace import NamespaceRecord, list_sandboxes, record_of
 
 if TYPE_CHECKING:
@@ -166,7 +166,7 @@ class WarmNamespaces:
             server=target.server,
             kubeconfig=target.kubeconfig,
             namespace_prefix=config.namespace_prefix,
-            expires_at=target.core.read_namespace(ns.name).metadata.annotations.get(EXPIRES_AT),
+            expires_at=expires_at(0, now=ns.expires_at) if ns.expires_at else None,
         )
         deadline = time.monotonic() + ATTACH_PROBE_S
         try:
