@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     from .protocol import Backend, ListScope, SandboxRecord
 
-LeaseState = Literal["held", "warm"]
+LeaseState = Literal["held", "warm", "kept"]
 LEASE_SUFFIX = ".lease.json"
 MIN_INTERVAL = 0.5
 
@@ -44,8 +44,8 @@ MIN_INTERVAL = 0.5
 class Lease:
     """Who holds a sandbox and until when (Unix time).
 
-    ``state`` is ``held`` (a pytest uses it) or ``warm`` (kept for reuse, claimable by a run
-    with the same ``key``).
+    ``state`` is ``held`` (a pytest uses it), ``warm`` (kept for reuse, claimable by a run
+    with the same ``key``) or ``kept`` (``--sandbox-keep``: until its TTL).
 
     >>> Lease("held", "run-1", expires_at=0.0).lapsed
     True

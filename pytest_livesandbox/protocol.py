@@ -122,7 +122,11 @@ class Backend(Protocol):
         """
 
     def keep_warm(self, info: SandboxInfo, until: float) -> None:
-        """Hand the run's sandbox back as warm: claimable by its reuse key until ``until``."""
+        """Hand the run's sandbox back at its end, leased until ``until``.
+
+        Warm (claimable by its reuse key) when ``info.extra["reuse_key"]`` is set, else kept
+        (``--sandbox-keep``: nobody claims it, it lapses with its TTL).
+        """
 
     def heal(self, info: SandboxInfo, config: SandboxConfig) -> dict[str, Any]:
         """Make a reused sandbox's app answer its health check (restarted only if it fails).

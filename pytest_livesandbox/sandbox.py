@@ -113,7 +113,7 @@ class Sandbox:
         if self.config.reuse and info.extra.get("reuse_key"):
             backend.keep_warm(info, time.time() + self.config.reuse_idle)
         elif self.config.keep:
-            backend.renew_lease(info, time.time() + self.config.ttl)
+            backend.keep_warm(info, info.created_at + self.config.ttl)
         else:
             backend.teardown(info)
 

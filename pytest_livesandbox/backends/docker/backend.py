@@ -379,8 +379,8 @@ class DockerBackend:
         return None
 
     def keep_warm(self, info: SandboxInfo, until: float) -> None:
-        """Never called: :meth:`check_config` refuses ``--sandbox-reuse``."""
-        self.teardown(info)
+        """Kept (``--sandbox-keep``) until ``until``; warm ones do not exist on docker."""
+        lease_file(info.id).write(Lease("kept", info.run_id, until))
 
     def heal(self, info: SandboxInfo, config: SandboxConfig) -> dict[str, Any]:
         """Nothing to heal: docker sandboxes are never reused."""

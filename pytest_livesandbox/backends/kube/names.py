@@ -117,10 +117,10 @@ def lease_of(annotations: Mapping[str, str], labels: Mapping[str, str]) -> Lease
     """The lease a namespace's annotations hold (``None``: made before leases existed)."""
     until = parse_expires_at(annotations.get(LEASE_EXPIRES_AT))
     state = annotations.get(LEASE_STATE)
-    if until is None or state not in ("held", "warm"):
+    if until is None or state not in ("held", "warm", "kept"):
         return None
     return Lease(
-        "warm" if state == "warm" else "held",
+        "warm" if state == "warm" else "kept" if state == "kept" else "held",
         annotations.get(LEASE_HOLDER, ""),
         until,
         key=labels.get(REUSE_KEY_LABEL, ""),

@@ -77,7 +77,7 @@ def list_records(backend: str, scope: ListScope) -> list[SandboxRecord]:
 
 
 def _status(ns: NamespaceRecord) -> str:
-    """``terminating``, ``lapsed``, ``expired``, ``warm``, ``running`` or the phase (no lease)."""
+    """``terminating``, ``lapsed``, ``expired``, ``warm``, ``kept``, ``running`` or the phase."""
     if ns.phase == "Terminating":
         return "terminating"
     if ns.lease is not None and ns.lease.lapsed:
@@ -85,7 +85,7 @@ def _status(ns: NamespaceRecord) -> str:
     if ns.expired:
         return "expired"
     if ns.lease is not None:
-        return "warm" if ns.lease.state == "warm" else "running"
+        return {"warm": "warm", "kept": "kept"}.get(ns.lease.state, "running")
     return ns.phase.lower()
 
 

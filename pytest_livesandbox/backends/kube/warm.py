@@ -83,14 +83,10 @@ def claim_namespace(
 
 
 def hand_back(core: Any, name: str, key: str, until: float) -> None:
-    """Mark the namespace warm for ``key`` until ``until`` (the run ends)."""
-    lease = Lease("warm", "", until, key=key)
-    _patch(
-        core,
-        name,
-        None,
-        {"labels": {REUSE_KEY_LABEL: key}, "annotations": lease_annotations(lease)},
-    )
+    """Mark the namespace warm for ``key`` (kept, without one) until ``until`` (the run ends)."""
+    lease = Lease("warm" if key else "kept", "", until, key=key)
+    labels = {REUSE_KEY_LABEL: key} if key else {}
+    _patch(core, name, None, {"labels": labels, "annotations": lease_annotations(lease)})
 
 
 def restart_deployments(apps: Any, namespace: str) -> list[str]:
@@ -177,12 +173,12 @@ class WarmNamespaces:
         return info
 
     def keep_warm(self, info: SandboxInfo, until: float) -> None:
-        """Stop the port-forwards; mark the namespace warm for its reuse key."""
+        """Stop the port-forwards; mark the namespace warm for its reuse key (or kept)."""
         for forwarder in self._forwarders.pop(info.id, []):
             forwarder.close()
         target = self._targets.pop(info.id, None)
-        if target is None or info.namespace is None:
-            return
+        if target is None or info.namespace is None or info.extra.get("attached"):
+            return  # an attached namespace is not ours to lease
         try:
             hand_back(target.core, info.namespace, str(info.extra.get("reuse_key") or ""), until)
         finally:

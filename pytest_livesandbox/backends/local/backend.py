@@ -347,8 +347,8 @@ class LocalBackend:
         return claim(config, key, run_id, until)
 
     def keep_warm(self, info: SandboxInfo, until: float) -> None:
-        """Mark the sandbox warm (claimable by its key) until ``until``."""
-        write_lease(info, until, state="warm")
+        """Mark the sandbox warm (claimable by its key) or kept until ``until``."""
+        write_lease(info, until, state="warm" if info.extra.get("reuse_key") else "kept")
 
     def heal(self, info: SandboxInfo, config: SandboxConfig) -> dict[str, Any]:
         """PostgreSQL and proxy must run; the app is restarted only when its health check fails."""

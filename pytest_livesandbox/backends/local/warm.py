@@ -42,11 +42,11 @@ def lease_file(sandbox_id: str) -> LeaseFile:
 def write_lease(info: SandboxInfo, until: float, *, state: str = "held") -> None:
     """Set the lease of ``info`` (held by its run, or warm for its reuse key)."""
     lease = Lease(
-        "warm" if state == "warm" else "held",
+        "warm" if state == "warm" else "kept" if state == "kept" else "held",
         info.run_id,
         round(until, 3),
         key=str(info.extra.get("reuse_key") or ""),
-        pid=0 if state == "warm" else os.getpid(),
+        pid=os.getpid() if state == "held" else 0,
     )
     lease_file(info.id).write(lease)
 
