@@ -11,6 +11,7 @@ from .config import SandboxConfig
 from .errors import (
     AppCrashed,
     ChaosError,
+    ChaosNotObserved,
     ClusterUnreachable,
     ConfigError,
     DatabaseStartError,
@@ -33,6 +34,7 @@ __all__ = [
     "AppCrashed",
     "Backend",
     "ChaosError",
+    "ChaosNotObserved",
     "ClusterUnreachable",
     "ConfigError",
     "DatabaseInfo",

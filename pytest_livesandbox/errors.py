@@ -14,6 +14,7 @@ the fitting builtin, so ``except TimeoutError`` works as well as ``except Startu
     ├── UnsafeTarget                        a production-looking context or foreign resource
     ├── MarkerError (ValueError)            a chaos or isolation marker with bad arguments
     ├── ChaosError                          a fault could not be applied or removed
+    │   └── ChaosNotObserved (AssertionError) a fault affected nothing: the test tested nothing
     └── TeardownError                       the sandbox could not be removed cleanly
 
 Messages say what was tried and how to fix it; they never contain passwords.
@@ -73,6 +74,10 @@ class ChaosError(SandboxError):
     """A fault could not be applied, or the sandbox did not return to baseline."""
 
 
+class ChaosNotObserved(ChaosError, AssertionError):
+    """A chaos test's fault affected nothing (``hits`` 0); ``require_hit=False`` allows it."""
+
+
 class TeardownError(SandboxError):
     """The sandbox could not be removed cleanly."""
 
@@ -80,6 +85,7 @@ class TeardownError(SandboxError):
 __all__ = [
     "AppCrashed",
     "ChaosError",
+    "ChaosNotObserved",
     "ClusterUnreachable",
     "ConfigError",
     "DatabaseStartError",

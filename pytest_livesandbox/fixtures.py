@@ -31,6 +31,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from .chaos.scope import scope_headers
 from .config import in_ci
 from .errors import SandboxError
 from .locations import state_root
@@ -94,16 +95,36 @@ def _livesandbox_transport() -> Iterator[httpx.HTTPTransport]:
     transport.close()
 
 
+def _test_headers(request: pytest.FixtureRequest, sandbox: Sandbox) -> dict[str, str]:
+    # Through a fault proxy, requests carry the test's scope token (client -> app faults act
+    # on the requests of the test that asked for them only; the proxy strips the header).
+    return scope_headers(request.node.nodeid) if sandbox.info.extra.get("fault_proxy") else {}
+
+
 @pytest.fixture
-def live_http(live_url: str, _livesandbox_transport: httpx.HTTPTransport) -> httpx.Client:
+def live_http(
+    request: pytest.FixtureRequest,
+    livesandbox: Sandbox,
+    live_url: str,
+    _livesandbox_transport: httpx.HTTPTransport,
+) -> httpx.Client:
     """An ``httpx.Client`` for the app: ``live_http.get("/items")``. Fresh cookies per test."""
-    return httpx.Client(base_url=live_url, transport=_livesandbox_transport, timeout=HTTP_TIMEOUT)
+    return httpx.Client(
+        base_url=live_url,
+        transport=_livesandbox_transport,
+        timeout=HTTP_TIMEOUT,
+        headers=_test_headers(request, livesandbox),
+    )
 
 
 @pytest.fixture
-def live_async_http(live_url: str) -> Iterator[httpx.AsyncClient]:
+def live_async_http(
+    request: pytest.FixtureRequest, livesandbox: Sandbox, live_url: str
+) -> Iterator[httpx.AsyncClient]:
     """An ``httpx.AsyncClient`` for the app (use it from your async test runner)."""
-    client = httpx.AsyncClient(base_url=live_url, timeout=HTTP_TIMEOUT)
+    client = httpx.AsyncClient(
+        base_url=live_url, timeout=HTTP_TIMEOUT, headers=_test_headers(request, livesandbox)
+    )
     yield client
     if not client.is_closed:
         # The test's event loop is gone; close on a private one without blocking this thread's.

@@ -30,8 +30,8 @@ from ..postgres import roles
 from .ledger import Ledger
 from .markers import Fault
 
-#: Fault kinds the fault proxy injects (``latency`` and the ``network_fault`` kinds).
-PROXY_KINDS = frozenset({"latency", "reset", "timeout", "bandwidth", "slow_close"})
+#: Fault kinds the fault proxy injects (``latency``, the ``network_fault`` kinds, ``http``).
+PROXY_KINDS = frozenset({"latency", "reset", "timeout", "bandwidth", "slow_close", "http"})
 #: Fault kinds every ledgered driver injects through its backend's own API.
 CORE_KINDS = frozenset({"evict", "resource_limits", "db_connections", "kill_db"})
 
@@ -80,8 +80,14 @@ class ActiveFault:
 class ChaosDriver(Protocol):
     """One backend's way of injecting faults into a running sandbox."""
 
-    def apply(self, fault: Fault) -> ActiveFault:
-        """Inject ``fault`` now; it stays until the returned handle is removed."""
+    def apply(self, fault: Fault, scope: str = "") -> ActiveFault:
+        """Inject ``fault`` now; it stays until the returned handle is removed.
+
+        A scoped fault (:attr:`Fault.scoped`) acts only on requests carrying ``scope``.
+        """
+
+    def counters(self, record: dict[str, Any]) -> dict[str, Any]:
+        """``hits`` (and ``requests_seen``) of a fault in force, from its record."""
 
     def repair(self, *, only_stale: bool) -> list[str]:
         """Undo faults left behind (by dead processes, or all); returns what was undone."""

@@ -42,9 +42,11 @@ class LedgeredDriver:
     #: The fault kinds this driver injects; its backend declares them as ``supported_faults``.
     kinds: ClassVar[frozenset[str]] = CORE_KINDS
 
-    def apply(self, fault: Fault) -> ActiveFault:
-        """Inject one fault now."""
+    def apply(self, fault: Fault, scope: str = "") -> ActiveFault:
+        """Inject one fault now; a scoped (client -> app) fault acts on ``scope``'s requests."""
         record: dict[str, Any] = {**fault.describe(), "applied_at": round(time.time(), 4)}
+        if scope and fault.scoped:
+            record["scope"] = scope
         handler = self._handlers().get(fault.kind) if fault.kind in self.kinds else None
         if handler is None:
             raise ChaosError(f"the {self.info.backend} backend cannot inject {fault.kind!r}")
@@ -57,6 +59,10 @@ class LedgeredDriver:
             "db_connections": self._db_connections,
             "kill_db": self._kill_db,
         }
+
+    def counters(self, record: dict[str, Any]) -> dict[str, Any]:
+        """What a fault in force has affected so far; only proxy faults count."""
+        raise ChaosError(f"the {self.info.backend} backend counts no {record.get('kind')} hits")
 
     def _evict(self, fault: Fault, record: dict[str, Any]) -> Undo:
         raise NotImplementedError

@@ -17,13 +17,12 @@ or a number of cores (``0.5``).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import parse_duration
 from ..errors import MarkerError
+from .units import boolean, choice, number, parse_chaos_duration, parse_cpu, parse_memory
 
 TARGETS = ("db", "app")
 DIRECTIONS = ("both", "upstream", "downstream")
@@ -37,7 +36,13 @@ MARKER_NAMES = (
     "resource_limits",
     "db_connections",
     "kill_db",
+    "http_fault",
 )
+#: Faults on the client -> app path: scoped to the test's own requests, no exclusive lock.
+SCOPED_KINDS = frozenset({"latency", "reset", "timeout", "bandwidth", "slow_close", "http"})
+#: Faults that count what they affected (``hits``) and so can be checked to have fired.
+COUNTED_KINDS = SCOPED_KINDS
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
 
 MARKER_HELP = (
     "latency(ms, jitter=0, target='db'|'app', direction='both'|'upstream'|'downstream'): "
@@ -51,11 +56,10 @@ MARKER_HELP = (
     "db_connections(max=N): the app's database role may hold at most N connections",
     "kill_db(when='before'|'during', delay='0s', restart=True, down_for='1s'): stop "
     "PostgreSQL; with restart=True it comes back after down_for",
+    "http_fault(status=503, body=, retry_after='2s' | abort=True | delay='200ms', times=N, "
+    "every=K | rate=0.3, seed=0, path='/items*', method='POST', target='app', "
+    "require_hit=True): answer, reset or hold back the test's own matching HTTP requests",
 )
-
-_MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(Ki|Mi|Gi|K|M|G)\s*$")
-_MEMORY_FACTORS = {"Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "K": 1000, "M": 1000**2, "G": 1000**3}
-_CPU = re.compile(r"^\s*(\d+)m\s*$")
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,17 @@ class Fault:
     when: str = "before"
     delay: float = 0.0
     marker: str = ""
+    require_hit: bool = True
+
+    @property
+    def scoped(self) -> bool:
+        """A client -> app fault: it acts on the requests of the test that asked for it only."""
+        return self.kind in SCOPED_KINDS and self.target == "app"
+
+    @property
+    def counted(self) -> bool:
+        """The fault reports ``hits``; with ``require_hit`` zero hits is an error."""
+        return self.kind in COUNTED_KINDS
 
     def describe(self) -> dict[str, Any]:
         """JSON-able description for reports."""
@@ -84,6 +99,7 @@ class Fault:
             "when": self.when,
             "delay_s": self.delay,
             "marker": self.marker,
+            "require_hit": self.require_hit,
         }
 
 
@@ -100,85 +116,6 @@ class ChaosPlan:
     def kinds(self) -> frozenset[str]:
         """The fault kinds used (for capability checks)."""
         return frozenset(f.kind for f in self.faults)
-
-
-# --------------------------------------------------------------------------- value parsers
-
-
-def parse_chaos_duration(value: object, name: str, *, allow_zero: bool = True) -> float:
-    """A marker's duration argument, by the one parser of :func:`~..config.parse_duration`.
-
-    >>> parse_chaos_duration("250ms", "delay"), parse_chaos_duration(2, "down_for")
-    (0.25, 2.0)
-    """
-    try:
-        return parse_duration(value, allow_zero=allow_zero)
-    except ValueError as exc:
-        raise MarkerError(f"{name}={value!r}: {exc}") from None
-
-
-def parse_memory(value: object, name: str = "memory") -> int:
-    """A memory size with a unit (``"96Mi"``, ``"1Gi"``, ``"100M"``) -> bytes.
-
-    >>> parse_memory("96Mi")
-    100663296
-    """
-    if isinstance(value, bool) or not isinstance(value, str):
-        raise MarkerError(
-            f"{name}={value!r}: give a size with a unit, e.g. {name}='96Mi' (bytes are ambiguous)"
-        )
-    match = _MEMORY.match(value)
-    if not match:
-        raise MarkerError(
-            f"{name}={value!r} is not a memory size; use Ki, Mi, Gi (or K, M, G), e.g. '96Mi'"
-        )
-    size = int(float(match.group(1)) * _MEMORY_FACTORS[match.group(2)])
-    if size < 4 * 1024 * 1024:
-        raise MarkerError(f"{name}={value!r} is below 4Mi, which no process can run in")
-    return size
-
-
-def parse_cpu(value: object, name: str = "cpu") -> float:
-    """CPU as Kubernetes writes it: ``"500m"`` or a number of cores -> cores.
-
-    >>> parse_cpu("250m"), parse_cpu(1.5)
-    (0.25, 1.5)
-    """
-    if isinstance(value, bool):
-        raise MarkerError(f"{name}={value!r} is not a CPU amount; use e.g. '500m' or 0.5")
-    if isinstance(value, int | float):
-        cores = float(value)
-    elif isinstance(value, str) and _CPU.match(value):
-        cores = int(_CPU.match(value).group(1)) / 1000  # type: ignore[union-attr]
-    else:
-        raise MarkerError(f"{name}={value!r} is not a CPU amount; use e.g. '500m' or 0.5")
-    if cores < 0.01:
-        raise MarkerError(f"{name}={value!r} must be at least 10m")
-    return cores
-
-
-def _number(value: object, name: str, *, minimum: float = 0.0, integer: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        unit_hint = "" if integer else " (the unit is in the name)"
-        raise MarkerError(f"{name}={value!r} must be a number{unit_hint}")
-    if integer and not isinstance(value, int):
-        raise MarkerError(f"{name}={value!r} must be a whole number")
-    if value < minimum:
-        raise MarkerError(f"{name}={value!r} must be >= {minimum:g}")
-    return float(value)
-
-
-def _choice(value: object, name: str, choices: Iterable[str]) -> str:
-    options = tuple(choices)
-    if value not in options:
-        raise MarkerError(f"{name}={value!r} is not one of {', '.join(map(repr, options))}")
-    return str(value)
-
-
-def _bool(value: object, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise MarkerError(f"{name}={value!r} must be True or False")
-    return value
 
 
 # --------------------------------------------------------------------------- markers
@@ -210,7 +147,7 @@ def _bind(
 
 
 def _when_delay(marker: str, bound: dict[str, Any]) -> tuple[str, float]:
-    when = _choice(bound.get("when", "before"), "when", WHENS)
+    when = choice(bound.get("when", "before"), "when", WHENS)
     delay = parse_chaos_duration(bound.get("delay", "0s"), "delay")
     if delay and when == "before":
         raise MarkerError(f"@{marker}: delay only applies with when='during'")
@@ -218,20 +155,22 @@ def _when_delay(marker: str, bound: dict[str, Any]) -> tuple[str, float]:
 
 
 def _latency(args: Args, kwargs: Kwargs) -> list[Fault]:
-    bound = _bind("latency", args, kwargs, ("ms",), {"ms", "jitter", "target", "direction"})
+    allowed = {"ms", "jitter", "target", "direction", "require_hit"}
+    bound = _bind("latency", args, kwargs, ("ms",), allowed)
     if "ms" not in bound:
         raise MarkerError("@latency: argument 'ms' is required, e.g. @latency(ms=300)")
-    ms = _number(bound["ms"], "ms")
-    jitter = _number(bound.get("jitter", 0), "jitter")
+    ms = number(bound["ms"], "ms")
+    jitter = number(bound.get("jitter", 0), "jitter")
     if jitter > ms:
         raise MarkerError(f"jitter={jitter:g} must not exceed ms={ms:g}")
     params = {
         "ms": ms,
         "jitter": jitter,
-        "direction": _choice(bound.get("direction", "both"), "direction", DIRECTIONS),
+        "direction": choice(bound.get("direction", "both"), "direction", DIRECTIONS),
     }
-    target = _choice(bound.get("target", "db"), "target", TARGETS)
-    return [Fault("latency", target, params, marker="latency")]
+    target = choice(bound.get("target", "db"), "target", TARGETS)
+    require = boolean(bound.get("require_hit", True), "require_hit")
+    return [Fault("latency", target, params, marker="latency", require_hit=require)]
 
 
 _NETWORK_PARAMS: dict[str, set[str]] = {
@@ -244,19 +183,20 @@ _NETWORK_PARAMS: dict[str, set[str]] = {
 
 def _network_fault(args: Args, kwargs: Kwargs) -> list[Fault]:
     extra = set().union(*_NETWORK_PARAMS.values())
-    bound = _bind("network_fault", args, kwargs, ("kind",), {"kind", "target", "direction", *extra})
+    allowed = {"kind", "target", "direction", "require_hit", *extra}
+    bound = _bind("network_fault", args, kwargs, ("kind",), allowed)
     if "kind" not in bound:
         raise MarkerError("@network_fault: argument 'kind' is required, e.g. kind='reset'")
-    kind = _choice(bound["kind"], "kind", NETWORK_KINDS)
+    kind = choice(bound["kind"], "kind", NETWORK_KINDS)
     for key in extra - _NETWORK_PARAMS[kind]:
         if key in bound:
             raise MarkerError(f"{key}={bound[key]!r} does not apply to kind={kind!r}")
     params: dict[str, Any] = {
-        "direction": _choice(bound.get("direction", "both"), "direction", DIRECTIONS)
+        "direction": choice(bound.get("direction", "both"), "direction", DIRECTIONS)
     }
     if kind == "reset":
         params["after_bytes"] = int(
-            _number(bound.get("after_bytes", 0), "after_bytes", integer=True)
+            number(bound.get("after_bytes", 0), "after_bytes", integer=True)
         )
     elif kind == "timeout":
         if "after" in bound:
@@ -264,25 +204,26 @@ def _network_fault(args: Args, kwargs: Kwargs) -> list[Fault]:
     elif kind == "bandwidth":
         if "rate_kbps" not in bound:
             raise MarkerError("kind='bandwidth' needs rate_kbps=, e.g. rate_kbps=64")
-        params["rate_kbps"] = _number(bound["rate_kbps"], "rate_kbps")
+        params["rate_kbps"] = number(bound["rate_kbps"], "rate_kbps")
         if params["rate_kbps"] <= 0:
             raise MarkerError("rate_kbps must be > 0 (use kind='timeout' to stop traffic)")
     else:
         params["delay"] = parse_chaos_duration(bound.get("delay", "1s"), "delay")
-    target = _choice(bound.get("target", "db"), "target", TARGETS)
-    return [Fault(kind, target, params, marker="network_fault")]
+    target = choice(bound.get("target", "db"), "target", TARGETS)
+    require = boolean(bound.get("require_hit", True), "require_hit")
+    return [Fault(kind, target, params, marker="network_fault", require_hit=require)]
 
 
 def _evict_pod(args: Args, kwargs: Kwargs) -> list[Fault]:
     bound = _bind("evict_pod", args, kwargs, ("component",), {"component", "when", "delay"})
-    component = _choice(bound.get("component", "backend"), "component", COMPONENTS)
+    component = choice(bound.get("component", "backend"), "component", COMPONENTS)
     when, delay = _when_delay("evict_pod", bound)
     return [Fault("evict", component, {}, when=when, delay=delay, marker="evict_pod")]
 
 
 def _resource_limits(args: Args, kwargs: Kwargs) -> list[Fault]:
     bound = _bind("resource_limits", args, kwargs, ("component",), {"component", "memory", "cpu"})
-    component = _choice(bound.get("component", "backend"), "component", COMPONENTS)
+    component = choice(bound.get("component", "backend"), "component", COMPONENTS)
     params: dict[str, Any] = {}
     if "memory" in bound:
         params["memory"] = parse_memory(bound["memory"])
@@ -297,14 +238,14 @@ def _db_connections(args: Args, kwargs: Kwargs) -> list[Fault]:
     bound = _bind("db_connections", args, kwargs, ("max",), {"max"})
     if "max" not in bound:
         raise MarkerError("@db_connections: argument 'max' is required, e.g. max=1")
-    limit = int(_number(bound["max"], "max", integer=True))
+    limit = int(number(bound["max"], "max", integer=True))
     return [Fault("db_connections", "db", {"max": limit}, marker="db_connections")]
 
 
 def _kill_db(args: Args, kwargs: Kwargs) -> list[Fault]:
     bound = _bind("kill_db", args, kwargs, (), {"when", "delay", "restart", "down_for"})
     when, delay = _when_delay("kill_db", bound)
-    restart = _bool(bound.get("restart", True), "restart")
+    restart = boolean(bound.get("restart", True), "restart")
     if "down_for" in bound and not restart:
         raise MarkerError("down_for only applies with restart=True")
     down_for = parse_chaos_duration(bound.get("down_for", "1s"), "down_for")
@@ -312,7 +253,73 @@ def _kill_db(args: Args, kwargs: Kwargs) -> list[Fault]:
     return [Fault("kill_db", "db", params, when=when, delay=delay, marker="kill_db")]
 
 
+_HTTP_ALLOWED = {
+    "status", "body", "retry_after", "abort", "delay", "times", "every", "rate", "seed",
+    "path", "method", "target", "require_hit",
+}  # fmt: skip
+
+
+def _http_fault(args: Args, kwargs: Kwargs) -> list[Fault]:
+    bound = _bind("http_fault", args, kwargs, ("status",), _HTTP_ALLOWED)
+    actions = [key for key in ("status", "abort", "delay") if key in bound]
+    if len(actions) > 1:
+        raise MarkerError(f"give one of status=, abort=True, delay=; got {', '.join(actions)}")
+    params: dict[str, Any] = {"action": actions[0] if actions else "status"}
+    if params["action"] == "status":
+        params["status"] = int(number(bound.get("status", 503), "status", integer=True))
+        if not 200 <= params["status"] <= 599 or params["status"] in (204, 304):
+            raise MarkerError(f"status={params['status']} must be 200..599 (not 204/304)")
+        if "body" in bound:
+            if not isinstance(bound["body"], str):
+                raise MarkerError(f"body={bound['body']!r} must be a string")
+            params["body"] = bound["body"]
+        if "retry_after" in bound:
+            seconds = parse_chaos_duration(bound["retry_after"], "retry_after")
+            if seconds != int(seconds):
+                raise MarkerError(f"retry_after={bound['retry_after']!r}: whole seconds only")
+            params["retry_after"] = int(seconds)
+    else:
+        for key in ("body", "retry_after"):
+            if key in bound:
+                raise MarkerError(f"{key}= only applies with status=")
+    if params["action"] == "abort" and not boolean(bound["abort"], "abort"):
+        raise MarkerError("abort=False injects nothing; drop the marker or give abort=True")
+    if params["action"] == "delay":
+        params["delay"] = parse_chaos_duration(bound["delay"], "delay", allow_zero=False)
+    if "times" in bound:
+        params["times"] = int(number(bound["times"], "times", minimum=1, integer=True))
+    if "every" in bound and "rate" in bound:
+        raise MarkerError("give every= or rate=, not both")
+    if "every" in bound:
+        params["every"] = int(number(bound["every"], "every", minimum=1, integer=True))
+    if "rate" in bound:
+        params["rate"] = number(bound["rate"], "rate")
+        if not 0 < params["rate"] <= 1:
+            raise MarkerError(f"rate={bound['rate']!r} must be a fraction in (0, 1]")
+        params["seed"] = int(number(bound.get("seed", 0), "seed", integer=True))
+    elif "seed" in bound:
+        raise MarkerError("seed= only applies with rate=")
+    if "path" in bound:
+        if not isinstance(bound["path"], str) or not bound["path"].startswith("/"):
+            raise MarkerError(f"path={bound['path']!r} must be a glob starting with '/'")
+        params["path"] = bound["path"]
+    if "method" in bound:
+        given = bound["method"]
+        methods = [given] if isinstance(given, str) else given
+        if not isinstance(methods, list | tuple) or not methods:
+            raise MarkerError(f"method={given!r} must be a method name or a list of them")
+        params["method"] = [choice(str(m).upper(), "method", HTTP_METHODS) for m in methods]
+    if bound.get("target", "app") != "app":
+        raise MarkerError(
+            f"target={bound['target']!r}: http_fault acts on HTTP requests to the app; "
+            "only target='app' (for the database use latency / network_fault)"
+        )
+    require = boolean(bound.get("require_hit", True), "require_hit")
+    return [Fault("http", "app", params, marker="http_fault", require_hit=require)]
+
+
 PARSERS: dict[str, Callable[[Args, Kwargs], list[Fault]]] = {
+    "http_fault": _http_fault,
     "latency": _latency,
     "network_fault": _network_fault,
     "evict_pod": _evict_pod,

@@ -5,14 +5,19 @@ Life of a chaos test:
 1. collection: markers parsed into a :class:`~.markers.ChaosPlan` (stashed on the item); bad
    arguments or a backend that cannot honour them are collection errors (see
    :func:`marker_problems`, called from the main plugin's ``pytest_collection_modifyitems``);
-2. ``pytest_runtest_protocol``: the test holds the sandbox lock, exclusively when it injects
-   faults (:mod:`.lock`), so no other test sees them;
+2. ``pytest_runtest_protocol``: the test holds the sandbox lock (:mod:`.lock`), exclusively
+   when it injects faults on the whole sandbox (app -> db, processes, the ``chaos`` fixture), so
+   no other test sees them; a test with only client -> app markers (``latency`` /
+   ``network_fault`` / ``http_fault`` with ``target="app"``) shares it: its faults are scoped to
+   its own requests (:mod:`.scope`);
 3. setup: any fault left behind by a dead process is undone and the baseline re-checked;
 4. ``pytest_runtest_call``: ``before`` faults are applied just before the body, ``during`` ones
    on timers; all are removed right after the body;
 5. teardown of the ``chaos`` fixture: removal is finished and the sandbox verified; if it is not
    back to baseline the test errors with the reason, and a marker file makes later tests repair
-   or fail instead of running on a degraded sandbox.
+   or fail instead of running on a degraded sandbox; a fault that affected nothing makes the
+   test error with :class:`~pytest_livesandbox.errors.ChaosNotObserved` (unless the test body
+   failed already, or the fault says ``require_hit=False``).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from filelock import FileLock
 
 from ..backends import load_backend
 from ..config import SandboxConfig
-from ..errors import ChaosError, MarkerError, SandboxError
+from ..errors import ChaosError, ChaosNotObserved, MarkerError, SandboxError
 from ..fixtures import MANAGER_KEY
 from ..info import SandboxInfo
 from ..parallel import is_xdist_worker
@@ -37,11 +42,13 @@ from ..sandbox import Sandbox, backend_for
 from .driver import ChaosDriver, chaos_dir, remove_chaos_dir
 from .lock import SandboxLock
 from .markers import MARKER_NAMES, ChaosPlan, plan_from_markers
+from .scope import scope_token
 from .session import Chaos
 
 PLAN_KEY = pytest.StashKey[ChaosPlan]()
 SESSION_KEY = pytest.StashKey[Chaos]()
 ERRORS_KEY = pytest.StashKey[list[str]]()
+EXCLUSIVE_KEY = pytest.StashKey[bool]()
 DEGRADED_FILE = "chaos-degraded"
 
 
@@ -151,10 +158,20 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     info = _info(item.config)
     if info is None:
         return (yield)
-    fixturenames = getattr(item, "fixturenames", ())
-    exclusive = bool(item.stash.get(PLAN_KEY, None)) or "chaos" in fixturenames
-    with SandboxLock(chaos_dir(info)).hold(exclusive=exclusive):
+    alone = item.stash[EXCLUSIVE_KEY] = exclusive(item)
+    with SandboxLock(chaos_dir(info)).hold(exclusive=alone):
         return (yield)
+
+
+def exclusive(item: pytest.Item) -> bool:
+    """The test must have the sandbox alone: a fault beyond its own requests, or ``chaos``.
+
+    (The ``chaos`` fixture may inject anything, so a test that asks for it runs alone.)
+    """
+    plan = item.stash.get(PLAN_KEY, None)
+    if plan and not all(fault.scoped for fault in plan.faults):
+        return True
+    return "chaos" in getattr(item, "fixturenames", ())
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -177,6 +194,16 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if driver.clean() and not degraded.exists():
         return
     with FileLock(str(chaos_dir(info) / "chaos-repair.lock")):
+        if not item.stash.get(EXCLUSIVE_KEY, True):
+            # Tests beside us may hold live scoped faults: undo only what dead processes left.
+            done = driver.repair(only_stale=True)
+            if not degraded.exists():
+                return
+            if not driver.clean():
+                raise ChaosError(
+                    "the sandbox is degraded and could not be repaired while other tests "
+                    f"hold faults (degraded by: {degraded.read_text()})"
+                )
         done = driver.repair(only_stale=False)
         problems = driver.baseline_problems(_verify_timeout(item.config))
         if problems:
@@ -195,13 +222,18 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
     """Apply the marker plan just before the body; remove it right after."""
     plan = item.stash.get(PLAN_KEY, None)
     session = item.stash.get(SESSION_KEY, None)
-    if not plan or session is None:
+    if session is None:
         return (yield)
     try:
-        session.start_plan(plan)
+        if plan:
+            session.start_plan(plan)
         return (yield)
+    except BaseException:
+        session.body_failed = True  # then an unobserved fault is no news
+        raise
     finally:
-        item.stash[ERRORS_KEY] = session.remove_all()
+        if plan:
+            item.stash[ERRORS_KEY] = session.remove_all()
 
 
 @pytest.fixture(autouse=True)
@@ -226,7 +258,8 @@ def chaos(request: pytest.FixtureRequest, livesandbox: Sandbox) -> Iterator[Chao
     node = request.node
     records: list[dict[str, Any]] = []
     node.user_properties.append(("livesandbox_chaos", records))
-    session = Chaos(_driver(info, node.nodeid), records)
+    alone = node.stash.get(EXCLUSIVE_KEY, True)
+    session = Chaos(_driver(info, node.nodeid), records, scope_token(node.nodeid), exclusive=alone)
     node.stash[SESSION_KEY] = session
     try:
         yield session
@@ -236,8 +269,16 @@ def chaos(request: pytest.FixtureRequest, livesandbox: Sandbox) -> Iterator[Chao
 
 def _restore(session: Chaos, node: pytest.Item, info: SandboxInfo, timeout: float) -> None:
     errors = node.stash.get(ERRORS_KEY, []) + session.remove_all()
+    if not session.exclusive:
+        # Only scoped faults of this test, all removed above; the sandbox-wide baseline would
+        # see the faults of the tests running beside this one.
+        if errors:
+            raise ChaosError("chaos teardown: " + "; ".join(errors))
+        _check_observed(session)
+        return
     problems = session.driver.baseline_problems(timeout)
     if not errors and not problems:
+        _check_observed(session)
         return
     # Try once to put things right, so that only this test fails, not the rest of the run.
     repaired = session.driver.repair(only_stale=False)
@@ -251,3 +292,13 @@ def _restore(session: Chaos, node: pytest.Item, info: SandboxInfo, timeout: floa
         + (f"; repaired: {'; '.join(repaired)}" if repaired and not still else "")
         + (f"; the sandbox stays degraded: {'; '.join(still)}" if still else "")
     )
+
+
+def _check_observed(session: Chaos) -> None:
+    missed = session.unobserved()
+    if missed and not session.body_failed:
+        raise ChaosNotObserved(
+            "a chaos test whose fault never happened tests nothing: "
+            + "; ".join(missed)
+            + ". Fix the test, or give the marker require_hit=False"
+        )

@@ -70,11 +70,15 @@ class ProxyClient:
         """Every route with its toxics and open links."""
         return dict(self.request("GET", "/routes"))
 
-    def set_route(self, name: str, upstream: str, listen_port: int = 0) -> int:
-        """Create (or repoint) a route; returns its listening port."""
-        route = self.request(
-            "PUT", f"/routes/{name}", {"upstream": upstream, "listen_port": listen_port}
-        )
+    def set_route(
+        self, name: str, upstream: str, listen_port: int = 0, protocol: str = "tcp"
+    ) -> int:
+        """Create (or repoint) a route; returns its listening port.
+
+        ``protocol="http"`` parses HTTP/1.1 requests: needed for ``http`` toxics and scopes.
+        """
+        body = {"upstream": upstream, "listen_port": listen_port, "protocol": protocol}
+        route = self.request("PUT", f"/routes/{name}", body)
         return int(route["listen_port"])
 
     def add_toxic(
@@ -82,14 +86,20 @@ class ProxyClient:
         route: str,
         kind: str,
         direction: str,
-        params: dict[str, float],
+        params: dict[str, Any],
         *,
         owner: str = "",
         ttl_s: float = 0.0,
         owner_pid: int | None = None,
+        scope: str = "",
     ) -> dict[str, Any]:
-        """Install a toxic owned by this process (removed by the proxy if we die)."""
+        """Install a toxic owned by this process (removed by the proxy if we die).
+
+        With ``scope`` (an ``http`` route only) it acts on the requests that carry that value in
+        the ``X-Livesandbox-Test`` header, and on their responses.
+        """
         body = {
+            "scope": scope,
             "kind": kind,
             "direction": direction,
             "params": params,
@@ -99,15 +109,19 @@ class ProxyClient:
         }
         return dict(self.request("POST", f"/routes/{route}/toxics", body))
 
-    def remove_toxic(self, route: str, toxic_id: str) -> bool:
-        """Remove one toxic; False if it was already gone (expired, swept)."""
+    def remove_toxic(self, route: str, toxic_id: str) -> dict[str, Any] | None:
+        """Remove one toxic; returns it as it was (``hits``, ...), None if already gone."""
         try:
-            self.request("DELETE", f"/routes/{route}/toxics/{toxic_id}")
+            answer = self.request("DELETE", f"/routes/{route}/toxics/{toxic_id}")
         except ChaosError as exc:
             if "404" in str(exc):
-                return False
+                return None
             raise
-        return True
+        return dict(answer.get("toxic") or {})
+
+    def toxic(self, route: str, toxic_id: str) -> dict[str, Any]:
+        """One installed toxic with its counters (``hits``, ``requests_seen``)."""
+        return dict(self.request("GET", f"/routes/{route}/toxics/{toxic_id}"))
 
     def clear(self, owner: str | None = None) -> int:
         """Remove all toxics (or one owner's); returns how many."""
@@ -121,3 +135,18 @@ class ProxyClient:
             for toxic in route["toxics"]:
                 found.append({**toxic, "route": name})
         return found
+
+
+def toxic_counters(toxic: dict[str, Any] | None, kind: str) -> dict[str, Any]:
+    """A toxic's counters as a fault record shows them (every backend's driver uses this).
+
+    ``hits`` is None when the proxy had dropped the toxic already (expired, owner gone).
+    """
+    if toxic is None:
+        return {"hits": None}
+    found = {"hits": int(toxic.get("hits", 0))}
+    if kind == "http":
+        found["requests_seen"] = int(toxic.get("requests_seen", 0))
+    if toxic.get("unparsed"):  # connections no http_fault or scope could act on
+        found["unparsed"] = int(toxic["unparsed"])
+    return found

@@ -72,10 +72,10 @@ def test_reset(live_http: httpx.Client) -> None:
 
 
 @pytest.mark.network_fault(kind="timeout", target="app")
-def test_timeout(live_url: str) -> None:
-    with httpx.Client(base_url=live_url, timeout=0.3) as client:
-        with pytest.raises(httpx.TimeoutException):
-            client.get("/healthz")
+def test_timeout(live_http: httpx.Client) -> None:
+    # Scoped to this test: the fault only sees requests that carry its header (live_http's).
+    with pytest.raises(httpx.TimeoutException):
+        live_http.get("/healthz", timeout=0.3)
 
 
 @pytest.mark.evict_pod(component="backend", when="during", delay="0.1s")

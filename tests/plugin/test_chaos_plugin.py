@@ -236,5 +236,6 @@ def test_markers_are_registered(pytester: pytest.Pytester) -> None:
         "resource_limits",
         "db_connections",
         "kill_db",
+        "http_fault",
     ):
         result.stdout.fnmatch_lines([f"@pytest.mark.{name}(*"])

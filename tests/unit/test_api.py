@@ -15,6 +15,7 @@ def test_public_api_is_pinned() -> None:
         "AppCrashed",
         "Backend",
         "ChaosError",
+        "ChaosNotObserved",
         "ClusterUnreachable",
         "ConfigError",
         "DatabaseInfo",

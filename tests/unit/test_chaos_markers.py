@@ -117,3 +117,36 @@ def test_unit_parsers() -> None:
     assert parse_cpu(2) == 2.0
     with pytest.raises(MarkerError):
         parse_chaos_duration("0s", "d", allow_zero=False)
+
+
+def test_http_fault_params_and_scope() -> None:
+    fault = one("http_fault", 503, times=2, retry_after="2s", path="/items*", method="post")
+    assert (fault.kind, fault.target, fault.marker) == ("http", "app", "http_fault")
+    assert fault.params == {
+        "action": "status",
+        "status": 503,
+        "retry_after": 2,
+        "times": 2,
+        "path": "/items*",
+        "method": ["POST"],
+    }
+    assert fault.scoped and fault.counted and fault.require_hit
+    assert one("http_fault").params == {"action": "status", "status": 503}
+    assert one("http_fault", abort=True, rate=0.25).params == {
+        "action": "abort",
+        "rate": 0.25,
+        "seed": 0,
+    }
+    assert one("http_fault", delay="200ms", every=3).params == {
+        "action": "delay",
+        "delay": 0.2,
+        "every": 3,
+    }
+
+
+def test_which_faults_are_scoped_and_counted() -> None:
+    assert one("latency", 10, target="app").scoped
+    assert not one("latency", 10, target="db").scoped
+    assert one("latency", 10, target="db").counted
+    assert one("network_fault", "reset", target="app", require_hit=False).require_hit is False
+    assert not one("kill_db").scoped and not one("kill_db").counted

@@ -208,7 +208,7 @@ class LocalBackend:
         if proxy:
             # While the app starts: the route only forwards once the app listens.
             client = self._proxies[info.id].wait(config.startup_timeout)
-            proxy["app_port"] = client.set_route("app", f"127.0.0.1:{port}")
+            proxy["app_port"] = client.set_route("app", f"127.0.0.1:{port}", protocol="http")
         wait_until_ready(
             HttpReady(
                 direct + config.health_path,

@@ -34,7 +34,7 @@ from ...chaos.ledger import Ledger
 from ...chaos.ledgered import Handler, LedgeredDriver
 from ...chaos.markers import Fault
 from ...errors import ChaosError, StartupTimeout
-from ...faultproxy.client import ProxyClient
+from ...faultproxy.client import ProxyClient, toxic_counters
 from ...info import SandboxInfo
 from ...processes import process_alive
 from ...readiness import HttpReady, wait_until_ready
@@ -76,7 +76,9 @@ class LocalChaos(LedgeredDriver):
                 f"{fault.kind} needs the fault proxy, but this sandbox runs without it "
                 "(livesandbox_fault_proxy = false)"
             )
-        params = {k: float(v) for k, v in fault.params.items() if k != "direction"}
+        params: dict[str, Any] = dict(fault.params)
+        if fault.kind != "http":
+            params = {k: float(v) for k, v in fault.params.items() if k != "direction"}
         direction = str(fault.params.get("direction", "both"))
         if fault.kind == "latency" and direction == "both":
             # ms is what one request/response exchange gains: half on the way in, half out.
@@ -84,7 +86,13 @@ class LocalChaos(LedgeredDriver):
         key = self.ledger.add("toxic", {"route": fault.target}, self.owner)
         try:
             toxic = self.proxy.add_toxic(
-                fault.target, fault.kind, direction, params, owner=self.owner, ttl_s=TOXIC_TTL_S
+                fault.target,
+                fault.kind,
+                direction,
+                params,
+                owner=self.owner,
+                ttl_s=TOXIC_TTL_S,
+                scope=str(record.get("scope", "")),
             )
         except BaseException:
             self.ledger.remove(key)
@@ -94,11 +102,18 @@ class LocalChaos(LedgeredDriver):
 
         def undo() -> dict[str, Any]:
             assert self.proxy is not None
-            self.proxy.remove_toxic(fault.target, toxic["id"])
+            removed = self.proxy.remove_toxic(fault.target, toxic["id"])
             self.ledger.remove(key)
-            return {}
+            return toxic_counters(removed, fault.kind)
 
         return undo
+
+    def counters(self, record: dict[str, Any]) -> dict[str, Any]:
+        """What a proxy fault in force has affected so far (``hits``, ``requests_seen``)."""
+        if self.proxy is None or "toxic_id" not in record:
+            raise ChaosError(f"{record.get('kind')} on {record.get('target')} counts nothing")
+        toxic = self.proxy.toxic(str(record["target"]), str(record["toxic_id"]))
+        return toxic_counters(toxic, str(record.get("kind")))
 
     def _app_pid(self) -> int:
         pid = supervisor_state(self.workdir).get("pid")
