@@ -15,5 +15,7 @@ t0=$SECONDS
 "$CLUSTER_DIR/down"
 kc="$("$CLUSTER_DIR/up" | tail -n1)"
 printf 'KUBECONFIG=%s\nLIVESANDBOX_KUBECONFIG_SA=%s\n' "$kc" "$STATE_DIR/kubeconfig-sa" > "$STATE_DIR/ci.env"
+# The cluster's registry (issue 15; written by cluster/registry-up).
+echo "LIVESANDBOX_TEST_REGISTRY=$(cat "$STATE_DIR/registry.addr")" >> "$STATE_DIR/ci.env"
 log "ci.sh: cluster ready in $((SECONDS - t0))s; env in $STATE_DIR/ci.env"
 echo "$kc"

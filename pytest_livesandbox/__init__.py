@@ -17,6 +17,7 @@ from .errors import (
     DatabaseStartError,
     MarkerError,
     ProvisionError,
+    RoleError,
     RolloutFailed,
     SandboxError,
     StartupTimeout,
@@ -24,6 +25,8 @@ from .errors import (
     UnsafeTarget,
 )
 from .info import DatabaseInfo, SandboxInfo
+from .postgres.audit import RoleAudit
+from .postgres.grants import DbRole
 from .postgres.isolation import IsolatedDatabase
 from .protocol import Backend, ListScope, SandboxRecord
 from .sandbox import Sandbox
@@ -39,10 +42,13 @@ __all__ = [
     "ConfigError",
     "DatabaseInfo",
     "DatabaseStartError",
+    "DbRole",
     "IsolatedDatabase",
     "ListScope",
     "MarkerError",
     "ProvisionError",
+    "RoleAudit",
+    "RoleError",
     "RolloutFailed",
     "Sandbox",
     "SandboxConfig",

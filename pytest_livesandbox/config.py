@@ -25,6 +25,8 @@ from typing import Literal
 from .errors import ConfigError
 from .values import (
     parse_bool,
+    parse_build_args,
+    parse_build_specs,
     parse_duration,
     parse_env_pairs,
     parse_image_overrides,
@@ -204,6 +206,47 @@ OPTIONS: tuple[OptionSpec, ...] = (
     ),
     OptionSpec("html", "path", "Write a self-contained HTML report to this file."),
     OptionSpec(
+        "ci_annotations",
+        "bool",
+        "On GitHub Actions (GITHUB_ACTIONS=true): append a job summary to $GITHUB_STEP_SUMMARY "
+        "and print ::error annotations for failed tests (file and line of the failing assert; "
+        "at most 10) and ::warning ones for a degraded sandbox or undelivered webhook events. "
+        "false: neither.",
+        default="true",
+    ),
+    OptionSpec(
+        "fake_clock",
+        "choice",
+        "Preload libfaketime into the app (local backend) so the clock marker can move its "
+        "clock: off (default), on (a missing library or a statically linked app fails the "
+        "run), auto (when the library is installed). Debian's libfaketime 0.9.10 breaks "
+        "time.sleep in Python >= 3.11 apps: see docs/chaos.md#clock.",
+        default="off",
+        choices=("auto", "on", "off"),
+    ),
+    OptionSpec(
+        "build",
+        "list",
+        "Build a component's image before provisioning, COMPONENT=PATH[:DOCKERFILE] (repeatable; "
+        "one per line in ini; docker, kube, gke). PATH is the build context (relative to the "
+        "rootdir), DOCKERFILE is relative to it. The tag is a hash of the context (respecting "
+        ".dockerignore), the Dockerfile and the build args: an unchanged tree is not rebuilt.",
+    ),
+    OptionSpec(
+        "build_arg",
+        "list",
+        "Build argument [COMPONENT:]KEY=VALUE for --sandbox-build (repeatable; one per line in "
+        "ini); without COMPONENT it goes to every build.",
+    ),
+    OptionSpec(
+        "registry",
+        "str",
+        "Registry (and path) the kube/gke backends push built images to, e.g. "
+        "europe-docker.pkg.dev/PROJECT/REPO or 127.0.0.1:5000/livesandbox; credentials come from "
+        "the Docker config ($DOCKER_CONFIG/config.json: auths, credHelpers such as gcloud's). "
+        "Pods get the pushed digest (REPO@sha256:...), never a tag.",
+    ),
+    OptionSpec(
         "lease",
         "duration",
         "How long a sandbox's lease lasts unrenewed: the running pytest renews it every quarter "
@@ -256,6 +299,12 @@ ENVIRONMENT: tuple[tuple[str, str], ...] = (
         "`cgroup` or `rlimit`: force how `resource_limits` acts on the local backend (default: "
         "cgroup v1 when writable, else rlimit for memory).",
     ),
+    (
+        "LIVESANDBOX_FAKETIME_LIB",
+        "Path of the libfaketime shared object the local backend preloads into the app for the "
+        "`clock` marker (default: `libfaketimeMT.so.1` from Debian's `libfaketime` package, "
+        "found under `/usr/lib/*/faketime/`).",
+    ),
 )
 
 RawValue = str | bool | list[str] | None
@@ -297,6 +346,11 @@ class SandboxConfig:
     html: Path | None = None
     fault_proxy: bool = True
     chaos_verify_timeout: float = 30.0
+    ci_annotations: bool = True
+    fake_clock: str = "off"
+    build: tuple[tuple[str, Path, str], ...] = ()
+    build_arg: tuple[tuple[str, str, str], ...] = ()
+    registry: str | None = None
     lease: float = 20.0
     reuse: bool = False
     reuse_idle: float = 1800.0
@@ -342,6 +396,21 @@ class SandboxConfig:
                 f"{OPTIONS_BY_NAME['health_path'].cli_flag} (from {sources['health_path']}): "
                 f"{health!r} must be a path starting with '/', e.g. /healthz"
             )
+        built = {component for component, _, _ in values.get("build", ())}  # type: ignore[attr-defined]
+        both = sorted(built & {component for component, _ in values.get("image", ())})  # type: ignore[attr-defined]
+        if both:
+            raise ConfigError(
+                f"--sandbox-build and --sandbox-image both name {', '.join(both)}: a component "
+                "either runs an image you give or one built from source; drop one of them"
+            )
+        unknown = sorted(
+            {c for c, _, _ in values.get("build_arg", ()) if c and c not in built}  # type: ignore[attr-defined]
+        )
+        if unknown:
+            raise ConfigError(
+                f"--sandbox-build-arg {unknown[0]}:...: no --sandbox-build for {unknown[0]}; "
+                "name a built component or drop the COMPONENT: prefix"
+            )
         return cls(**values, sources=sources)  # type: ignore[arg-type]
 
 
@@ -371,6 +440,13 @@ def _convert(spec: OptionSpec, raw: str | bool | list[str], rootdir: Path) -> ob
             return parse_env_pairs([item.strip() for item in items])
         if spec.name == "image":
             return parse_image_overrides([item.strip() for item in items])
+        if spec.name == "build":
+            return tuple(
+                (component, _path(path, rootdir), dockerfile)
+                for component, path, dockerfile in parse_build_specs([i.strip() for i in items])
+            )
+        if spec.name == "build_arg":
+            return parse_build_args([item.strip() for item in items])
         return tuple(item.strip() for item in items)
     text = str(raw).strip()
     if spec.kind == "backend":
@@ -389,8 +465,20 @@ def _convert(spec: OptionSpec, raw: str | bool | list[str], rootdir: Path) -> ob
             raise ValueError(f"{text!r} is not a whole number")
         return int(text)
     if spec.kind == "path":
-        path = Path(text).expanduser()
-        return path if path.is_absolute() else rootdir / path
+        return _path(text, rootdir)
+    if spec.name == "registry":
+        registry = text.rstrip("/")
+        if not registry or "://" in registry or any(c.isspace() for c in registry):
+            raise ValueError(
+                f"{text!r} is not a registry: use HOST[:PORT][/PATH] without a scheme, e.g. "
+                "europe-docker.pkg.dev/PROJECT/REPO"
+            )
+        return registry
     if spec.name == "app_cmd":
         return split_command(text)
     return text
+
+
+def _path(text: str, rootdir: Path) -> Path:
+    path = Path(text).expanduser()
+    return path if path.is_absolute() else rootdir / path

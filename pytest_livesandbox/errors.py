@@ -10,9 +10,12 @@ the fitting builtin, so ``except TimeoutError`` works as well as ``except Startu
     │   ├── AppCrashed                      the app process/container exited during start-up
     │   ├── DatabaseStartError              PostgreSQL could not be started or reached
     │   ├── RolloutFailed                   pods cannot start (bad image, bad spec, quota)
+    │   ├── BuildFailed                     --sandbox-build: no context/Dockerfile, a failing build
+    │   ├── RegistryError                   unreachable or refusing registry, no credentials
     │   └── ClusterUnreachable (ConnectionError)
     ├── UnsafeTarget                        a production-looking context or foreign resource
     ├── MarkerError (ValueError)            a chaos or isolation marker with bad arguments
+    ├── RoleError (ValueError)              a live_db_role request PostgreSQL cannot honour
     ├── ChaosError                          a fault could not be applied or removed
     │   └── ChaosNotObserved (AssertionError) a fault affected nothing: the test tested nothing
     └── TeardownError                       the sandbox could not be removed cleanly
@@ -58,6 +61,14 @@ class RolloutFailed(ProvisionError):
     """Kubernetes cannot start the sandbox's pods (image, spec or quota); the message says why."""
 
 
+class BuildFailed(ProvisionError):
+    """An image of ``--sandbox-build`` could not be built; the message ends with the build log."""
+
+
+class RegistryError(ProvisionError):
+    """The registry of ``--sandbox-registry`` cannot be reached, refuses, or wants credentials."""
+
+
 class ClusterUnreachable(ProvisionError, ConnectionError):
     """The Kubernetes API server or Docker daemon did not answer."""
 
@@ -68,6 +79,10 @@ class UnsafeTarget(SandboxError):
 
 class MarkerError(SandboxError, ValueError):
     """A marker has unknown or invalid arguments."""
+
+
+class RoleError(SandboxError, ValueError):
+    """A ``live_db_role`` request names an unknown privilege, a missing table or a bad setting."""
 
 
 class ChaosError(SandboxError):
@@ -84,6 +99,7 @@ class TeardownError(SandboxError):
 
 __all__ = [
     "AppCrashed",
+    "BuildFailed",
     "ChaosError",
     "ChaosNotObserved",
     "ClusterUnreachable",
@@ -91,6 +107,8 @@ __all__ = [
     "DatabaseStartError",
     "MarkerError",
     "ProvisionError",
+    "RegistryError",
+    "RoleError",
     "RolloutFailed",
     "SandboxError",
     "StartupTimeout",

@@ -12,7 +12,12 @@ fixture                scope      what it is
                                   the test; with ``@pytest.mark.db_isolation("database")``
                                   a connection to a fresh database of its own instead
 ``live_db_factory``    function   ``make() -> IsolatedDatabase``: fresh databases, dropped after
+``live_db_role``       function   ``make(name, grants=, rls_settings=, login=) -> DbRole``: real
+                                  roles in ``live_db``'s database, dropped after the test
+``db_role_audit``      function   ``audit(role=None) -> RoleAudit``: what a role may do per table
 =====================  =========  ==========================================================
+
+:func:`make_db_role` builds a named role fixture in a conftest (see its docstring).
 
 Example::
 
@@ -24,18 +29,23 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from .chaos.scope import scope_headers
 from .config import in_ci
-from .errors import SandboxError
+from .errors import RoleError, SandboxError, TeardownError
 from .locations import state_root
 from .parallel import SandboxManager
+from .postgres.audit import RoleAudit, audit_role
+from .postgres.grants import DbRole, RoleMaker
 from .postgres.isolation import (
     Connection,
     DatabaseCloner,
@@ -47,6 +57,8 @@ from .sandbox import Sandbox
 
 MANAGER_KEY = pytest.StashKey[SandboxManager]()
 JANITOR_KEY = pytest.StashKey[TransactionJanitor]()
+#: The database the test's ``live_db`` is connected to (a clone under db_isolation("database")).
+LIVE_DB_NAME_KEY = pytest.StashKey[str]()
 HTTP_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 
 
@@ -184,7 +196,9 @@ def live_db(request: pytest.FixtureRequest, live_dsn: str) -> Iterator[Connectio
     marker = request.node.get_closest_marker("db_isolation")
     if marker is not None and validate_db_isolation(marker.args, marker.kwargs) == "database":
         make = request.getfixturevalue("live_db_factory")
-        with make().connect() as conn:
+        database = make()
+        request.node.stash[LIVE_DB_NAME_KEY] = database.name
+        with database.connect() as conn:
             yield conn
         return
     janitor = request.config.stash.get(JANITOR_KEY, None)
@@ -193,3 +207,136 @@ def live_db(request: pytest.FixtureRequest, live_dsn: str) -> Iterator[Connectio
         request.config.stash[JANITOR_KEY] = janitor
     with janitor.transaction() as conn:
         yield conn
+
+
+def _uses_database_clone(request: pytest.FixtureRequest) -> bool:
+    marker = request.node.get_closest_marker("db_isolation")
+    return marker is not None and validate_db_isolation(marker.args, marker.kwargs) == "database"
+
+
+def _test_database(request: pytest.FixtureRequest, livesandbox: Sandbox) -> str:
+    """The database ``live_db`` uses in this test (its clone made first, if it has one)."""
+    assert livesandbox.info.db is not None
+    if _uses_database_clone(request):
+        request.getfixturevalue("live_db")
+        return str(request.node.stash[LIVE_DB_NAME_KEY])
+    return livesandbox.info.db.dbname
+
+
+@pytest.fixture(scope="session")
+def _livesandbox_role_admin(
+    livesandbox: Sandbox,
+) -> Iterator[Callable[[], psycopg.Connection[Any]]]:
+    # One superuser connection to the app database for every test's roles (a connect is ~10 ms).
+    info = livesandbox.info
+    held: list[psycopg.Connection[Any]] = []
+
+    def connection() -> psycopg.Connection[Any]:
+        assert info.db is not None
+        if not held or held[0].closed or held[0].broken:
+            held[:] = [
+                psycopg.connect(info.db.url(admin=True), autocommit=True, connect_timeout=10)
+            ]
+        return held[0]
+
+    yield connection
+    for conn in held:
+        conn.close()
+
+
+@pytest.fixture
+def live_db_role(
+    request: pytest.FixtureRequest,
+    livesandbox: Sandbox,
+    _livesandbox_role_admin: Callable[[], psycopg.Connection[Any]],
+) -> Iterator[Callable[..., DbRole]]:
+    """Make real PostgreSQL roles for this test; all are dropped after it (also on failure).
+
+    The role lives in the database ``live_db`` uses (under ``db_isolation("database")`` its
+    clone, so what the test committed there is visible). Names are made unique
+    (``role.name``); the connection is autocommit. Example::
+
+        @pytest.mark.db_isolation("database")
+        def test_tenant_a_sees_only_its_rows(live_db, live_db_role):
+            ...  # insert rows of tenants a and b through live_db, commit
+            role = live_db_role("tenant_a", grants={"notes": "SELECT"},
+                                rls_settings={"app.tenant_id": "a"})
+            rows = role.conn.execute("SELECT tenant FROM notes").fetchall()
+            assert {r[0] for r in rows} == {"a"}
+    """
+    info = livesandbox.info
+    if info.db is None:
+        pytest.fail("this sandbox has no database", pytrace=False)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    dbname = _test_database(request, livesandbox)
+    shared = _livesandbox_role_admin() if dbname == info.db.dbname else None
+    maker = RoleMaker(info.db, dbname, label=worker, admin=shared)
+    nodeid = request.node.nodeid
+
+    def make(
+        name: str = "role",
+        *,
+        grants: Mapping[str, Any] | None = None,
+        rls_settings: Mapping[str, object] | None = None,
+        login: bool = True,
+    ) -> DbRole:
+        try:
+            return maker.make(name, grants=grants, rls_settings=rls_settings, login=login)
+        except RoleError as exc:
+            raise RoleError(f"{nodeid}: live_db_role({name!r}): {exc}") from None
+
+    yield make
+    problems = maker.drop_all()
+    if problems:
+        raise TeardownError(f"{nodeid}: live_db_role teardown: {'; '.join(problems)}")
+
+
+def make_db_role(
+    name: str,
+    *,
+    grants: Mapping[str, Any] | None = None,
+    rls_settings: Mapping[str, object] | None = None,
+    login: bool = True,
+) -> Any:
+    """A fixture (for a conftest) that gives each test a fresh role made as asked.
+
+    Example (conftest.py)::
+
+        from pytest_livesandbox.fixtures import make_db_role
+
+        tenant_a = make_db_role("tenant_a", grants={"notes": "SELECT"},
+                                rls_settings={"app.tenant_id": "a"})
+
+        def test_reads_own_rows(tenant_a):
+            tenant_a.conn.execute("SELECT * FROM notes")
+    """
+
+    @pytest.fixture(name=name)
+    def role_fixture(live_db_role: Callable[..., DbRole]) -> DbRole:
+        return live_db_role(name, grants=grants, rls_settings=rls_settings, login=login)
+
+    return role_fixture
+
+
+@pytest.fixture
+def db_role_audit(request: pytest.FixtureRequest, livesandbox: Sandbox) -> Callable[..., RoleAudit]:
+    """``audit(role=None) -> RoleAudit``: what a role (default: the app's) may do per table.
+
+    Read in the database ``live_db`` uses. Example::
+
+        def test_app_role_is_least_privilege(db_role_audit):
+            audit = db_role_audit()
+            assert not audit.superuser
+            assert audit.table("notes").rls_applies
+    """
+    info = livesandbox.info
+    if info.db is None or not info.db.admin_user:
+        pytest.fail("db_role_audit needs the sandbox's admin connection", pytrace=False)
+    dbname = _test_database(request, livesandbox)
+
+    def audit(role: str | None = None) -> RoleAudit:
+        assert info.db is not None
+        with psycopg.connect(info.db.url(admin=True, dbname=dbname), autocommit=True) as conn:
+            return audit_role(conn, role or info.db.user)
+
+    return audit

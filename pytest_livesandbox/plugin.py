@@ -24,10 +24,13 @@ from .fixtures import (
     JANITOR_KEY,
     MANAGER_KEY,
     _livesandbox_cloner,
+    _livesandbox_role_admin,
     _livesandbox_transport,
+    db_role_audit,
     live_async_http,
     live_db,
     live_db_factory,
+    live_db_role,
     live_dsn,
     live_http,
     live_url,
@@ -37,6 +40,7 @@ from .parallel import WORKERINPUT_KEY, SandboxManager, is_xdist_worker
 from .pool import sandbox_args, spawn_top_up
 from .report.artifacts import artifact_root, prepare_root
 from .report.events import EventSink, RunEvents
+from .report.github import github_sink
 from .report.hooks import ArtifactHooks, ReportHooks
 from .report.html import HtmlSink
 from .report.jsonl import JsonlSink
@@ -51,10 +55,13 @@ _SIGTERM_KEY = pytest.StashKey[Callable[..., Any] | int | None]()
 
 __all__ = [
     "_livesandbox_cloner",
+    "_livesandbox_role_admin",
     "_livesandbox_transport",
+    "db_role_audit",
     "live_async_http",
     "live_db",
     "live_db_factory",
+    "live_db_role",
     "live_dsn",
     "live_http",
     "live_url",
@@ -73,7 +80,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("livesandbox", "live sandbox (pytest-livesandbox)")
     for spec in OPTIONS:
         where = f" [ini: {spec.ini_key}; env: {spec.env_var}; default: {spec.default}]"
-        if spec.kind == "bool":
+        if spec.kind == "bool" and spec.default == "true":
+            # On by default, so the flag takes a value: --sandbox-fault-proxy=false.
+            group.addoption(
+                spec.cli_flag, default=None, dest=spec.dest, metavar="true|false", help=spec.help
+            )
+        elif spec.kind == "bool":
             group.addoption(
                 spec.cli_flag, action="store_true", default=None, dest=spec.dest, help=spec.help
             )
@@ -129,10 +141,13 @@ def pytest_configure(config: pytest.Config) -> None:
         sinks.append(WebhookSink(cfg.report_url))
     if cfg.html:
         sinks.append(HtmlSink(cfg.html))
+    github = github_sink(config, cfg.ci_annotations, list(sinks))
+    if github is not None:
+        sinks.append(github)  # last: closed after the webhook, so it can warn about it
     events = RunEvents(sinks)
     config.stash[EVENTS_KEY] = events
     config.pluginmanager.register(ReportHooks(events), "livesandbox-report")
-    config.stash[TIMES_KEY] = {}
+    config.stash[TIMES_KEY] = {"started": time.perf_counter()}  # for the whole run's wall time
     config.stash[_SIGTERM_KEY] = _sigterm_as_interrupt()
 
 

@@ -28,6 +28,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from .errors import SandboxError
+from .images.context import content_tag, specs_from
 from .postgres.snapshot import DEFAULT_RESET
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ _NOT_IN_KEY = frozenset(
         "report",
         "report_url",
         "html",
+        "ci_annotations",
         "startup_timeout",
         "chaos_verify_timeout",
         "keep",
@@ -71,6 +73,8 @@ def reuse_key(config: SandboxConfig, backend: Backend) -> str:
     """
     shape = {k: v for k, v in asdict(config).items() if k not in _NOT_IN_KEY}
     shape["plugin"] = plugin_version()
+    # Built images by content (the build's own tag), not by the context's path.
+    shape["builds"] = [content_tag(spec) for spec in specs_from(config.build, config.build_arg)]
     shape["backend_parts"] = backend.reuse_parts(config)
     text = json.dumps(shape, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:KEY_LENGTH]

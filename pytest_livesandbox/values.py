@@ -84,6 +84,56 @@ def parse_image_overrides(items: Sequence[str]) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+_COMPONENT = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_ARG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def parse_build_specs(items: Sequence[str]) -> tuple[tuple[str, str, str], ...]:
+    """Parse ``COMPONENT=PATH[:DOCKERFILE]`` items into ``(component, path, dockerfile)``.
+
+    The Dockerfile is relative to the context folder (default ``Dockerfile``); a component is
+    built once.
+
+    >>> parse_build_specs(["backend=examples/demo_app", "worker=.:docker/Dockerfile.worker"])
+    (('backend', 'examples/demo_app', 'Dockerfile'), ('worker', '.', 'docker/Dockerfile.worker'))
+    """
+    specs: list[tuple[str, str, str]] = []
+    for item in items:
+        component, sep, rest = item.partition("=")
+        path, _, dockerfile = rest.partition(":")
+        if not sep or not _COMPONENT.fullmatch(component) or not path.strip():
+            raise ValueError(
+                f"{item!r} is not COMPONENT=PATH[:DOCKERFILE] (e.g. backend=. or "
+                "backend=services/api:Dockerfile.prod)"
+            )
+        if any(component == seen for seen, _, _ in specs):
+            raise ValueError(f"{component!r} is built twice; give one COMPONENT=PATH per component")
+        specs.append((component, path.strip(), dockerfile.strip() or "Dockerfile"))
+    return tuple(specs)
+
+
+def parse_build_args(items: Sequence[str]) -> tuple[tuple[str, str, str], ...]:
+    """Parse ``[COMPONENT:]KEY=VALUE`` build arguments into ``(component or "", key, value)``.
+
+    Without a component the argument goes to every build.
+
+    >>> parse_build_args(["BASE=python:3.12-slim", "backend:VERSION=1.2"])
+    (('', 'BASE', 'python:3.12-slim'), ('backend', 'VERSION', '1.2'))
+    """
+    args = []
+    for item in items:
+        head, sep, value = item.partition("=")
+        component, colon, key = head.rpartition(":")
+        if (
+            not sep
+            or not _ARG_NAME.fullmatch(key)
+            or (colon and not _COMPONENT.fullmatch(component))
+        ):
+            raise ValueError(f"{item!r} is not [COMPONENT:]KEY=VALUE (e.g. BASE=python:3.12)")
+        args.append((component, key, value))
+    return tuple(args)
+
+
 def split_command(text: str) -> tuple[str, ...]:
     """Split a shell-like command line; ``{python}`` becomes the running interpreter."""
     try:

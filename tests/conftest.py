@@ -16,6 +16,8 @@ pytest_plugins = ["pytester"]
 REPO = Path(__file__).resolve().parent.parent
 DEMO_APP = REPO / "examples" / "demo_app" / "app.py"
 DEMO_APP_CMD = f"{sys.executable} {DEMO_APP}"
+# cluster/'s cache (read before pytester points HOME elsewhere).
+CLUSTER_CACHE = Path(os.environ.get("LIVESANDBOX_CACHE") or Path.home() / ".cache" / "livesandbox")
 
 
 @dataclass
@@ -67,3 +69,56 @@ def isolated_state(
         }:
             monkeypatch.delenv(name)
     yield state
+
+
+def changed_demo_app(dest: Path, marker: str) -> Path:
+    """A copy of examples/demo_app in ``dest`` whose ``/healthz`` also answers ``"build": marker``.
+
+    The change is made in the copy only (examples/ is never edited by tests).
+    """
+    import shutil
+
+    shutil.copytree(REPO / "examples" / "demo_app", dest, ignore=shutil.ignore_patterns("k8s"))
+    app = dest / "app.py"
+    source = app.read_text()
+    old = 'return 200, {"status": "ok"}'
+    assert old in source, "the demo app's healthz changed: update changed_demo_app"
+    app.write_text(source.replace(old, f'return 200, {{"status": "ok", "build": "{marker}"}}', 1))
+    return dest
+
+
+@pytest.fixture
+def auth_registry(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """A second instance of the cluster's registry binary that wants Basic credentials."""
+    import socket
+    import subprocess
+    import time
+    import uuid
+
+    import httpx
+
+    binary = sorted(CLUSTER_CACHE.glob("registry-*/bin/livesandbox-registry"))
+    if not binary:
+        pytest.fail("no registry binary: run cluster/build-registry", pytrace=False)
+    password = uuid.uuid4().hex
+    (tmp_path / "auth").write_text(f"lsbuser:{password}\n")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        [str(binary[-1]), "serve", "-addr", f"127.0.0.1:{port}", "-dir", str(tmp_path / "data"),
+         "-basic-auth", str(tmp_path / "auth")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={k: v for k, v in os.environ.items() if k != "LIVESANDBOX_STATE_DIR"},
+    )  # fmt: skip
+    try:
+        for _ in range(100):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/v2/").status_code == 401:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        yield f"127.0.0.1:{port}", password
+    finally:
+        proc.terminate()
+        proc.wait(10)

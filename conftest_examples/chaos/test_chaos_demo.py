@@ -99,3 +99,19 @@ def test_after_chaos_the_sandbox_is_back_to_baseline(live_http: httpx.Client) ->
     response, elapsed = timed(live_http, "/items")
     assert response.status_code == 200
     assert elapsed < 0.1
+
+
+@pytest.mark.http_fault(status=503, times=2, retry_after="1s", path="/items")
+def test_client_retries_until_the_app_answers(live_http: httpx.Client) -> None:
+    attempts = 1
+    while (response := live_http.get("/items")).status_code == 503:
+        assert response.headers["Retry-After"] == "1"
+        attempts += 1
+    assert response.status_code == 200 and attempts == 3
+
+
+@pytest.mark.http_fault(abort=True, method="POST", path="/items")
+def test_an_aborted_request_is_a_transport_error(live_http: httpx.Client) -> None:
+    with pytest.raises(httpx.TransportError):
+        live_http.post("/items", json={"name": "never stored"})
+    assert live_http.get("/items").status_code == 200

@@ -7,6 +7,9 @@ Run with ``python3 app.py``; configuration and the HTTP contract are in README.m
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -66,9 +69,39 @@ SCHEMA_STATEMENTS = (
         created_at timestamptz NOT NULL DEFAULT now()
     )""",
 )
+# Tenant-scoped rows under row-level security: a connection sees the rows of the tenant in its
+# app.tenant_id setting only. FORCE makes the policy apply to the table's owner (the app's role)
+# too; without it the owner bypasses the policy and every tenant sees every row.
+NOTES_STATEMENTS = (
+    """CREATE TABLE IF NOT EXISTS notes (
+        id bigserial PRIMARY KEY,
+        tenant text NOT NULL DEFAULT current_setting('app.tenant_id', true),
+        body text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now()
+    )""",
+    """DO $$ BEGIN
+      IF NOT (SELECT relrowsecurity FROM pg_class WHERE oid = 'notes'::regclass) THEN
+        ALTER TABLE notes ENABLE ROW LEVEL SECURITY;
+      END IF;
+      IF NOT EXISTS (SELECT 1 FROM pg_policy
+                     WHERE polrelid = 'notes'::regclass AND polname = 'notes_tenant') THEN
+        CREATE POLICY notes_tenant ON notes
+          USING (tenant = current_setting('app.tenant_id', true))
+          WITH CHECK (tenant = current_setting('app.tenant_id', true));
+      END IF;
+    END $$""",
+)
+FORCE_RLS_SQL = """DO $$ BEGIN
+  IF NOT (SELECT relforcerowsecurity FROM pg_class WHERE oid = 'notes'::regclass) THEN
+    ALTER TABLE notes FORCE ROW LEVEL SECURITY;
+  END IF;
+END $$"""
 MIGRATION_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtext('livesandbox-demo-app-schema'))"
 
 Payload = dict[str, Any]
+#: Bugs the app can be started with (DEMO_APP_BUGS=a,b), so its example tests can show they
+#: catch them: the access token's expiry not checked; the notes policy not forced on the owner.
+KNOWN_BUGS = frozenset({"token_expiry_ignored", "rls_not_forced"})
 
 
 # --------------------------------------------------------------------------- logging
@@ -139,6 +172,10 @@ class Config:
     pool_max: int = 5
     pool_timeout: float = 2.0
     statement_timeout_ms: int = 5000
+    token_secret: bytes = field(default=b"", repr=False)
+    token_ttl_s: int = 900
+    refresh_ttl_s: int = 86400
+    bugs: frozenset[str] = frozenset()
 
 
 def _env_number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
@@ -180,6 +217,12 @@ def load_config(env: Mapping[str, str]) -> Config:
     if port > 65535:
         raise ConfigError(f"PORT must be <= 65535, got {port}")
     timeout = _env_number(env, "DB_POOL_TIMEOUT", 2.0, 0.001)
+    bugs = frozenset(b.strip() for b in env.get("DEMO_APP_BUGS", "").split(",") if b.strip())
+    if bugs - KNOWN_BUGS:
+        raise ConfigError(
+            f"DEMO_APP_BUGS: unknown {sorted(bugs - KNOWN_BUGS)}; known: {sorted(KNOWN_BUGS)}"
+        )
+    secret = env.get("TOKEN_SECRET", "").encode() or hashlib.sha256(url.encode()).digest()
     return Config(
         database_url=url,
         host=env.get("HOST", "").strip() or "127.0.0.1",
@@ -187,6 +230,10 @@ def load_config(env: Mapping[str, str]) -> Config:
         pool_max=_env_int(env, "DB_POOL_MAX", 5, 1),
         pool_timeout=timeout,
         statement_timeout_ms=_env_int(env, "DB_STATEMENT_TIMEOUT_MS", 5000, 0),
+        token_secret=secret,
+        token_ttl_s=_env_int(env, "TOKEN_TTL_S", 900, 1),
+        refresh_ttl_s=_env_int(env, "REFRESH_TTL_S", 86400, 1),
+        bugs=bugs,
     )
 
 
@@ -272,8 +319,10 @@ class Database:
         """Create the schema idempotently, serialized across app instances."""
         with self.connection() as conn, conn.transaction():
             conn.execute(MIGRATION_LOCK_SQL)
-            for statement in SCHEMA_STATEMENTS:
+            for statement in SCHEMA_STATEMENTS + NOTES_STATEMENTS:
                 conn.execute(statement)
+            if "rls_not_forced" not in self.config.bugs:
+                conn.execute(FORCE_RLS_SQL)
         self.migrated.set()
 
     def migrate_until_done(self, stop: threading.Event) -> None:
@@ -331,6 +380,7 @@ class Request:
     params: dict[str, str]
     query: dict[str, list[str]]
     body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
 
     def json_object(self) -> Payload:
         """Decode the body as a JSON object or raise 400."""
@@ -537,6 +587,106 @@ def alloc(db: Database, req: Request) -> Response:
     return 200, {"allocated_mb": mb}
 
 
+# --------------------------------------------------------------------------- tokens, tenants
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def issue_token(config: Config, claims: Payload, ttl_s: int) -> tuple[str, float]:
+    """A JWT-style token: base64url(JSON claims) "." base64url(HMAC-SHA256); returns it and exp."""
+    exp = time.time() + ttl_s  # the app's own clock (a clock fault moves it)
+    body = _b64(json.dumps({**claims, "exp": exp}, separators=(",", ":")).encode())
+    sig = _b64(hmac.new(config.token_secret, body.encode(), hashlib.sha256).digest())
+    return f"{body}.{sig}", exp
+
+
+def check_token(config: Config, token: str, kind: str) -> Payload:
+    """The token's claims, or 401 (bad signature, wrong kind, expired)."""
+    body, _, sig = token.partition(".")
+    good = _b64(hmac.new(config.token_secret, body.encode(), hashlib.sha256).digest())
+    try:
+        claims = json.loads(_unb64(body))
+    except ValueError:
+        claims = None
+    if not sig or not hmac.compare_digest(sig, good) or not isinstance(claims, dict):
+        raise ApiError(401, {"error": "invalid_token"})
+    if claims.get("typ") != kind:
+        raise ApiError(401, {"error": "invalid_token", "detail": f"not an {kind} token"})
+    expiry_checked = kind == "refresh" or "token_expiry_ignored" not in config.bugs
+    if expiry_checked and time.time() >= float(claims.get("exp", 0)):
+        raise ApiError(401, {"error": "token_expired"})
+    return claims
+
+
+def bearer_claims(db: Database, req: Request) -> Payload:
+    """The access token's claims from ``Authorization: Bearer ...``, or 401."""
+    header = next((v for k, v in req.headers.items() if k.lower() == "authorization"), "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(401, {"error": "missing_token"})
+    return check_token(db.config, token.strip(), "access")
+
+
+def _token_pair(config: Config, user: str, tenant: str) -> Payload:
+    claims = {"sub": user, "tenant": tenant}
+    access, exp = issue_token(config, {**claims, "typ": "access"}, config.token_ttl_s)
+    refresh, _ = issue_token(config, {**claims, "typ": "refresh"}, config.refresh_ttl_s)
+    return {"access_token": access, "refresh_token": refresh, "expires_at": exp}
+
+
+def create_token(db: Database, req: Request) -> Response:
+    """Log in as ``user`` of ``tenant``: an access token (TOKEN_TTL_S) and a refresh token."""
+    body = req.json_object()
+    return 201, _token_pair(db.config, text_field(body, "user"), text_field(body, "tenant"))
+
+
+def refresh_token(db: Database, req: Request) -> Response:
+    """A new token pair for a valid refresh token (the access token may have expired)."""
+    claims = check_token(db.config, text_field(req.json_object(), "refresh_token"), "refresh")
+    return 200, _token_pair(db.config, str(claims["sub"]), str(claims["tenant"]))
+
+
+def me(db: Database, req: Request) -> Response:
+    """Who the access token says the caller is."""
+    claims = bearer_claims(db, req)
+    return 200, {"user": claims["sub"], "tenant": claims["tenant"], "expires_at": claims["exp"]}
+
+
+def app_time(db: Database, req: Request) -> Response:
+    """The app's own clock (Unix seconds and UTC ISO 8601)."""
+    now = time.time()
+    iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+    return 200, {"now": now, "utc": iso}
+
+
+def create_note(db: Database, req: Request) -> Response:
+    """Store a note for the caller's tenant (the row policy checks the tenant)."""
+    tenant = str(bearer_claims(db, req)["tenant"])
+    text = text_field(req.json_object(), "body")
+    with db.connection() as conn, conn.transaction():
+        conn.execute("SELECT set_config('app.tenant_id', %s, true)", (tenant,))
+        row = conn.execute(
+            "INSERT INTO notes (tenant, body) VALUES (%s, %s) RETURNING id", (tenant, text)
+        ).fetchone()
+    assert row is not None
+    return 201, {"id": row[0], "tenant": tenant, "body": text}
+
+
+def list_notes(db: Database, req: Request) -> Response:
+    """The caller's tenant's notes: no WHERE clause, the row-level security policy filters."""
+    tenant = str(bearer_claims(db, req)["tenant"])
+    with db.connection() as conn, conn.transaction():
+        conn.execute("SELECT set_config('app.tenant_id', %s, true)", (tenant,))
+        rows = conn.execute("SELECT id, tenant, body FROM notes ORDER BY id").fetchall()
+    return 200, {"notes": [{"id": r[0], "tenant": r[1], "body": r[2]} for r in rows]}
+
+
 ROUTES: list[tuple[str, re.Pattern[str], RouteHandler]] = [
     ("GET", re.compile(r"/healthz"), healthz),
     ("GET", re.compile(r"/readyz"), readyz),
@@ -550,6 +700,12 @@ ROUTES: list[tuple[str, re.Pattern[str], RouteHandler]] = [
     ("GET", re.compile(r"/slow"), slow),
     ("GET", re.compile(r"/db-sleep"), db_sleep),
     ("GET", re.compile(r"/alloc"), alloc),
+    ("GET", re.compile(r"/time"), app_time),
+    ("POST", re.compile(r"/tokens"), create_token),
+    ("POST", re.compile(r"/tokens/refresh"), refresh_token),
+    ("GET", re.compile(r"/me"), me),
+    ("GET", re.compile(r"/notes"), list_notes),
+    ("POST", re.compile(r"/notes"), create_note),
 ]
 
 
@@ -679,7 +835,9 @@ class RequestHandler(BaseHTTPRequestHandler):
             body = self._read_body()
             url = urlsplit(self.path)
             handler, params = resolve(method, url.path)
-            request = Request(method, url.path, params, parse_qs(url.query), body)
+            request = Request(
+                method, url.path, params, parse_qs(url.query), body, dict(self.headers.items())
+            )
             status, payload = handler(db, request)
             return status, payload, {}
         except Exception as exc:

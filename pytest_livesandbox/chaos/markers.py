@@ -12,7 +12,9 @@ Units. A parameter whose *name* carries the unit takes a plain number: ``ms`` an
 ``"500ms"``, ``"1.5s"``, ``"2m"``, or a bare number of seconds, parsed by the same function as
 every duration option (:func:`~pytest_livesandbox.config.parse_duration`). ``memory`` needs a
 unit (``"96Mi"``, ``"1Gi"``, ``"100M"``); ``cpu`` follows Kubernetes: ``"500m"`` (millicores)
-or a number of cores (``0.5``).
+or a number of cores (``0.5``). A clock ``offset`` needs a sign-optional number and a unit
+(``"+1h"``, ``"-30m"``, ``"+90s"``, ``"+2d"``); ``rate`` is a plain factor (``60``: an hour a
+minute).
 """
 
 from __future__ import annotations
@@ -22,7 +24,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import MarkerError
-from .units import boolean, choice, number, parse_chaos_duration, parse_cpu, parse_memory
+from .units import (
+    boolean,
+    choice,
+    number,
+    parse_chaos_duration,
+    parse_cpu,
+    parse_memory,
+    parse_offset,
+)
 
 TARGETS = ("db", "app")
 DIRECTIONS = ("both", "upstream", "downstream")
@@ -37,6 +47,7 @@ MARKER_NAMES = (
     "db_connections",
     "kill_db",
     "http_fault",
+    "clock",
 )
 #: Faults on the client -> app path: scoped to the test's own requests, no exclusive lock.
 SCOPED_KINDS = frozenset({"latency", "reset", "timeout", "bandwidth", "slow_close", "http"})
@@ -59,7 +70,11 @@ MARKER_HELP = (
     "http_fault(status=503, body=, retry_after='2s' | abort=True | delay='200ms', times=N, "
     "every=K | rate=0.3, seed=0, path='/items*', method='POST', target='app', "
     "require_hit=True): answer, reset or hold back the test's own matching HTTP requests",
+    "clock(offset='+1h', rate=1, when='before'|'during', delay='0s'): move the app's clock "
+    "(only the app's: not the tests', not PostgreSQL's) by offset and/or run it rate times "
+    "as fast",
 )
+MAX_CLOCK_RATE = 10_000.0
 
 
 @dataclass(frozen=True)
@@ -67,8 +82,9 @@ class Fault:
     """One fault to inject: what, where, with which parameters, and when.
 
     ``kind`` is one of ``latency``, ``reset``, ``timeout``, ``bandwidth``, ``slow_close``,
-    ``evict``, ``resource_limits``, ``db_connections``, ``kill_db``. ``target`` is ``db`` or
-    ``app`` for network faults, ``backend`` for process faults and ``db`` for database faults.
+    ``evict``, ``resource_limits``, ``db_connections``, ``kill_db``, ``http``, ``clock``.
+    ``target`` is ``db`` or ``app`` for network faults, ``backend`` for process faults (and the
+    clock) and ``db`` for database faults.
     Durations are seconds, sizes bytes.
     """
 
@@ -318,6 +334,19 @@ def _http_fault(args: Args, kwargs: Kwargs) -> list[Fault]:
     return [Fault("http", "app", params, marker="http_fault", require_hit=require)]
 
 
+def _clock(args: Args, kwargs: Kwargs) -> list[Fault]:
+    bound = _bind("clock", args, kwargs, ("offset",), {"offset", "rate", "when", "delay"})
+    if "offset" not in bound and "rate" not in bound:
+        raise MarkerError("@clock: give offset= and/or rate=, e.g. offset='+1h' or rate=60")
+    offset = parse_offset(bound["offset"]) if "offset" in bound else 0.0
+    rate = number(bound.get("rate", 1), "rate")
+    if not 0 < rate <= MAX_CLOCK_RATE:
+        raise MarkerError(f"rate={rate:g} must be > 0 and <= {MAX_CLOCK_RATE:g}")
+    when, delay = _when_delay("clock", bound)
+    params = {"offset_s": offset, "rate": rate}
+    return [Fault("clock", "backend", params, when=when, delay=delay, marker="clock")]
+
+
 PARSERS: dict[str, Callable[[Args, Kwargs], list[Fault]]] = {
     "http_fault": _http_fault,
     "latency": _latency,
@@ -326,6 +355,7 @@ PARSERS: dict[str, Callable[[Args, Kwargs], list[Fault]]] = {
     "resource_limits": _resource_limits,
     "db_connections": _db_connections,
     "kill_db": _kill_db,
+    "clock": _clock,
 }
 
 

@@ -10,6 +10,7 @@ Arguments are the markers' (same names, units and validation)::
         with chaos.db_connections(max=1): ...
         with chaos.kill_db(down_for="1s"): ...
         with chaos.network_fault("reset", target="app"): ...
+        with chaos.clock(offset="+1h"): ...      # the app's clock only; rate=60 speeds it up
 
     def test_retries_twice(chaos, live_http):
         fault = chaos.http_fault(status=503, times=2, path="/items")
@@ -116,6 +117,13 @@ class Chaos:
         """Stop PostgreSQL; ``restart=True`` brings it back after ``down_for`` (default 1s)."""
         kwargs.pop("when", None)
         return self._one("kill_db", (), kwargs)
+
+    def clock(self, offset: str | None = None, **kwargs: Any) -> ActiveFault:
+        """Move the app's clock by ``offset`` (``"+1h"``) and/or run it ``rate=`` times as fast."""
+        kwargs.pop("when", None)
+        if offset is not None:
+            kwargs["offset"] = offset
+        return self._one("clock", (), kwargs)
 
     # ----------------------------------------------------------------- plans
 

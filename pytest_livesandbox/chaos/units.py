@@ -17,6 +17,8 @@ from ..errors import MarkerError
 _MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(Ki|Mi|Gi|K|M|G)\s*$")
 _MEMORY_FACTORS = {"Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "K": 1000, "M": 1000**2, "G": 1000**3}
 _CPU = re.compile(r"^\s*(\d+)m\s*$")
+_OFFSET = re.compile(r"^\s*([+-]?)\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
+_OFFSET_FACTORS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_chaos_duration(value: object, name: str, *, allow_zero: bool = True) -> float:
@@ -69,6 +71,25 @@ def parse_cpu(value: object, name: str = "cpu") -> float:
     if cores < 0.01:
         raise MarkerError(f"{name}={value!r} must be at least 10m")
     return cores
+
+
+def parse_offset(value: object, name: str = "offset") -> float:
+    """A clock offset with a unit (``"+1h"``, ``"-30m"``, ``"+90s"``, ``"2d"``) -> seconds.
+
+    >>> parse_offset("+1h"), parse_offset("-1.5m")
+    (3600.0, -90.0)
+    """
+    text = value if isinstance(value, str) else ""
+    match = _OFFSET.match(text)
+    if not match:
+        bare = isinstance(value, int | float) and not isinstance(value, bool)
+        bare = bare or bool(re.match(r"^\s*[+-]?\d+(\.\d+)?\s*$", text))
+        why = "has no unit" if bare else "is not a clock offset"
+        raise MarkerError(
+            f"{name}={value!r} {why}; give a signed number with s, m, h or d, e.g. '+1h' or '-30m'"
+        )
+    sign = -1.0 if match.group(1) == "-" else 1.0
+    return sign * float(match.group(2)) * _OFFSET_FACTORS[match.group(3)]
 
 
 def number(value: object, name: str, *, minimum: float = 0.0, integer: bool = False) -> float:

@@ -7,7 +7,9 @@ Each event is one JSON object with ``schema``, ``event``, ``time`` (Unix seconds
 ``test_finished``  ``nodeid``, ``outcome`` (passed/failed/skipped/error/xfailed/xpassed),
                    ``duration`` (sum of phases, seconds), ``setup``/``call``/``teardown``
                    (seconds), ``worker`` (xdist id or ``null``), ``started``/``finished``,
-                   ``chaos`` (faults applied), ``artifacts`` (paths), ``message`` (short reason);
+                   ``chaos`` (faults applied), ``artifacts`` (paths), ``message`` (short reason),
+                   ``location`` (``{"file", "line"}`` of the failing line in the test's own
+                   file, else of the test; ``null`` unless it failed or errored);
                    a test whose xdist worker crashed ends with ``outcome`` failed, ``crashed`` true
 ``run_finished``   ``counts`` per outcome, ``duration``, ``teardown_s``, ``exitstatus``
 
@@ -48,6 +50,7 @@ class _Pending:
     outcome: str = "passed"
     started: float = 0.0
     message: str = ""
+    location: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -101,6 +104,8 @@ class RunEvents:
             pending.outcome = new
         if (report.failed or report.skipped) and not pending.message:
             pending.message = _short_reason(report)
+        if report.failed and pending.location is None:
+            pending.location = failure_location(report)
         for key, value in report.user_properties:
             if key.startswith("livesandbox_"):
                 pending.extra[key.removeprefix("livesandbox_")] = value
@@ -129,6 +134,7 @@ class RunEvents:
             chaos=pending.extra.get("chaos", []),
             artifacts=artifacts,
             message=pending.message,
+            location=pending.location,
             **extra,
         )
 
@@ -151,3 +157,23 @@ def _short_reason(report: pytest.TestReport) -> str:
     text = getattr(report, "longreprtext", "") or ""
     lines = [ln for ln in text.splitlines() if ln.startswith("E ")]
     return ("\n".join(lines[-5:]) or text[-500:])[:1000]
+
+
+def failure_location(report: pytest.TestReport) -> dict[str, Any]:
+    """Where a failed test failed: the deepest traceback line in the test's own file.
+
+    A failure raised inside a library (an ``httpx.ReadTimeout``) is placed on the test's line
+    that called it, not in site-packages; without a traceback, on the test's ``def`` line.
+    Paths are as pytest prints them (relative to the invocation folder, or absolute).
+    """
+    test_file, def_line, _ = report.location
+    wanted = test_file.replace("\\", "/")
+    entries = getattr(getattr(report.longrepr, "reprtraceback", None), "reprentries", None) or []
+    for entry in reversed(entries):
+        where = getattr(entry, "reprfileloc", None)
+        if where is None:
+            continue
+        path = str(where.path).replace("\\", "/")
+        if path == wanted or path.endswith("/" + wanted) or wanted.endswith("/" + path):
+            return {"file": path, "line": int(where.lineno)}
+    return {"file": test_file, "line": (def_line or 0) + 1}

@@ -12,6 +12,7 @@ The backend comes in as a factory, so the report never imports a backend::
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,7 @@ import pytest
 
 from .artifacts import ArtifactRecorder, artifact_root
 from .events import RunEvents
+from .gitlab import attachment_section, junit_properties
 from .redaction import redact_report
 
 if TYPE_CHECKING:
@@ -79,6 +81,10 @@ class ArtifactHooks:
             files = recorder.finish(item.nodeid, failed)
             if files:
                 report.user_properties.append(("livesandbox_artifacts", files))
+                report.user_properties.extend(junit_properties(files, os.environ))
+                section = attachment_section(files, os.environ)
+                if section is not None:
+                    report.sections.append(section)
         return report
 
     @pytest.hookimpl(optionalhook=True)

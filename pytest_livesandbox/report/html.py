@@ -18,6 +18,7 @@ from typing import Any
 
 from .events import Event
 from .redaction import redact
+from .stages import bringup_svg
 
 OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
 
@@ -98,6 +99,11 @@ def _link(path: str, base: Path) -> str:
     except ValueError:
         href = path
     return f'<a href="{escape(Path(href).as_posix())}">{escape(Path(path).name)}</a>'
+
+
+def _bringup(sandbox: dict[str, Any]) -> str:
+    svg = bringup_svg(dict(sandbox.get("timings") or {}))
+    return f"<section><h2>Bring-up before the first test</h2>{svg}</section>" if svg else ""
 
 
 def _timeline(tests: list[Event], t0: float, t1: float) -> str:
@@ -234,6 +240,7 @@ def render(events: list[Event], base: Path) -> str:
         total=len(tests),
         facts=fact_html,
         timeline=_timeline(tests, t0, t1) if tests else "<p>No tests ran.</p>",
+        bringup=_bringup(sandbox),
         rows="".join(rows),
         css=_CSS,
         js=_JS,
@@ -360,7 +367,7 @@ _TEMPLATE = """<!DOCTYPE html>
 <main>
 <section><h2>Summary</h2><div class="summary"><div class="cards">{cards}</div>
 <dl>{facts}</dl></div></section>
-<section><h2>Timeline</h2>{timeline}
+{bringup}<section><h2>Timeline</h2>{timeline}
 <div class="legend"><i style="background:var(--ok)"></i>passed<i style="background:var(--bad)">
 </i>failed<i style="background:var(--err)"></i>error<i style="background:var(--skip)"></i>skipped
 <i style="background:var(--fault)"></i>fault (chaos)</div></section>

@@ -7,6 +7,8 @@ whatever their origin (a log line of the app, an exception message, a DSN in a t
     'connect postgresql://app:***@db:5432/app failed'
     >>> redact("PGPASSWORD=hunter22 psql; password = 'x1y2'; Authorization: Bearer abc.def")
     'PGPASSWORD=*** psql; password = ***; Authorization: Bearer ***'
+    >>> redact("FAILED test_tokens.py::test_expiry - token: abc123")
+    'FAILED test_tokens.py::test_expiry - token: ***'
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ _URL_USERINFO = re.compile(
     r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@'\"]*:)(?P<secret>[^\s@/'\"]+)(?=@)"
 )
 _KEY_VALUE = re.compile(
-    r"(?P<head>\b[\w.-]*(?:passw(?:or)?d|pwd|secret|token|api[_-]?key)[\w.-]*[\"']?\s*[=:]\s*)"
+    # ":" but not "::": a test id such as test_tokens.py::test_expiry is no key and value.
+    r"(?P<head>\b[\w.-]*(?:passw(?:or)?d|pwd|secret|token|api[_-]?key)[\w.-]*[\"']?\s*"
+    r"(?:=|:(?!:))\s*)"
     r"(?P<secret>\"[^\"]*\"|'[^']*'|[^\s\"',;&)}\]]+)",
     re.IGNORECASE,
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,7 +19,30 @@ if TYPE_CHECKING:
 def summary_lines(
     manager: SandboxManager, config: SandboxConfig, times: dict[str, float]
 ) -> list[str]:
-    """Lines such as ``sandbox 3f9c2a1b (local) ready in 0.41s, torn down in 0.08s``."""
+    """Lines such as ``sandbox 3f9c2a1b (local) ready in 0.41s, torn down in 0.08s``.
+
+    The last line is the wall time of the whole run: pytest's own "7 passed in 0.53s" starts
+    after the sandbox is up, so it leaves the bring-up out.
+    """
+    lines = _sandbox_lines(manager, config, times)
+    if "started" in times:
+        lines.append(wall_time_line(time.perf_counter() - times["started"], manager, times))
+    return lines
+
+
+def wall_time_line(wall: float, manager: SandboxManager, times: dict[str, float]) -> str:
+    """``whole run 4.12s wall, including bring-up 0.52s and teardown 0.15s``."""
+    info = manager.last_info
+    ready = info.timings.get("ready_s") if info is not None else None
+    parts = [f"bring-up {ready:.2f}s"] if ready is not None else []
+    if "teardown_s" in times:
+        parts.append(f"teardown {times['teardown_s']:.2f}s")
+    return f"whole run {wall:.2f}s wall" + (f", including {' and '.join(parts)}" if parts else "")
+
+
+def _sandbox_lines(
+    manager: SandboxManager, config: SandboxConfig, times: dict[str, float]
+) -> list[str]:
     if manager.error:
         return [f"sandbox could not be provisioned ({config.backend}): {manager.error}"]
     info = manager.last_info
@@ -35,6 +59,9 @@ def summary_lines(
         else:
             line += f", torn down in {times['teardown_s']:.2f}s"
     lines = [line]
+    stages = stage_line(info.timings)
+    if stages:
+        lines.append(stages)
     if info.endpoint:
         lines.append(f"endpoint: {info.endpoint}")
     if info.db is not None:
@@ -42,6 +69,29 @@ def summary_lines(
     if config.keep:
         lines.append(f"remove it with: livesandbox down {info.id}")
     return lines
+
+
+#: Bring-up timings: durations (build, push) and offsets since provisioning began (the rest).
+DURATIONS = (("build_s", "build"), ("push_s", "push"))
+OFFSETS = (
+    ("namespace_s", "namespace"),
+    ("db_ready_s", "db"),
+    ("images_ready_s", "images"),
+    ("app_ready_s", "app"),
+)
+
+
+def stage_line(timings: dict[str, float]) -> str:
+    """``stages: build 2.01s, push 0.15s; ready at: db 5.47s, app 7.21s`` (empty: no stages).
+
+    >>> stage_line({"build_s": 2.0, "push_s": 0.1, "db_ready_s": 5.0, "app_ready_s": 7.0})
+    'stages: build 2.00s, push 0.10s; ready at: db 5.00s, app 7.00s'
+    """
+    took = [f"{label} {timings[key]:.2f}s" for key, label in DURATIONS if key in timings]
+    at = [f"{label} {timings[key]:.2f}s" for key, label in OFFSETS if key in timings]
+    if not took:
+        return ""  # without a build the ready line says it all
+    return "stages: " + ", ".join(took) + ("; ready at: " + ", ".join(at) if at else "")
 
 
 def report_lines(events: RunEvents) -> list[str]:

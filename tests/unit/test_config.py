@@ -96,3 +96,15 @@ def test_bools_lists_paths_and_commands() -> None:
         parse_env_pairs(["1BAD=x"])
     with pytest.raises(ValueError):
         split_command("'unterminated")
+
+
+def test_ci_annotations_default_on_and_off_from_env_or_ini() -> None:
+    from pytest_livesandbox.config import SandboxConfig
+
+    def resolve(env: dict[str, str], ini: dict[str, str]) -> bool:
+        cfg = SandboxConfig.from_sources(cli={}, env=env, ini=ini, rootdir=Path("."))
+        return cfg.ci_annotations
+
+    assert resolve({}, {}) is True
+    assert resolve({"LIVESANDBOX_CI_ANNOTATIONS": "false"}, {}) is False
+    assert resolve({}, {"ci_annotations": "false"}) is False

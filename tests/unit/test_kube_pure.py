@@ -14,7 +14,6 @@ from pytest_livesandbox.backends.gke.backend import GkeCluster, credentials_comm
 from pytest_livesandbox.backends.kube import diagnose
 from pytest_livesandbox.backends.kube import manifests as mf
 from pytest_livesandbox.backends.kube import postgres as pg
-from pytest_livesandbox.backends.kube.backend import DEMO_MANIFESTS
 from pytest_livesandbox.backends.kube.client import missing_exec_plugin
 from pytest_livesandbox.backends.kube.names import (
     check_context_allowed,
@@ -106,6 +105,10 @@ def test_guard_rails_fence_the_database_and_open_the_app() -> None:
     statefulset = pg.postgres_objects("postgres:15", "pw")[2]
     pod_labels = statefulset["spec"]["template"]["metadata"]["labels"]
     assert pod_labels["livesandbox/role"] == "database"
+
+
+# The repository's copy, not the package's DEMO_MANIFESTS: a wheel does not ship examples/.
+DEMO_MANIFESTS = Path(__file__).resolve().parents[2] / "examples" / "demo_app" / "k8s"
 
 
 def test_demo_manifests_load_override_and_point_at_the_service() -> None:

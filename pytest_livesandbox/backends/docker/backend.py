@@ -38,6 +38,8 @@ from ...errors import (
     SandboxError,
     TeardownError,
 )
+from ...images.context import specs_from
+from ...images.pipeline import BuildResult, build_local
 from ...info import SandboxInfo, default_owner
 from ...lease import Lease
 from ...locations import state_root
@@ -126,7 +128,10 @@ class DockerBackend:
         PROXY_KINDS,
         "the docker backend has no fault proxy in front of its containers yet; "
         "run this test with --sandbox=local",
-    )
+    ) | {
+        "clock": "the docker backend does not mount libfaketime into the app container yet; "
+        "run this test with --sandbox=local",
+    }
 
     def __init__(self) -> None:
         self._client: docker.DockerClient | None = None
@@ -140,7 +145,10 @@ class DockerBackend:
 
     def provision(self, config: SandboxConfig, sandbox_id: str, run_id: str) -> SandboxInfo:
         """Start PostgreSQL and the app; on any failure (or Ctrl-C) remove what was made."""
-        app_image, pg_image = component_images(config.image)
+        built: BuildResult | None = None
+        if config.build:  # --sandbox-build: in this engine, no push; run the image id
+            built = build_local(specs_from(config.build, config.build_arg), self.client)
+        app_image, pg_image = component_images((*config.image, *(built.refs() if built else ())))
         ensure_image(self.client, pg_image, role="postgres")
         if app_image is not None:
             ensure_image(self.client, app_image, role="app")
@@ -159,6 +167,8 @@ class DockerBackend:
             images={"postgres": pg_image, "app": app_image},
             containers={},
         )
+        if built is not None:
+            built.record(info)
         try:
             workdir.mkdir(mode=0o755)
             # Leased from the start, with room for the start-up: a run killed now still lapses.
@@ -331,11 +341,14 @@ class DockerBackend:
                 "--sandbox-db-dsn: the docker backend always runs its own PostgreSQL container; "
                 "drop the option or use --sandbox=kube"
             )
+        for component, _, _ in config.build:
+            if component not in (*APP_COMPONENTS, *DB_COMPONENTS):
+                problems.append(
+                    f"--sandbox-build {component}=...: the docker backend runs the components app "
+                    "(alias backend) and postgres (alias db); build app=PATH"
+                )
         if config.reuse:
-            problems.append(
-                "--sandbox-reuse: the docker backend cannot keep sandboxes warm yet; "
-                "drop the option or use --sandbox=local or --sandbox=kube"
-            )
+            problems.append("--sandbox-reuse: not on docker yet; use --sandbox=local or kube")
         return problems
 
     def chaos(self, info: SandboxInfo, owner: str) -> DockerChaos:
@@ -361,8 +374,6 @@ class DockerBackend:
         remove_sandbox(self.client, record.id)
         shutil.rmtree(state_root() / record.id, ignore_errors=True)
         lease_file(record.id).remove()
-
-    # ----------------------------------------------------------------- protocol: leases, reuse
 
     def renewlease_file(self, info: SandboxInfo, until: float) -> None:
         """Extend the lease file in the state folder (container labels cannot change)."""

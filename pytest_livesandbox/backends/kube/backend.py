@@ -45,6 +45,7 @@ from .attach import attach_namespace
 from .chaos import KubeChaos
 from .client import KubeTarget, connect
 from .diagnose import api_error
+from .images import build_problems, start_build, use_build
 from .names import (
     EXPIRES_AT,
     check_url_template,
@@ -77,7 +78,10 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
         PROXY_KINDS,
         "the kube backends have no fault proxy in the namespace yet; "
         "run this test with --sandbox=local",
-    )
+    ) | {
+        "clock": "the kube backends do not mount libfaketime into the app pod yet; "
+        "run this test with --sandbox=local",
+    }
 
     def __init__(self) -> None:
         self._targets: dict[str, KubeTarget] = {}
@@ -134,7 +138,11 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
 
         namespace = namespace_name(config.namespace_prefix, info.id)
         # Everything that can be wrong with the input is checked before anything is created.
-        objs = self._app_objects(config, info, namespace)
+        built_components = [component for component, _, _ in config.build]
+        objs = self._app_objects(config, info, namespace, built_components)
+        # --sandbox-build: inputs checked now; build and push run while the namespace and
+        # PostgreSQL come up; the app objects wait for the pushed digest (failure: teardown).
+        pending = start_build(config)
         db_image = dict(config.image).get(pg.COMPONENT, pg.DEFAULT_IMAGE)
         sha = git_sha(config.app_cwd)
         # Leased from the start, with room for the start-up: a run killed now still lapses.
@@ -158,6 +166,7 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
         if config.db_dsn:
             info.db = pg.external_database(config.db_dsn)
             app_secret = pg.app_secret(config.db_dsn, **pg.db_parts(info.db))
+            use_build(pending, info, objs, began)
             mf.create_objects(target.api, namespace, [app_secret, *objs])
         else:
             admin_password = secrets.token_hex(16)
@@ -173,6 +182,7 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
             # application_name marks the app's sessions (chaos db_connections ends them).
             url = f"{in_cluster.url()}?application_name={APP_SESSION_NAME}"
             app_secret = pg.app_secret(url, **pg.db_parts(in_cluster))
+            use_build(pending, info, objs, began)
             mf.create_objects(target.api, namespace, [app_secret, *objs])
         info.timings["db_ready_s"] = round(time.monotonic() - began, 4)
 
@@ -180,7 +190,11 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
         info.timings["app_ready_s"] = round(time.monotonic() - began, 4)
 
     def _app_objects(
-        self, config: SandboxConfig, info: SandboxInfo, namespace: str
+        self,
+        config: SandboxConfig,
+        info: SandboxInfo,
+        namespace: str,
+        built: list[str],
     ) -> list[dict[str, Any]]:
         source = config.manifests or DEMO_MANIFESTS
         objs = mf.load_manifests(source)
@@ -203,10 +217,12 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
         app_overrides = [(c, i) for c, i in config.image if c != pg.COMPONENT]
         used = mf.override_images(objs, app_overrides)
         unknown = [c for c, _ in app_overrides if c not in used]
-        if unknown:
+        unknown_built = [c for c in built if c not in mf.known_components(objs)]
+        if unknown or unknown_built:
+            flag = "--sandbox-image" if unknown else "--sandbox-build"
             raise ConfigError(
-                f"--sandbox-image {', '.join(unknown)}=...: no workload in {source} has that "
-                "app.kubernetes.io/component label or name; known: "
+                f"{flag} {', '.join(unknown or unknown_built)}=...: no workload in {source} has "
+                "that app.kubernetes.io/component label or name; known: "
                 f"{', '.join([*mf.known_components(objs), pg.COMPONENT])}"
             )
         info.extra["manifests"] = str(source)
@@ -367,8 +383,8 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
     # ----------------------------------------------------------------- protocol: config, chaos, CLI
 
     def check_config(self, config: SandboxConfig) -> list[str]:
-        """Kubernetes settings are checked when connecting (they need the kubeconfig)."""
-        return []
+        """A build needs a registry; the rest is checked when connecting (kubeconfig)."""
+        return build_problems(config, self.name)
 
     def chaos(self, info: SandboxInfo, owner: str) -> KubeChaos:
         """The kube chaos driver (Eviction API, patched resources, role limits, kill_db)."""

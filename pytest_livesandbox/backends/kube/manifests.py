@@ -141,12 +141,15 @@ def components(obj: Obj) -> set[str]:
     return names - {""}
 
 
-def override_images(objs: Sequence[Obj], overrides: Sequence[tuple[str, str]]) -> set[str]:
+def override_images(
+    objs: Sequence[Obj], overrides: Sequence[tuple[str, str]], *, pull_policy: str | None = None
+) -> set[str]:
     """Apply ``--sandbox-image COMPONENT=IMAGE`` to the workloads in ``objs`` (in place).
 
     A component matches a workload's ``app.kubernetes.io/component`` label or its name; the
     container of the same name gets the image, else the workload's first container. Returns the
-    components that matched (the caller decides what an unmatched one means).
+    components that matched (the caller decides what an unmatched one means). ``pull_policy``
+    also sets that container's ``imagePullPolicy`` (a pushed digest must be pulled).
     """
     used: set[str] = set()
     for component, image in overrides:
@@ -159,6 +162,8 @@ def override_images(objs: Sequence[Obj], overrides: Sequence[tuple[str, str]]) -
                 continue
             chosen = next((c for c in containers if c.get("name") == component), containers[0])
             chosen["image"] = image
+            if pull_policy:
+                chosen["imagePullPolicy"] = pull_policy
             used.add(component)
     return used
 

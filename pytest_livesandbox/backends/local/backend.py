@@ -51,7 +51,8 @@ from ...protocol import ListScope, SandboxRecord
 from ...readiness import HttpReady, wait_until_ready
 from .app import AppProcess
 from .chaos import LocalChaos, local_fault_problems
-from .launcher import ProxyProcess, start_proxy, supervised
+from .clock import app_clock_env
+from .launcher import ProxyProcess, start_proxy, supervised, watched_pid
 from .limits import remove_sandbox_cgroups
 from .records import LocalRecord, local_records, unowned_folder_hint, write_state
 from .warm import claim, heal, lease_file, save_secrets, write_lease
@@ -103,7 +104,7 @@ class LocalBackend:
         write_state(workdir, info, config)
         if config.fault_proxy:
             # Spawned now, waited for after PostgreSQL: the two start in parallel.
-            proxy = start_proxy(workdir, parent_pid=_parent_pid(config))
+            proxy = start_proxy(workdir, parent_pid=watched_pid(config.keep or config.reuse))
             self._proxies[info.id] = proxy
             info.extra[PROXY_KEY] = {"pid": proxy.pid}
         runas = unprivileged_user()
@@ -196,7 +197,13 @@ class LocalBackend:
                 "PYTHONUNBUFFERED": "1",
             }
         )
-        cmd = supervised(config.app_cmd, workdir, parent_pid=_parent_pid(config))
+        child_env = app_clock_env(config, info, workdir, env.get("LD_PRELOAD", ""))
+        cmd = supervised(
+            config.app_cmd,
+            workdir,
+            parent_pid=watched_pid(config.keep or config.reuse),
+            child_env=child_env,
+        )
         app = AppProcess(cmd, config.app_cwd, env, workdir / "app.log")
         self._apps[info.id] = app
         # The supervisor leads the app's process group: stopping the group stops both.
@@ -306,6 +313,11 @@ class LocalBackend:
                 "--sandbox-db-dsn: the local backend always runs its own embedded PostgreSQL; "
                 "drop the option or use --sandbox=kube"
             )
+        if config.build:
+            problems.append(
+                "--sandbox-build: the local backend runs the app as a process "
+                "(--sandbox-app-cmd), not an image; use --sandbox=docker or --sandbox=kube"
+            )
         return problems
 
     def chaos(self, info: SandboxInfo, owner: str) -> LocalChaos:
@@ -383,8 +395,3 @@ def _postmaster_pid(datadir: str | None) -> int | None:
     except (OSError, ValueError, IndexError):
         return None
     return pid if datadir.encode() in cmdline else None
-
-
-def _parent_pid(config: SandboxConfig) -> int:
-    # Helpers watch the pytest pid and stop with it, unless the sandbox is meant to outlive it.
-    return 0 if config.keep or config.reuse else os.getpid()

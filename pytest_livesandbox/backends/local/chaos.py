@@ -9,6 +9,7 @@ evict (backend)           SIGTERM to the app; the supervisor restarts it; recove
 resource_limits           cgroup v1 memory/cpu limit (or RLIMIT_AS), see :mod:`.limits`
 db_connections            ``ALTER ROLE ... CONNECTION LIMIT`` + the app's sessions ended
 kill_db                   fast shutdown of PostgreSQL, restarted after ``down_for``
+clock                     the app's libfaketime control file rewritten (:mod:`.clock`)
 ========================  ==========================================================
 
 Every fault is written to the :class:`~.ledger.Ledger` before it takes effect, so a crashed
@@ -39,6 +40,16 @@ from ...info import SandboxInfo
 from ...processes import process_alive
 from ...readiness import HttpReady, wait_until_ready
 from . import pgctl
+from .clock import (
+    INSTALL_HINT,
+    NEUTRAL_SPEC,
+    executable,
+    find_faketime,
+    loaded_in,
+    read_spec,
+    static_command,
+    write_spec,
+)
 from .launcher import supervisor_state
 from .limits import CGROUP_LIST, apply_limits, cgroup_writable, forced_mode, undo_limits
 
@@ -54,7 +65,7 @@ if TYPE_CHECKING:
 class LocalChaos(LedgeredDriver):
     """The :class:`~.driver.ChaosDriver` of the local backend."""
 
-    kinds: ClassVar[frozenset[str]] = CORE_KINDS | PROXY_KINDS
+    kinds: ClassVar[frozenset[str]] = CORE_KINDS | PROXY_KINDS | {"clock"}
 
     def __init__(self, info: SandboxInfo, owner: str = "") -> None:
         if not info.workdir:
@@ -68,7 +79,50 @@ class LocalChaos(LedgeredDriver):
     # ----------------------------------------------------------------- apply
 
     def _handlers(self) -> dict[str, Handler]:
-        return {**super()._handlers(), **dict.fromkeys(PROXY_KINDS, self._toxic)}
+        return {
+            **super()._handlers(),
+            **dict.fromkeys(PROXY_KINDS, self._toxic),
+            "clock": self._clock,
+        }
+
+    def _clock(self, fault: Fault, record: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+        clock = self.info.extra.get("fake_clock")
+        if not clock:
+            raise ChaosError(
+                "clock: the app runs without libfaketime (livesandbox_fake_clock is off, the "
+                f"library was missing when the sandbox started ({INSTALL_HINT}), or the app is "
+                "statically linked)"
+            )
+        pid = self._app_pid()
+        if not loaded_in(pid):
+            raise ChaosError(
+                f"clock: the app (pid {pid}, {executable(pid)}) did not load libfaketime: a "
+                "statically linked program, or one that clears LD_PRELOAD, cannot have its "
+                "clock moved; the clock fault needs a dynamically linked app"
+            )
+        control = Path(clock["control"])
+        started = float(supervisor_state(self.workdir).get("started_at") or time.time())
+        key = self.ledger.add("clock", {"control": str(control)}, self.owner)
+        began = time.perf_counter()
+        try:
+            spec = write_spec(
+                control,
+                float(fault.params["offset_s"]),
+                float(fault.params["rate"]),
+                app_started_at=started,
+            )
+        except BaseException:
+            write_spec(control)
+            self.ledger.remove(key)
+            raise
+        record.update(spec=spec, pid=pid, apply_s=round(time.perf_counter() - began, 6))
+
+        def undo() -> dict[str, Any]:
+            write_spec(control)
+            self.ledger.remove(key)
+            return {"restored_spec": NEUTRAL_SPEC}
+
+        return undo
 
     def _toxic(self, fault: Fault, record: dict[str, Any]) -> Callable[[], dict[str, Any]]:
         if self.proxy is None:
@@ -226,6 +280,12 @@ class LocalChaos(LedgeredDriver):
         done = super().repair(only_stale=only_stale)
         if not only_stale and self.proxy is not None and self.proxy.clear():
             done.append("removed stray toxics from the fault proxy")
+        clock = self.info.extra.get("fake_clock")
+        if not only_stale and clock:
+            control = Path(clock["control"])
+            if read_spec(control) not in (None, NEUTRAL_SPEC):
+                write_spec(control)
+                done.append("set the app's clock back to the real time")
         return done
 
     def _undo_effect(self, kind: str, undo: dict[str, Any]) -> None:
@@ -236,6 +296,8 @@ class LocalChaos(LedgeredDriver):
                 self.proxy.clear()
         elif kind == "limits" and undo:
             undo_limits(undo)
+        elif kind == "clock":
+            write_spec(Path(undo["control"]))
 
     def baseline_problems(self, timeout: float = RECOVERY_TIMEOUT_S) -> list[str]:
         """Check proxy, ledger, limits, PostgreSQL, role limit and app readiness."""
@@ -254,6 +316,10 @@ class LocalChaos(LedgeredDriver):
                     problems.append(f"the fault proxy still has toxics: {names}")
         if (self.workdir / CGROUP_LIST).exists():
             problems.append("the app still runs under a chaos cgroup limit")
+        clock = self.info.extra.get("fake_clock")
+        if clock and read_spec(Path(clock["control"])) not in (None, NEUTRAL_SPEC):
+            spec = read_spec(Path(clock["control"]))
+            problems.append(f"the app's clock is still moved (libfaketime spec {spec!r})")
         problems.extend(db_problems(self.info, timeout))
         if self.info.endpoint:
             path = self.info.extra.get("health_path", "/healthz")
@@ -283,4 +349,25 @@ def local_fault_problems(plan: ChaosPlan, config: SandboxConfig) -> list[str]:
                     "@resource_limits: cpu= needs a writable cgroup v1 cpu controller "
                     "(root); this machine offers only memory limits by rlimit"
                 )
+        if fault.kind == "clock":
+            problems.extend(_clock_problems(config))
     return problems
+
+
+def _clock_problems(config: SandboxConfig) -> list[str]:
+    if not config.app_cmd:
+        return ["@clock: this sandbox runs no app"]
+    if config.fake_clock == "off":
+        return [
+            "@clock: the app runs without libfaketime (livesandbox_fake_clock = off, the "
+            "default); set livesandbox_fake_clock = on to move its clock"
+        ]
+    if find_faketime() is None:
+        return [f"@clock: moving the app's clock needs libfaketime; {INSTALL_HINT}"]
+    static = static_command(config.app_cmd)
+    if static:
+        return [
+            f"@clock: the app command's program {static} is statically linked: LD_PRELOAD "
+            "cannot load libfaketime into it; the clock marker needs a dynamically linked app"
+        ]
+    return []

@@ -11,6 +11,7 @@ Both are standard-library scripts run by path with ``python -I -S`` (no site pac
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -85,8 +86,17 @@ def start_proxy(workdir: Path, parent_pid: int) -> ProxyProcess:
     return ProxyProcess(workdir, process)
 
 
-def supervised(cmd: tuple[str, ...], workdir: Path, parent_pid: int) -> tuple[str, ...]:
-    """``cmd`` wrapped in the supervisor, which restarts it whenever it exits."""
+def supervised(
+    cmd: tuple[str, ...],
+    workdir: Path,
+    parent_pid: int,
+    child_env: dict[str, str] | None = None,
+) -> tuple[str, ...]:
+    """``cmd`` wrapped in the supervisor, which restarts it whenever it exits.
+
+    ``child_env`` goes into the app's environment only (not the supervisor's).
+    """
+    extra = tuple(f"--child-env={key}={value}" for key, value in (child_env or {}).items())
     return (
         sys.executable,
         "-I",
@@ -96,6 +106,7 @@ def supervised(cmd: tuple[str, ...], workdir: Path, parent_pid: int) -> tuple[st
         str(workdir / SUPERVISOR_STATE),
         "--parent-pid",
         str(parent_pid),
+        *extra,
         "--",
         *cmd,
     )
@@ -107,3 +118,8 @@ def supervisor_state(workdir: Path | str) -> dict[str, Any]:
         return dict(json.loads((Path(workdir) / SUPERVISOR_STATE).read_text()))
     except (OSError, ValueError):
         return {}
+
+
+def watched_pid(outlives_run: bool) -> int:
+    """The pid the proxy and supervisor watch (they stop with it); 0: the sandbox outlives it."""
+    return 0 if outlives_run else os.getpid()

@@ -162,7 +162,7 @@ def remove_sandbox_cgroups(sandbox_id: str) -> list[str]:
     Processes still inside are moved to the parent cgroup first; returns the removed paths.
     """
     removed = []
-    for path in sorted(CGROUP_ROOT.glob(f"*/**/livesandbox-{sandbox_id}-*")):
+    for path in _sandbox_cgroups(sandbox_id):
         if not path.is_dir():
             continue
         undo_limits(
@@ -174,6 +174,22 @@ def remove_sandbox_cgroups(sandbox_id: str) -> list[str]:
         )
         removed.append(str(path))
     return removed
+
+
+def _sandbox_cgroups(sandbox_id: str) -> list[Path]:
+    """The sandbox's cgroups at any depth under any controller.
+
+    os.walk, not Path.glob("*/**/..."): the walk crosses other workloads' cgroups (a local
+    Kubernetes' kubepods), which may vanish mid-walk; glob then raised FileNotFoundError out of
+    teardown, os.walk skips them.
+    """
+    prefix = f"livesandbox-{sandbox_id}-"
+    found: list[Path] = []
+    controllers = [p for p in CGROUP_ROOT.iterdir() if p.is_dir()] if CGROUP_ROOT.is_dir() else []
+    for controller in controllers:
+        for folder, names, _ in os.walk(controller):
+            found.extend(Path(folder) / n for n in names if n.startswith(prefix))
+    return sorted(found)
 
 
 def limited(undo: dict[str, Any]) -> bool:

@@ -2,13 +2,15 @@
 
 Standard library only, run by path by the local backend::
 
-    python supervisor.py --state app.supervisor.json [--parent-pid N] -- python app.py
+    python supervisor.py --state app.supervisor.json [--parent-pid N] \
+        [--child-env LD_PRELOAD=/usr/lib/.../libfaketimeMT.so.1 ...] -- python app.py
 
 The state file (rewritten atomically) holds the current child ``pid``, ``restarts`` and the last
 ``exits`` (``pid``, ``code``, ``signal``, ``at``), so any process can evict the app (SIGTERM the
 child) and see it come back. SIGTERM or SIGINT to the supervisor stops the child (SIGTERM, then
-SIGKILL after 5 s) and exits. The child shares the supervisor's process group, so killing the
-group removes both.
+SIGKILL after 5 s) and exits. ``--child-env`` settings go to the child only (the app's fake
+clock: the supervisor itself never loads the preloaded library). The child shares the
+supervisor's process group, so killing the group removes both.
 """
 
 from __future__ import annotations
@@ -30,8 +32,15 @@ MAX_EXITS = 20
 class Supervisor:
     """One child command, restarted with a short, capped backoff."""
 
-    def __init__(self, cmd: list[str], state_file: str, parent_pid: int) -> None:
+    def __init__(
+        self,
+        cmd: list[str],
+        state_file: str,
+        parent_pid: int,
+        child_env: dict[str, str] | None = None,
+    ) -> None:
         self.cmd = cmd
+        self.child_env = {**os.environ, **child_env} if child_env else None
         self.state_file = state_file
         self.parent_pid = parent_pid
         self.stopping = False
@@ -57,7 +66,7 @@ class Supervisor:
 
     def spawn(self) -> None:
         """Start the child (it inherits our stdout/stderr: the app log)."""
-        self.child = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL)
+        self.child = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, env=self.child_env)
         self.started_at = time.time()
         self.join_cgroups(self.child.pid)
         self.write_state()
@@ -149,12 +158,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--state", required=True)
     parser.add_argument("--parent-pid", type=int, default=0)
+    parser.add_argument("--child-env", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("cmd", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:
         parser.error("give the command after --")
-    return Supervisor(cmd, args.state, args.parent_pid).run()
+    child_env = dict(item.split("=", 1) for item in args.child_env)
+    return Supervisor(cmd, args.state, args.parent_pid, child_env).run()
 
 
 if __name__ == "__main__":

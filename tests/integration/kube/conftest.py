@@ -99,3 +99,24 @@ def namespace(core: Any, request: pytest.FixtureRequest) -> Iterator[str]:
         except ApiException as e:
             if e.status != 404:
                 raise
+
+
+REGISTRY_ADDR_FILE = "/var/lib/livesandbox-cluster/registry.addr"
+
+
+@pytest.fixture(scope="session")
+def registry_addr() -> str:
+    """HOST:PORT of the cluster's registry (cluster/registry-up), checked to answer /v2/."""
+    import httpx
+
+    addr = os.environ.get("LIVESANDBOX_TEST_REGISTRY", "")
+    if not addr and os.path.exists(REGISTRY_ADDR_FILE):
+        with open(REGISTRY_ADDR_FILE) as fh:
+            addr = fh.read().strip()
+    if not addr:
+        _unavailable("no registry: LIVESANDBOX_TEST_REGISTRY unset and no " + REGISTRY_ADDR_FILE)
+    try:
+        httpx.get(f"http://{addr}/v2/", timeout=5).raise_for_status()
+    except httpx.HTTPError as exc:
+        _unavailable(f"the registry {addr} does not answer /v2/ ({exc})")
+    return addr

@@ -1,0 +1,261 @@
+"""Source change -> first test on our cluster: `pytest --sandbox-build` against a shell pipeline.
+
+    KUBECONFIG=/var/lib/livesandbox-cluster/kubeconfig-admin python benchmarks/build_to_test.py \
+        [--registry 127.0.0.1:5000] [--warm-runs 3]
+
+Both sides start from a copy of examples/demo_app whose /healthz gets a new value (the change),
+and end when a pytest test body that GETs /healthz and sees the new value runs.
+
+- ours: one `pytest --sandbox=kube --sandbox-build backend=COPY --sandbox-registry=REG/bench`;
+  stages from the run's report (build_s, push_s run beside namespace + PostgreSQL).
+- peer: the hand-written pipeline in bash: `docker build`, `docker push`, `kubectl apply` (the
+  same PostgreSQL StatefulSet + Secret + the demo app's manifests with the pushed digest),
+  `kubectl rollout status` (both), `kubectl port-forward`, then `pytest` against the forward.
+
+cold: a tree the engine never built (new content tag, so the COPY layer is new) and the base
+image's registry tag removed from the engine (it is looked up in the registry again); warm: the
+same tree with one changed file (app.py), built once before. Medians of --warm-runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(REPO))
+from benchdoc import write_section  # noqa: E402
+
+from pytest_livesandbox.backends.kube import manifests as mf  # noqa: E402
+from pytest_livesandbox.backends.kube import postgres as pg  # noqa: E402
+
+POSTGRES_IMAGE = "localhost/livesandbox/postgres:15"
+INNER_TEST = """
+import os, time
+
+import httpx
+
+
+def test_first(request):
+    url = os.environ.get("LIVE_URL") or request.getfixturevalue("live_url")
+    assert httpx.get(url + "/healthz", timeout=10).json()["build"] == os.environ["BENCH_BUILD"]
+    with open(os.environ["BENCH_MARK"], "w") as f:
+        f.write(repr(time.time()))
+"""
+
+PEER = r"""
+set -euo pipefail
+now() { date +%s.%N; }
+ref="$REG/peer/backend:$TAG"
+t0=$(now)
+DOCKER_BUILDKIT=0 docker build -q -t "$ref" --build-arg "BASE=$BASE" "$CTX" >/dev/null
+t1=$(now)
+docker push -q "$ref" >/dev/null
+digest="$(docker inspect --format '{{range .RepoDigests}}{{println .}}{{end}}' "$ref" | grep "^$REG/peer/backend@" | head -n1)"
+t2=$(now)
+kubectl create namespace "$NS" >/dev/null
+sed "s#__IMAGE__#$digest#" "$OBJS" | kubectl -n "$NS" apply -f - >/dev/null
+t3=$(now)
+kubectl -n "$NS" rollout status "statefulset/$PGNAME" --timeout=180s >/dev/null
+kubectl -n "$NS" rollout status deployment/backend --timeout=180s >/dev/null
+t4=$(now)
+kubectl -n "$NS" port-forward svc/backend 0:80 >"$WORK/pf.log" 2>&1 &
+pf=$!
+for _ in $(seq 1 100); do grep -q 'Forwarding from 127.0.0.1' "$WORK/pf.log" && break; sleep 0.05; done
+port="$(sed -n 's/^Forwarding from 127.0.0.1:\([0-9]*\).*/\1/p' "$WORK/pf.log" | head -n1)"
+LIVE_URL="http://127.0.0.1:$port" python -m pytest -q -p no:cacheprovider "$WORK/test_first.py" >/dev/null
+kill "$pf"
+echo "$t0 $t1 $t2 $t3 $t4"
+"""
+
+
+NOTE = """Measured under a load average of 15-18 on the 2 shared cores (other sessions' suites), so the
+absolute numbers are high and noisy; the same machine with no build gave a kube bring-up of
+19.3 s at that moment (4.5 s to the namespace alone). Warm is under the 30 s target; the 0.7x
+target is not met (0.79x warm, 0.90x cold): build + push (3-4 s) is hidden behind the namespace
+and PostgreSQL, but the rest (PostgreSQL Ready, then the app's rollout) is the same work the
+pipeline does, and the pipeline starts the app's pod while PostgreSQL initialises. Cold here
+means a new tree; the base image's layers were already in the registry and the engine (pushed
+by `cluster/registry-up`), as on any runner after its first build.
+
+Cold CI cost of the registry: `cluster/build-registry` 83 s (empty Go build cache, module cache
+filled, load ~11), `cluster/registry-up` pushing the 170 MB base image 9 s, warm runs of both
+0.01 s / 0.1 s; the new tests: `tests/integration/kube/test_build_from_source.py` 87 s and
+`tests/integration/docker/test_docker_build.py` 68 s with `-n 2` under that load.
+"""
+
+
+def change(app: Path, build: str) -> None:
+    source = (REPO / "examples/demo_app/app.py").read_text()
+    old = 'return 200, {"status": "ok"}'
+    (app / "app.py").write_text(
+        source.replace(old, f'return 200, {{"status": "ok", "build": "{build}"}}')
+    )
+
+
+def fresh_copy(root: Path) -> Path:
+    app = root / "app"
+    shutil.copytree(REPO / "examples/demo_app", app, ignore=shutil.ignore_patterns("k8s"))
+    return app
+
+
+def ours(app: Path, work: Path, registry: str, build: str) -> dict[str, float]:
+    change(app, build)
+    (work / "test_first.py").write_text(INNER_TEST)
+    mark, report = work / "mark", work / "r.jsonl"
+    env = dict(os.environ, BENCH_MARK=str(mark), BENCH_BUILD=build)
+    began = time.time()
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_first.py",
+            "--sandbox=kube", f"--sandbox-manifests={REPO / 'examples/demo_app/k8s'}",
+            f"--sandbox-image=postgres={POSTGRES_IMAGE}", f"--sandbox-build=backend={app}",
+            f"--sandbox-build-arg=BASE={registry}/livesandbox/python-psycopg:bookworm",
+            f"--sandbox-registry={registry}/bench", "--sandbox-health-path=/readyz",
+            "--sandbox-startup-timeout=180s", f"--sandbox-report={report}",
+        ],
+        cwd=work, env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise SystemExit(f"pytest --sandbox-build failed:\n{done.stdout[-3000:]}")
+    timings = json.loads(report.read_text().splitlines()[0])["sandbox"]["timings"]
+    return {
+        "total": float(mark.read_text()) - began,
+        "build": timings["build_s"],
+        "push": timings["push_s"],
+        "ready": timings["ready_s"],
+        "app": timings["app_ready_s"],
+    }
+
+
+def peer_objects(path: Path) -> None:
+    password = secrets.token_hex(16)
+    objs = list(pg.postgres_objects(POSTGRES_IMAGE, password))
+    url = f"postgresql://{pg.ADMIN_USER}:{password}@{pg.NAME}:5432/{pg.APP_DB}"
+    objs.append(
+        pg.app_secret(url, host=pg.NAME, port=5432, dbname="app", user=pg.ADMIN_USER,
+                      password=password)
+    )  # fmt: skip
+    app = mf.load_manifests(REPO / "examples/demo_app/k8s")
+    mf.override_images(app, [("backend", "__IMAGE__")], pull_policy="IfNotPresent")
+    path.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": objs + app}))
+
+
+def peer(app: Path, work: Path, registry: str, build: str) -> dict[str, float]:
+    change(app, build)
+    (work / "test_first.py").write_text(INNER_TEST)
+    peer_objects(work / "objs.json")
+    mark = work / "mark"
+    ns = f"peer-{secrets.token_hex(4)}"
+    env = dict(
+        os.environ, BENCH_MARK=str(mark), BENCH_BUILD=build, REG=registry, TAG=build, CTX=str(app),
+        BASE=f"{registry}/livesandbox/python-psycopg:bookworm", NS=ns, OBJS=str(work / "objs.json"),
+        PGNAME=pg.NAME,
+        WORK=str(work), PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    )  # fmt: skip
+    began = time.time()
+    try:
+        out = subprocess.run(["bash", "-c", PEER], env=env, capture_output=True, text=True)
+        if out.returncode != 0:
+            raise SystemExit(f"peer pipeline failed:\n{out.stderr[-3000:]}")
+        t0, t1, t2, t3, t4 = map(float, out.stdout.split()[-5:])
+        stages = {"build": t1 - t0, "push": t2 - t1, "apply": t3 - t2, "rollout": t4 - t3}
+    finally:
+        subprocess.run(["kubectl", "delete", "namespace", ns, "--wait=false"], capture_output=True)
+    return {"total": float(mark.read_text()) - began, **stages}
+
+
+def forget_base(registry: str) -> None:
+    """Drop the engine's tag of the registry's base image (cold: it is resolved again)."""
+    subprocess.run(
+        ["docker", "rmi", f"{registry}/livesandbox/python-psycopg:bookworm"], capture_output=True
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--registry", default=os.environ.get("LIVESANDBOX_TEST_REGISTRY"))
+    parser.add_argument("--warm-runs", type=int, default=3)
+    args = parser.parse_args()
+    registry = (
+        args.registry or Path("/var/lib/livesandbox-cluster/registry.addr").read_text().strip()
+    )
+    results: dict[str, dict[str, list[dict[str, float]]]] = {"ours": {}, "peer": {}}
+    for side, run in (("ours", ours), ("peer", peer)):
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            app = fresh_copy(root)
+            forget_base(registry)
+            cold = run(app, root, registry, f"cold-{uuid.uuid4().hex[:8]}")
+            warm = [run(app, root, registry, f"warm-{uuid.uuid4().hex[:8]}")
+                    for _ in range(args.warm_runs)]  # fmt: skip
+            results[side] = {"cold": [cold], "warm": warm}
+            print(side, json.dumps(results[side]), flush=True)
+    # The engine's copies of what the runs built (the registry keeps its own).
+    made = subprocess.run(
+        ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}",
+         f"{registry}/bench/backend", ], capture_output=True, text=True
+    ).stdout.split() + subprocess.run(
+        ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", f"{registry}/peer/backend"],
+        capture_output=True, text=True,
+    ).stdout.split()  # fmt: skip
+    if made:
+        subprocess.run(["docker", "rmi", *made], capture_output=True)
+    med = statistics.median
+
+    def m(side: str, kind: str, key: str) -> float:
+        return med(r[key] for r in results[side][kind])
+
+    rows = []
+    for kind in ("cold", "warm"):
+        o, p = m("ours", kind, "total"), m("peer", kind, "total")
+        rows.append(
+            f"| {kind}: source change -> first test | {o:.1f} s | {p:.1f} s | {o / p:.2f}x |"
+        )
+        rows.append(
+            f"| {kind}: build / push | {m('ours', kind, 'build'):.1f} s / "
+            f"{m('ours', kind, 'push'):.1f} s | {m('peer', kind, 'build'):.1f} s / "
+            f"{m('peer', kind, 'push'):.1f} s | |"
+        )
+        rows.append(
+            f"| {kind}: deploy until Ready (ours: bring-up incl. build, in-process; peer: apply + "
+            f"rollout status) | {m('ours', kind, 'ready'):.1f} s | "
+            f"{m('peer', kind, 'apply') + m('peer', kind, 'rollout'):.1f} s | |"
+        )
+    runs = "; ".join(
+        f"{side} {kind}: " + ", ".join(f"{r['total']:.1f}" for r in results[side][kind])
+        for side in ("ours", "peer")
+        for kind in ("cold", "warm")
+    )
+    body = f"""
+`python benchmarks/build_to_test.py --warm-runs {args.warm_runs}` on the single-node cluster of
+`cluster/` with its registry ({registry}); the demo app's Dockerfile on the base image pushed by
+`cluster/registry-up`. Cold: a never-built tree (new content tag) and the base image's registry
+tag dropped from the engine; warm: one changed file in a tree built before. Medians
+(cold: 1 run per side).
+
+| what | `pytest --sandbox-build` | hand-written pipeline (docker build, docker push, kubectl apply, rollout status, pytest) | ours / peer |
+|---|---|---|---|
+{chr(10).join(rows)}
+
+Ours builds and pushes while the namespace and PostgreSQL come up (the app waits for the digest);
+the pipeline does one step after the other, as such scripts do. Targets: warm <= 30 s and
+<= 0.7x of the pipeline. All runs (s): {runs}.
+{NOTE}"""
+    print(body)
+    print(f"written to {write_section('Source to first test (--sandbox-build)', body)}")
+
+
+if __name__ == "__main__":
+    main()
