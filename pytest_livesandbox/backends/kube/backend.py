@@ -33,6 +33,7 @@ from ...errors import (
     TeardownError,
 )
 from ...info import DatabaseInfo, SandboxInfo, default_owner
+from ...lease import Lease
 from ...locations import state_root
 from ...postgres.roles import APP_SESSION_NAME
 from ...protocol import ListScope, SandboxRecord
@@ -59,8 +60,10 @@ from .namespace import delete_namespace, guard_rails, namespace_body
 from .portforward import PortForwarder
 from .proxy_setup import NamespaceProxy, proxy_fault_problems, start_proxy, with_image_hint
 from .public_url import await_public_url
+from .reaper import ReaperInstaller
 from .rollout import RolloutReady
 from .route import check_route_target, parse_route
+from .warm import WarmNamespaces
 
 if TYPE_CHECKING:
     from ...chaos.markers import ChaosPlan
@@ -68,10 +71,11 @@ if TYPE_CHECKING:
 DEMO_MANIFESTS = Path(__file__).resolve().parents[3] / "examples" / "demo_app" / "k8s"
 
 
-class KubeBackend:
+class KubeBackend(WarmNamespaces, ReaperInstaller):
     """Provision and tear down sandbox namespaces (see the module docstring)."""
 
     name: ClassVar[str] = "kube"
+    demo_manifests: ClassVar[Path] = DEMO_MANIFESTS
     supported_faults: ClassVar[frozenset[str]] = KubeChaos.kinds
     fault_hints: ClassVar[dict[str, str]] = {
         "clock": "the kube backends do not mount libfaketime into the app pod yet; "
@@ -143,10 +147,13 @@ class KubeBackend:
         pending = start_build(config)
         db_image = dict(config.image).get(pg.COMPONENT, pg.DEFAULT_IMAGE)
         sha = git_sha(config.app_cwd)
+        # Leased from the start, with room for the start-up: a run killed now still lapses.
+        lease = Lease("held", info.run_id, time.time() + config.startup_timeout + config.lease)
         body = namespace_body(
             namespace,
             sandbox_labels(info.id, info.run_id, info.owner, sha, backend=self.name),
             config.ttl,
+            lease,
         )
         target.core.create_namespace(body)
         info.namespace = namespace
