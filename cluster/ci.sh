@@ -9,13 +9,12 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 t0=$SECONDS
 "$CLUSTER_DIR/install-deps"
 "$CLUSTER_DIR/build" >/dev/null
+"$CLUSTER_DIR/build-router" >/dev/null
 "$CLUSTER_DIR/build-images" --no-import   # import happens in up, once containerd runs
 # Start from a clean cluster: a previous session may have left state (its processes were ended, but
 # mounts, etcd data and pods remain). down keeps the PKI and containerd's image store.
 "$CLUSTER_DIR/down"
 kc="$("$CLUSTER_DIR/up" | tail -n1)"
-printf 'KUBECONFIG=%s\nLIVESANDBOX_KUBECONFIG_SA=%s\n' "$kc" "$STATE_DIR/kubeconfig-sa" > "$STATE_DIR/ci.env"
-# The cluster's registry (issue 15; written by cluster/registry-up).
-echo "LIVESANDBOX_TEST_REGISTRY=$(cat "$STATE_DIR/registry.addr")" >> "$STATE_DIR/ci.env"
+# ($STATE_DIR/ci.env is written by up, with the registry of issue 15 in it)
 log "ci.sh: cluster ready in $((SECONDS - t0))s; env in $STATE_DIR/ci.env"
 echo "$kc"

@@ -28,3 +28,28 @@ KUBELET_ROOT="$STATE_DIR/kubelet"
 
 log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
+# Router: Traefik v3 built from its published Go module (see README "Router"). v3.6.12 is the newest
+# release whose whole dependency graph the Go module proxy serves here (3.7.x needs the unpublished
+# nested module github.com/traefik/traefik/dynamic/ext); it links client-go v0.34 like our cluster.
+TRAEFIK_VERSION="v3.6.12"
+TRAEFIK_CACHE="$LS_CACHE/traefik-$TRAEFIK_VERSION"
+TRAEFIK_BIN="$TRAEFIK_CACHE/bin/traefik"
+# Gateway API CRDs (standard channel) from the sigs.k8s.io/gateway-api module version Traefik links.
+GATEWAY_API_VERSION="v1.4.0"
+# Components beyond the core ones (the router, the wildcard DNS), and their health URLs, for status.
+cluster_extra_components() { echo router dnsmasq; }
+cluster_extra_health() {
+  case "$1" in
+    router) echo "http://127.0.0.1:18082/ping" ;;
+    *) echo "" ;;
+  esac
+}
+# Public names of sandboxes: https://<anything>.$DEV_DOMAIN answers at the router on the bridge address.
+DEV_DOMAIN="dev.livesandbox.test"
+ROUTER_IP="$BRIDGE_IP"
+ROUTER_NS="livesandbox-router"
+# System CA bundle with the dev CA in it (update-ca-certificates); ci.env exports it as SSL_CERT_FILE.
+SYSTEM_CA_BUNDLE="/etc/ssl/certs/ca-certificates.crt"
+router_answers() {  # Traefik answers (404 for an unknown host) over TLS with a certificate the system trusts
+  [[ "$(curl -sS -m 3 -o /dev/null -w '%{http_code}' "https://probe.$DEV_DOMAIN/" 2>/dev/null)" == 404 ]]
+}

@@ -34,8 +34,9 @@ kubeconfig_token() {
 
 # _write_kubeconfig FILE USER CREDENTIAL-LINES EXTRA-CONTEXT-FIELDS
 _write_kubeconfig() {
-  local file="$1" user="$2" credentials="$3" context_extra="$4"
-  cat > "$file" <<KCFG
+  local file="$1" user="$2" credentials="$3" context_extra="$4" tmp
+  tmp="$(mktemp "$file.XXXXXX")"
+  cat > "$tmp" <<KCFG
 apiVersion: v1
 kind: Config
 clusters:
@@ -52,7 +53,9 @@ contexts:
   context: {cluster: livesandbox, user: $user$context_extra}
 current-context: livesandbox
 KCFG
-  chmod 600 "$file"
+  chmod 600 "$tmp"
+  # Unchanged content: keep the file (and its mtime) as it is; `up` on a running cluster rewrites nothing.
+  if [[ -f "$file" ]] && cmp -s "$tmp" "$file"; then rm -f "$tmp"; else mv "$tmp" "$file"; fi
 }
 
 gen_pki() {
@@ -88,4 +91,38 @@ gen_pki() {
   for u in admin controller-manager scheduler kube-proxy kubelet coredns; do
     [[ -s "$STATE_DIR/kubeconfig-$u" ]] || kubeconfig "$STATE_DIR/kubeconfig-$u" "$u"
   done
+}
+
+# Router PKI: its own CA ("livesandbox-dev-ca", made at the first `up`, kept like the cluster CA) signs
+# the wildcard serving certificate for *.$DEV_DOMAIN. The CA goes into the system trust store
+# (/usr/local/share/ca-certificates + update-ca-certificates), as a company CA would be on a CI runner.
+gen_router_pki() {
+  if [[ ! -s "$PKI/dev-ca.crt" ]]; then
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$PKI/dev-ca.key" 2>/dev/null
+    openssl req -x509 -new -key "$PKI/dev-ca.key" -subj "/CN=livesandbox-dev-ca" -days 3650 \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
+      -out "$PKI/dev-ca.crt" 2>/dev/null
+    chmod 600 "$PKI/dev-ca.key"
+    rm -f "$PKI/dev-wildcard.crt"
+  fi
+  if [[ ! -s "$PKI/dev-wildcard.crt" ]]; then
+    local ext="$PKI/dev-wildcard.ext"
+    printf '%s\n' "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature,keyEncipherment" \
+      "extendedKeyUsage=serverAuth" "subjectAltName=DNS:*.$DEV_DOMAIN,DNS:$DEV_DOMAIN" > "$ext"
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$PKI/dev-wildcard.key" 2>/dev/null
+    openssl req -new -key "$PKI/dev-wildcard.key" -subj "/CN=*.$DEV_DOMAIN" -out "$PKI/dev-wildcard.csr" 2>/dev/null
+    openssl x509 -req -in "$PKI/dev-wildcard.csr" -CA "$PKI/dev-ca.crt" -CAkey "$PKI/dev-ca.key" \
+      -CAcreateserial -days 825 -extfile "$ext" -out "$PKI/dev-wildcard.crt" 2>/dev/null
+    rm -f "$PKI/dev-wildcard.csr" "$ext"
+    chmod 600 "$PKI/dev-wildcard.key"
+  fi
+  gen_cert router livesandbox-router
+  [[ -s "$STATE_DIR/kubeconfig-router" ]] || kubeconfig "$STATE_DIR/kubeconfig-router" router
+  local trusted=/usr/local/share/ca-certificates/livesandbox-dev-ca.crt
+  if ! cmp -s "$PKI/dev-ca.crt" "$trusted"; then
+    mkdir -p "$(dirname "$trusted")"
+    cp "$PKI/dev-ca.crt" "$trusted"
+    update-ca-certificates >/dev/null 2>&1
+    log "pki: livesandbox-dev-ca added to the system trust store ($trusted)"
+  fi
 }

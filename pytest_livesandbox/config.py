@@ -201,6 +201,13 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "{namespace}, {run_id} are filled in).",
     ),
     OptionSpec(
+        "route",
+        "str",
+        "kube/gke: make the public route for --sandbox-url-template's host: gateway:NS/NAME "
+        "(an HTTPRoute on that Gateway), ingress:CLASS (an Ingress), none (it exists already).",
+        default="none",
+    ),
+    OptionSpec(
         "report_url",
         "str",
         "POST every report event as JSON to this URL, in the background.",
@@ -246,6 +253,34 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "europe-docker.pkg.dev/PROJECT/REPO or 127.0.0.1:5000/livesandbox; credentials come from "
         "the Docker config ($DOCKER_CONFIG/config.json: auths, credHelpers such as gcloud's). "
         "Pods get the pushed digest (REPO@sha256:...), never a tag.",
+    ),
+    OptionSpec(
+        "lease",
+        "duration",
+        "How long a sandbox's lease lasts unrenewed: the running pytest renews it every quarter "
+        "of this; once it lapses (the run was killed) `livesandbox gc` and the next run reap it.",
+        default="20s",
+    ),
+    OptionSpec(
+        "reuse",
+        "bool",
+        "Keep the sandbox warm after the run; the next run with the same reuse key (backend, "
+        "app command and env, images, manifests, PostgreSQL version, plugin version) claims it "
+        "and resets it (database, faults, app health) instead of provisioning.",
+        default="false",
+    ),
+    OptionSpec(
+        "reuse_idle",
+        "duration",
+        "How long a warm sandbox waits for the next run before its lease lapses and it is reaped.",
+        default="30m",
+    ),
+    OptionSpec(
+        "reuse_pool",
+        "int",
+        "With --sandbox-reuse: keep this many warm sandboxes of the run's reuse key ready; each "
+        "run starts `livesandbox warm --count N` in the background to replace the one it took.",
+        default="0",
     ),
     OptionSpec(
         "migrate_cmd",
@@ -338,6 +373,7 @@ class SandboxConfig:
     allow_context: str | None = None
     gke_cluster: str | None = None
     url_template: str | None = None
+    route: str = "none"
     report_url: str | None = None
     html: Path | None = None
     fault_proxy: bool = True
@@ -347,6 +383,10 @@ class SandboxConfig:
     build: tuple[tuple[str, Path, str], ...] = ()
     build_arg: tuple[tuple[str, str, str], ...] = ()
     registry: str | None = None
+    lease: float = 20.0
+    reuse: bool = False
+    reuse_idle: float = 1800.0
+    reuse_pool: int = 0
     migrate_cmd: tuple[str, ...] | None = None
     db_reset: str = "none"
     db_reset_keep: tuple[str, ...] = (

@@ -41,6 +41,7 @@ from .fixtures import (
 )
 from .health import HealthHooks
 from .parallel import WORKERINPUT_KEY, SandboxManager, is_xdist_worker
+from .pool import sandbox_args, spawn_top_up
 from .preflight import absolute_locations, preflight
 from .report.artifacts import artifact_root, prepare_root
 from .report.events import EventSink, RunEvents
@@ -234,16 +235,22 @@ def _provision(config: pytest.Config) -> None:
     if manager.provisioned:
         assert manager.sandbox is not None
         info = manager.sandbox.info
+        if manager.config.reuse and manager.config.reuse_pool:
+            # Replace the warm sandbox this run took, in a process that outlives the run.
+            args = sandbox_args(config.invocation_params.args)
+            spawn_top_up(manager.config.reuse_pool, config.rootpath, args, info.id)
         events.sandbox_id = info.id
         events.secrets = info.secret_values()
         sandbox_public: dict[str, Any] | None = info.public()
+        reused = bool(info.extra.get("reused"))
     else:
-        sandbox_public = None
+        sandbox_public, reused = None, False
     events.emit(
         "run_started",
         run_id=manager.run_id,
         backend=manager.config.backend,
         sandbox=sandbox_public,
+        reused=reused,
         error=manager.error,
         workers=getattr(config.option, "numprocesses", None) or 0,
     )

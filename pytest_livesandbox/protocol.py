@@ -42,7 +42,8 @@ class SandboxRecord:
     """One sandbox as ``livesandbox ls`` shows it.
 
     ``status`` is ``running`` (its pytest still runs: never reaped), ``kept``, ``expired``,
-    ``orphaned`` (its pytest is gone), or a backend's own word (``active``, ``terminating``).
+    ``orphaned`` (its pytest is gone), ``warm`` (kept for ``--sandbox-reuse``), ``lapsed``
+    (its lease ran out), or a backend's own word (``active``, ``terminating``).
     ``reapable`` says whether ``gc`` removes it without ``--older-than``.
     """
 
@@ -56,6 +57,8 @@ class SandboxRecord:
     reapable: bool = False
     protected: bool = False  # never reaped by gc (running, already terminating)
     aliases: tuple[str, ...] = ()  # other names `down` accepts (a kube namespace)
+    lease_expires_in: float | None = None  # seconds (negative: lapsed); None: no lease
+    reuse_key: str = ""  # a warm sandbox's reuse key (``--sandbox-reuse``)
     handle: Any = field(default=None, repr=False)  # the backend's own data for reap()
 
 
@@ -94,6 +97,67 @@ class Backend(Protocol):
 
     def reap(self, record: SandboxRecord) -> None:
         """Remove one listed sandbox (the CLI has checked it may)."""
+
+    def renew_lease(self, info: SandboxInfo, until: float) -> None:
+        """Extend this run's lease on ``info`` to ``until`` (Unix time); called every few seconds.
+
+        The lease is also written when provisioning starts (with room for the start-up), so a
+        run killed at any point leaves a sandbox whose lease lapses.
+        """
+
+    def reuse_parts(self, config: SandboxConfig) -> dict[str, str]:
+        """What shapes this backend's sandboxes beyond the shared options, for the reuse key.
+
+        E.g. the PostgreSQL version, images, a digest of the manifests.
+        """
+
+    def claim_warm(
+        self, config: SandboxConfig, key: str, run_id: str, until: float
+    ) -> SandboxInfo | None:
+        """Claim a warm sandbox with reuse key ``key`` (or one whose holder's lease lapsed).
+
+        A compare-and-set: of two runs at once only one wins a given sandbox. Returns it
+        attached (endpoints reachable, passwords filled in) and leased to ``run_id`` until
+        ``until``; ``None`` when there is none to claim.
+        """
+
+    def keep_warm(self, info: SandboxInfo, until: float) -> None:
+        """Hand the run's sandbox back at its end, leased until ``until``.
+
+        Warm (claimable by its reuse key) when ``info.extra["reuse_key"]`` is set, else kept
+        (``--sandbox-keep``: nobody claims it, it lapses with its TTL).
+        """
+
+    def heal(self, info: SandboxInfo, config: SandboxConfig) -> dict[str, Any]:
+        """Make a reused sandbox's app answer its health check (restarted only if it fails).
+
+        Returns what was done, for the report (``{"app_restarted": False}``).
+        """
+
+
+@dataclass(frozen=True)
+class ReaperOptions:
+    """``livesandbox reaper install`` settings (empty: the backend's defaults)."""
+
+    namespace: str = ""
+    image: str = ""
+    schedule: str = ""
+    selector: str = ""  # an extra label selector: reap only these (tests scope it to theirs)
+    suspend: bool = False  # installed but not scheduled (run by hand: a Job from its template)
+
+
+@runtime_checkable
+class InClusterReaper(Protocol):
+    """Optional backend capability: a reaper that runs inside the cluster (``livesandbox reaper``).
+
+    It removes sandboxes whose lease lapsed or TTL passed even when nobody runs ``gc``.
+    """
+
+    def install_reaper(self, scope: ListScope, options: ReaperOptions) -> list[str]:
+        """Install or update it; returns what was applied (``kind/name``)."""
+
+    def uninstall_reaper(self, scope: ListScope, options: ReaperOptions) -> None:
+        """Remove what :meth:`install_reaper` made."""
 
 
 @runtime_checkable

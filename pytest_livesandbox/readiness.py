@@ -70,7 +70,13 @@ class HttpReady:
         self._alive = alive
         self._log_tail = log_tail
         self._last = "no answer yet"
-        self._client = httpx.Client(timeout=httpx.Timeout(2.0, connect=0.5), trust_env=False)
+        # No proxy variables (trust_env=False), but the CA bundle a CI sets (SSL_CERT_FILE /
+        # SSL_CERT_DIR) is honoured like the tests' own httpx clients honour it.
+        self._client = httpx.Client(
+            timeout=httpx.Timeout(2.0, connect=0.5),
+            trust_env=False,
+            verify=httpx.create_ssl_context(trust_env=True),
+        )
 
     def check(self) -> bool:
         """One probe; closes the client once ready."""
@@ -86,6 +92,10 @@ class HttpReady:
             return True
         self._last = f"HTTP {response.status_code}: {response.text[:200]}"
         return False
+
+    def last_probe(self) -> str:
+        """``Last probe: <DNS, TLS or HTTP reason>``."""
+        return f"Last probe: {self._last}"
 
     def hint(self) -> str:
         """The last probe result and the app's last output."""

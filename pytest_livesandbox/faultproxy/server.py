@@ -4,6 +4,7 @@ Standard library only, and runnable by path, so it starts in tens of millisecond
 PostgreSQL::
 
     python server.py --state-file /tmp/x/proxy.json [--parent-pid 1234]
+    python server.py --listen-host 0.0.0.0 --control-port 8474 --route db=15432=postgres:5432
 
 Modules: this one (routes, the control API, the process), :mod:`link` (a proxied connection
 and the toxics' effects), :mod:`sockets` (its two sockets), :mod:`toxics` (what a toxic is),
@@ -11,8 +12,9 @@ and the toxics' effects), :mod:`sockets` (its two sockets), :mod:`toxics` (what 
 import each other as siblings, so the folder runs as it is: as a child process, or copied into a
 container or pod.
 
-It writes ``{"pid", "control_port"}`` to the state file once it listens. Routes and toxics are
-managed over HTTP (``Connection: close``, JSON bodies):
+It writes ``{"pid", "control_port"}`` to the state file (when given) once it listens; routes
+given with ``--route`` listen on ``--listen-host`` from the start (the pod form on kube). Routes
+and toxics are managed over HTTP (``Connection: close``, JSON bodies):
 
 =========================================  ===================================================
 ``GET  /health``                           ``{"ok": true}``
@@ -108,10 +110,10 @@ class Route:
             return []
         return [t for t in self.toxics.values() if t.kind == "http"]
 
-    async def listen(self, port: int) -> None:
-        """Bind 127.0.0.1:port (0 = any free port)."""
+    async def listen(self, port: int, host: str = "127.0.0.1") -> None:
+        """Bind host:port (0 = any free port)."""
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(self._accept, "127.0.0.1", port, backlog=256)
+        self.server = await loop.create_server(self._accept, host, port, backlog=256)
         self.listen_port = int(self.server.sockets[0].getsockname()[1])
 
     def _accept(self) -> Side:
@@ -149,8 +151,9 @@ class Route:
 class Proxy:
     """All routes plus the control API."""
 
-    def __init__(self) -> None:
+    def __init__(self, listen_host: str = "127.0.0.1") -> None:
         self.routes: dict[str, Route] = {}
+        self.listen_host = listen_host
 
     def sweep(self) -> None:
         """Drop expired toxics and those whose owner process died."""
@@ -207,7 +210,7 @@ class Proxy:
             existing.upstream = (host, int(port))
             return 200, existing.to_json()
         route = Route(name, (host, int(port)), protocol)
-        await route.listen(int(body.get("listen_port", 0)))
+        await route.listen(int(body.get("listen_port", 0)), self.listen_host)
         self.routes[name] = route
         return 200, route.to_json()
 
@@ -245,15 +248,38 @@ class Proxy:
         writer.close()
 
 
-async def serve(state_file: str, parent_pid: int) -> None:
-    """Listen for control requests until SIGTERM/SIGINT (or the parent's death)."""
-    proxy = Proxy()
-    server = await asyncio.start_server(proxy.control, "127.0.0.1", 0)
+async def serve(
+    state_file: str,
+    parent_pid: int,
+    listen_host: str = "127.0.0.1",
+    control_port: int = 0,
+    routes: list[str] | None = None,
+) -> None:
+    """Listen for control requests until SIGTERM/SIGINT (or the parent's death).
+
+    ``routes`` (``NAME=LISTEN_PORT=HOST:PORT``) are opened before the state file is written, so a
+    proxy in a pod serves its routes from the start (its readiness probe checks their ports).
+    """
+    proxy = Proxy(listen_host)
+    for spec in routes or []:
+        name, _, rest = spec.partition("=")
+        port_text, _, upstream = rest.partition("=")
+        status, payload = await proxy.handle(
+            "PUT", f"/routes/{name}", {"upstream": upstream, "listen_port": int(port_text or 0)}
+        )
+        if status != 200:
+            raise SystemExit(
+                f"--route {spec!r}: {payload['error']} (want NAME=LISTEN_PORT=HOST:PORT)"
+            )
+    # The control API stays on loopback: in a pod it is reached through the API server's
+    # port-forward (which connects to the pod's loopback), never through a Service.
+    server = await asyncio.start_server(proxy.control, "127.0.0.1", control_port)
     port = int(server.sockets[0].getsockname()[1])
-    tmp = state_file + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump({"pid": os.getpid(), "control_port": port}, handle)
-    os.replace(tmp, state_file)
+    if state_file:
+        tmp = state_file + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump({"pid": os.getpid(), "control_port": port}, handle)
+        os.replace(tmp, state_file)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -275,10 +301,17 @@ async def serve(state_file: str, parent_pid: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--state-file", required=True)
+    parser.add_argument("--state-file", default="", help="where to write pid and control port")
     parser.add_argument("--parent-pid", type=int, default=0, help="exit when this pid is gone")
+    parser.add_argument("--listen-host", default="127.0.0.1", help="address routes bind")
+    parser.add_argument("--control-port", type=int, default=0, help="control API port (loopback)")
+    parser.add_argument(
+        "--route", action="append", default=[], help="NAME=LISTEN_PORT=HOST:PORT, repeatable"
+    )
     args = parser.parse_args(argv)
-    asyncio.run(serve(args.state_file, args.parent_pid))
+    asyncio.run(
+        serve(args.state_file, args.parent_pid, args.listen_host, args.control_port, args.route)
+    )
     return 0
 
 

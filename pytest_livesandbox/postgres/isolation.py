@@ -25,6 +25,7 @@ from psycopg.pq import TransactionStatus
 from ..errors import SandboxError
 from ..info import DatabaseInfo
 from .embedded import PostgresBinaries
+from .snapshot import SNAPSHOT
 
 TEMPLATE_DB = "livesandbox_template"
 Connection = psycopg.Connection[tuple[object, ...]]
@@ -133,6 +134,7 @@ class DatabaseCloner:
                 "--schema-only",
                 "--no-owner",
                 "--no-privileges",
+                f"--exclude-schema={SNAPSHOT}",  # the reuse snapshot stays out of test databases
                 *self._client_args(self.db.dbname, admin=True),
             ],
             env=self._client_env(admin=True),

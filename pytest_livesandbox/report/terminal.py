@@ -55,9 +55,15 @@ def _sandbox_lines(
     if info is None:
         return [f"backend {config.backend}: no sandbox was needed"]
     ready = info.timings.get("ready_s")
-    line = f"sandbox {info.id} ({info.backend}) ready in {ready:.2f}s"
+    reused = "reused, " if info.extra.get("reused") else ""
+    line = f"sandbox {info.id} ({info.backend}) {reused}ready in {ready:.2f}s"
     if "teardown_s" in times:
-        line += ", kept running" if config.keep else f", torn down in {times['teardown_s']:.2f}s"
+        if info.extra.get("reuse_key"):
+            line += f", kept warm (reuse key {info.extra['reuse_key']})"
+        elif config.keep:
+            line += ", kept running"
+        else:
+            line += f", torn down in {times['teardown_s']:.2f}s"
     lines = [line]
     stages = stage_line(info.timings)
     if stages:

@@ -221,10 +221,14 @@ def test_markers_the_backend_cannot_honour(pytester: pytest.Pytester) -> None:
     result.stderr.fnmatch_lines(
         ["*test_needs_proxy: @latency: not supported on --sandbox=docker: *--sandbox=local*"]
     )
-    result = pytester.runpytest("--collect-only", "--sandbox=kube", "-p", "no:cacheprovider")
-    result.stderr.fnmatch_lines(
-        ["*test_needs_proxy: @latency: not supported on --sandbox=kube: *--sandbox=local*"]
-    )
+    for backend in ("kube", "gke"):
+        # Both run the proxy in the namespace; with it turned off the marker is refused.
+        result = pytester.runpytest(
+            "--collect-only", f"--sandbox={backend}", "-p", "no:cacheprovider"
+        )
+        result.stderr.fnmatch_lines(
+            ["*test_needs_proxy: @latency: needs the fault proxy, which is off*"]
+        )
 
 
 def test_markers_are_registered(pytester: pytest.Pytester) -> None:

@@ -23,7 +23,7 @@ def test_http_faults_have_their_effect_and_count_it(sandbox_ini: pytest.Pytester
     retries = found["test_retries_until_success"]["chaos"][0]
     assert (retries["hits"], retries["requests_seen"]) == (2, 3)
     assert "scope" not in retries  # the chaos fixture: the test runs alone, the fault is global
-    assert found["test_async_client_is_scoped_too[asyncio]"]["chaos"][0]["hits"] == 1
+    assert found["test_async_client_is_scoped_too"]["chaos"][0]["hits"] == 1
     assert found["test_unfired"]["outcome"] == "error"
     assert found["test_unfired_allowed"]["outcome"] == "passed"
     assert found["test_unfired_allowed"]["chaos"][0]["hits"] == 0

@@ -107,6 +107,32 @@ def test_bad_image_override_and_url_template_are_reported_before_anything_is_mad
     isolated_state.assert_clean()
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--sandbox-url-template=https://sandbox.dev.example.com"],
+            "*ConfigError: --sandbox-url-template * has no {id}: every sandbox would get*",
+        ),
+        (
+            ["--sandbox-route=gateway:dev"],
+            "*ConfigError: --sandbox-route='gateway:dev': expected gateway:NAMESPACE/NAME,*",
+        ),
+        (
+            ["--sandbox-route=ingress:traefik"],
+            "*ConfigError: --sandbox-route=ingress:traefik needs --sandbox-url-template*",
+        ),
+    ],
+)
+def test_bad_route_input_is_reported_before_anything_is_made(
+    pytester: pytest.Pytester, isolated_state: IsolatedState, args: list[str], message: str
+) -> None:
+    result = run(pytester, *args)
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines([message])
+    isolated_state.assert_clean()
+
+
 def test_gke_without_credentials_says_how_to_log_in(
     pytester: pytest.Pytester, isolated_state: IsolatedState, monkeypatch: pytest.MonkeyPatch
 ) -> None:

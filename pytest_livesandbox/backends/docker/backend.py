@@ -41,6 +41,7 @@ from ...errors import (
 from ...images.context import specs_from
 from ...images.pipeline import BuildResult, build_local
 from ...info import SandboxInfo, default_owner
+from ...lease import Lease
 from ...locations import state_root
 from ...protocol import ListScope, SandboxHealth, SandboxRecord
 from ...readiness import HttpReady, wait_until_ready
@@ -53,8 +54,9 @@ from .postgres import ContainerPostgres, LoopbackContainer, logs_tail
 from .resources import (
     COMPONENT,
     ENDPOINT,
-    DockerRecord,
     docker_records,
+    docker_sandbox_record,
+    lease_file,
     remove_sandbox,
     sandbox_labels,
 )
@@ -180,6 +182,9 @@ class DockerBackend:
             built.record(info)
         try:
             workdir.mkdir(mode=0o755)
+            # Leased from the start, with room for the start-up: a run killed now still lapses.
+            until = info.created_at + config.startup_timeout + config.lease
+            lease_file(info.id).write(Lease("held", run_id, until, pid=os.getpid()))
             self._provision(config, info, app_image, pg_image)
         except docker.errors.DockerException as exc:
             self.teardown(info)
@@ -335,6 +340,7 @@ class DockerBackend:
         finally:
             if info.workdir:
                 shutil.rmtree(info.workdir, ignore_errors=True)
+            lease_file(info.id).remove()
 
     # ----------------------------------------------------------------- protocol: config, chaos, CLI
 
@@ -357,6 +363,8 @@ class DockerBackend:
                     f"--sandbox-build {component}=...: the docker backend runs the components app "
                     "(alias backend) and postgres (alias db); build app=PATH"
                 )
+        if config.reuse:
+            problems.append("--sandbox-reuse: not on docker yet; use --sandbox=local or kube")
         try:
             app_image, _ = component_images(config.image)
         except ProvisionError as exc:
@@ -392,19 +400,26 @@ class DockerBackend:
         """Remove the sandbox's labelled resources and its local folder."""
         remove_sandbox(self.client, record.id)
         shutil.rmtree(state_root() / record.id, ignore_errors=True)
+        lease_file(record.id).remove()
 
+    def renewlease_file(self, info: SandboxInfo, until: float) -> None:
+        """Extend the lease file in the state folder (container labels cannot change)."""
+        lease_file(info.id).renew(info.run_id, until)
 
-def docker_sandbox_record(rec: DockerRecord) -> SandboxRecord:
-    """The CLI's view of a docker sandbox."""
-    return SandboxRecord(
-        id=rec.id,
-        backend="docker",
-        status=rec.status,
-        age=rec.age,
-        owner=rec.owner,
-        where=rec.endpoint or "-",
-        expires_in=rec.expires_in,
-        reapable=rec.status in ("orphaned", "expired"),
-        protected=rec.owner_alive is True,
-        handle=rec,
-    )
+    def reuse_parts(self, config: SandboxConfig) -> dict[str, str]:
+        """Nothing beyond the options (reuse is refused by :meth:`check_config`)."""
+        return {}
+
+    def claim_warm(
+        self, config: SandboxConfig, key: str, run_id: str, until: float
+    ) -> SandboxInfo | None:
+        """No warm docker sandboxes yet."""
+        return None
+
+    def keep_warm(self, info: SandboxInfo, until: float) -> None:
+        """Kept (``--sandbox-keep``) until ``until``; warm ones do not exist on docker."""
+        lease_file(info.id).write(Lease("kept", info.run_id, until))
+
+    def heal(self, info: SandboxInfo, config: SandboxConfig) -> dict[str, Any]:
+        """Nothing to heal: docker sandboxes are never reused."""
+        return {}

@@ -30,7 +30,10 @@ import docker.errors
 from docker.models.containers import Container
 
 from ...info import MANAGED_BY
+from ...lease import LeaseFile, lease_path
+from ...locations import state_root
 from ...processes import process_alive, start_time
+from ...protocol import SandboxRecord
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 SANDBOX_ID = "livesandbox/sandbox-id"
@@ -205,3 +208,26 @@ def container_name(container: Container) -> str:
     """The name of a container from a sparse list."""
     names = container.attrs.get("Names") or [container.id or "?"]
     return str(names[0]).lstrip("/")
+
+
+def lease_file(sandbox_id: str) -> LeaseFile:
+    """The lease of docker sandbox ``sandbox_id`` (a file: container labels cannot change)."""
+    return LeaseFile(lease_path(state_root(), sandbox_id))
+
+
+def docker_sandbox_record(rec: DockerRecord) -> SandboxRecord:
+    """The CLI's view of a docker sandbox."""
+    lease = lease_file(rec.id).read()
+    return SandboxRecord(
+        id=rec.id,
+        backend="docker",
+        status=rec.status,
+        age=rec.age,
+        owner=rec.owner,
+        where=rec.endpoint or "-",
+        expires_in=rec.expires_in,
+        reapable=rec.status in ("orphaned", "expired"),
+        protected=rec.owner_alive is True,
+        lease_expires_in=None if lease is None else lease.expires_in,
+        handle=rec,
+    )

@@ -25,19 +25,22 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ...chaos.driver import PROXY_KINDS
 from ...config import SandboxConfig
 from ...errors import (
     ConfigError,
+    RolloutFailed,
     SandboxError,
     TeardownError,
 )
 from ...info import DatabaseInfo, SandboxInfo, default_owner
+from ...lease import Lease
 from ...locations import state_root
 from ...postgres.roles import APP_SESSION_NAME
 from ...protocol import ListScope, SandboxHealth, SandboxRecord
 from ...readiness import HttpReady, wait_until_ready
 from ...redaction import redact_error
+from . import artifacts as kube_artifacts
+from . import faultproxy as fp
 from . import manifests as mf
 from . import postgres as pg
 from . import sandboxes
@@ -59,26 +62,26 @@ from .names import (
 )
 from .namespace import delete_namespace, guard_rails, namespace_body
 from .portforward import PortForwarder
+from .proxy_setup import NamespaceProxy, proxy_fault_problems, start_proxy, with_image_hint
+from .public_url import await_public_url
+from .reaper import ReaperInstaller
 from .rollout import RolloutReady
+from .route import check_route_target, parse_route
+from .warm import WarmNamespaces
 
 if TYPE_CHECKING:
     from ...chaos.markers import ChaosPlan
 
 DEMO_MANIFESTS = Path(__file__).resolve().parents[3] / "examples" / "demo_app" / "k8s"
-# How long a public URL (--sandbox-url-template) may take to answer before the port-forward is used.
-PUBLIC_URL_GRACE = 60.0
 
 
-class KubeBackend:
+class KubeBackend(WarmNamespaces, ReaperInstaller):
     """Provision and tear down sandbox namespaces (see the module docstring)."""
 
     name: ClassVar[str] = "kube"
+    demo_manifests: ClassVar[Path] = DEMO_MANIFESTS
     supported_faults: ClassVar[frozenset[str]] = KubeChaos.kinds
-    fault_hints: ClassVar[dict[str, str]] = dict.fromkeys(
-        PROXY_KINDS,
-        "the kube backends have no fault proxy in the namespace yet; "
-        "run this test with --sandbox=local",
-    ) | {
+    fault_hints: ClassVar[dict[str, str]] = {
         "clock": "the kube backends do not mount libfaketime into the app pod yet; "
         "run this test with --sandbox=local",
     }
@@ -87,6 +90,7 @@ class KubeBackend:
         self._targets: dict[str, KubeTarget] = {}
         self._forwarders: dict[str, list[PortForwarder]] = {}
         self._passwords: dict[str, list[str]] = {}
+        self._artifacts = kube_artifacts.Collector(self._targets)
 
     # -- connection -------------------------------------------------------------------------------
 
@@ -127,6 +131,7 @@ class KubeBackend:
         deadline = began + config.startup_timeout
         if config.url_template:
             check_url_template(config.url_template)
+        route = parse_route(config.route, config.url_template)
         target = self.connect(config)
         self._targets[info.id] = target
         info.extra.update(
@@ -144,15 +149,19 @@ class KubeBackend:
         # Everything that can be wrong with the input is checked before anything is created.
         built_components = [component for component, _, _ in config.build]
         objs = self._app_objects(config, info, namespace, built_components)
+        check_route_target(target, route)
         # --sandbox-build: inputs checked now; build and push run while the namespace and
         # PostgreSQL come up; the app objects wait for the pushed digest (failure: teardown).
         pending = start_build(config)
         db_image = dict(config.image).get(pg.COMPONENT, pg.DEFAULT_IMAGE)
         sha = git_sha(config.app_cwd)
+        # Leased from the start, with room for the start-up: a run killed now still lapses.
+        lease = Lease("held", info.run_id, time.time() + config.startup_timeout + config.lease)
         body = namespace_body(
             namespace,
             sandbox_labels(info.id, info.run_id, info.owner, sha, backend=self.name),
             config.ttl,
+            lease,
         )
         target.core.create_namespace(body)
         info.namespace = namespace
@@ -165,8 +174,12 @@ class KubeBackend:
 
         app_password = secrets.token_hex(16)
         self._passwords[info.id] = [app_password]
+        proxy: NamespaceProxy | None = None
         if config.db_dsn:
             info.db = pg.external_database(config.db_dsn)
+            proxy = start_proxy(config, target, namespace, objs, None)
+            if proxy is not None:
+                proxy.wait(target, deadline - time.monotonic())
             app_secret = pg.app_secret(config.db_dsn, **pg.db_parts(info.db))
         else:
             admin_password = secrets.token_hex(16)
@@ -175,10 +188,17 @@ class KubeBackend:
             mf.create_objects(target.api, namespace, [secret, service, statefulset])
             info.extra["postgres_in_namespace"] = True  # health() watches its pod
             host = target.core.read_namespaced_service(pg.NAME, namespace).spec.cluster_ip
+            # The proxy's pod starts while PostgreSQL does; the app's DATABASE_URL names its db
+            # Service, so latency and network faults on "db" sit between the app and the server.
+            proxy = start_proxy(config, target, namespace, objs, f"{host}:{pg.PORT}")
+            if proxy is not None and proxy.db_host:
+                host = proxy.db_host
             in_cluster = DatabaseInfo(host, pg.PORT, pg.APP_DB, pg.APP_USER, app_password)
             info.db = self._await_postgres(
                 target, info, namespace, admin_password, app_password, deadline
             )
+            if proxy is not None:
+                proxy.wait(target, deadline - time.monotonic())
             # The app starts once its role logs in: no app sees a half-made database, none
             # needs to retry (or crash-loop) through PostgreSQL's start-up.
             # application_name marks the app's sessions (chaos db_connections ends them).
@@ -193,7 +213,7 @@ class KubeBackend:
         mf.create_objects(target.api, namespace, objs)
         info.timings["db_ready_s"] = round(time.monotonic() - began, 4)
 
-        self._await_app(config, info, target, namespace, objs, deadline)
+        self._await_app(config, info, target, namespace, objs, deadline, proxy)
         info.timings["app_ready_s"] = round(time.monotonic() - began, 4)
 
     def _app_objects(
@@ -221,7 +241,7 @@ class KubeBackend:
         }
         objs = [mf.substitute(obj, values) for obj in objs]
         mf.check_namespaced(objs, namespace)
-        app_overrides = [(c, i) for c, i in config.image if c != pg.COMPONENT]
+        app_overrides = [(c, i) for c, i in config.image if c not in (pg.COMPONENT, fp.COMPONENT)]
         used = mf.override_images(objs, app_overrides)
         unknown = [c for c, _ in app_overrides if c not in used]
         unknown_built = [c for c in built if c not in mf.known_components(objs)]
@@ -281,57 +301,46 @@ class KubeBackend:
         namespace: str,
         objs: list[dict[str, Any]],
         deadline: float,
+        proxy: NamespaceProxy | None = None,
     ) -> None:
         endpoint = mf.endpoint_target(objs)
         loads = mf.workloads(objs)
         secrets_ = [s for s in (info.db.password, info.db.admin_password) if s] if info.db else []
         probe: HttpReady | None = None
         probed = None
+        if proxy is not None:
+            # The control API listens on the pod's loopback: reached through the API server only.
+            control = self._forward(target, info, namespace, fp.SELECTOR, fp.CONTROL_PORT, "proxy")
+            info.extra["fault_proxy"] = {"control_port": control.port, "routes": proxy.routes}
         if endpoint is not None:
             selector, port, probed = endpoint
+            if proxy is not None and "app" in proxy.routes:
+                selector, port = fp.SELECTOR, fp.ROUTE_PORTS["app"]  # the client goes through it
             forwarder = self._forward(target, info, namespace, selector, port, "app")
             info.endpoint = forwarder.url
             info.extra["endpoint_selector"] = selector
             probe = HttpReady(forwarder.url + config.health_path)
         if loads or probe is not None:
-            wait_until_ready(
-                RolloutReady(
-                    target,
-                    namespace,
-                    loads,
-                    what=f"the app in namespace {namespace}",
-                    probe=probe.check if probe else None,
-                    probe_hint=probe.hint if probe else None,
-                    probed=probed,
-                    secrets=secrets_,
-                ),
-                timeout=max(deadline - time.monotonic(), 0.1),
-                interval=0.1,
-                max_interval=0.25,
-            )
+            try:
+                wait_until_ready(
+                    RolloutReady(
+                        target,
+                        namespace,
+                        loads,
+                        what=f"the app in namespace {namespace}",
+                        probe=probe.check if probe else None,
+                        probe_hint=probe.hint if probe else None,
+                        probed=probed,
+                        secrets=secrets_,
+                    ),
+                    timeout=max(deadline - time.monotonic(), 0.1),
+                    interval=0.1,
+                    max_interval=0.25,
+                )
+            except RolloutFailed as exc:
+                raise with_image_hint(exc) from None
         if config.url_template:
-            self._public_endpoint(config, info, namespace, deadline)
-
-    def _public_endpoint(
-        self, config: SandboxConfig, info: SandboxInfo, namespace: str, deadline: float
-    ) -> None:
-        assert config.url_template is not None
-        url = render_url_template(
-            config.url_template, sandbox_id=info.id, namespace=namespace, run_id=info.run_id
-        )
-        grace = min(PUBLIC_URL_GRACE, max(deadline - time.monotonic(), 1.0))
-        try:
-            public = HttpReady(url + config.health_path, what="the public URL")
-            wait_until_ready(public, timeout=grace)
-        except SandboxError as exc:
-            if info.endpoint is None:
-                raise
-            # DNS or the ingress may lag behind; the port-forward still reaches the app.
-            info.extra["public_url"] = url
-            info.extra["public_url_error"] = str(exc).splitlines()[0]
-            return
-        info.extra["port_forward"] = info.endpoint
-        info.endpoint = url
+            await_public_url(config, info, target, namespace, deadline, objs, proxy)
 
     def _forward(
         self,
@@ -352,8 +361,8 @@ class KubeBackend:
     def collect_artifacts(
         self, info: SandboxInfo, since: float, until: float, dest: Path
     ) -> list[Path]:
-        """Nothing yet: pod logs and events per test arrive with the reporting work (issue 5)."""
-        return []
+        """The namespace's container logs, events and pod changes in ``[since, until]``."""
+        return self._artifacts.collect(info, since, until, dest)
 
     def teardown(self, info: SandboxInfo) -> None:
         """Stop the port-forwards; delete the namespace we made (never an attached one)."""
@@ -402,8 +411,8 @@ class KubeBackend:
         return KubeChaos(info, owner=owner)
 
     def fault_problems(self, plan: ChaosPlan, config: SandboxConfig) -> list[str]:
-        """Nothing beyond :attr:`supported_faults` is known before connecting."""
-        return []
+        """Proxy faults need the fault proxy (``livesandbox_fault_proxy``, default on)."""
+        return proxy_fault_problems(plan, config)
 
     def list_sandboxes(self, scope: ListScope) -> list[SandboxRecord]:
         """Namespaces labelled as ours (and as this backend's) in the scope's cluster."""

@@ -12,6 +12,9 @@ resource_limits           the Deployment's container ``resources.limits`` patche
                           restarts whose last termination was ``OOMKilled``
 db_connections            ``ALTER ROLE app CONNECTION LIMIT`` through the admin port-forward,
                           the app's sessions (``application_name=livesandbox-app``) ended
+latency / network faults  toxics on the namespace's fault proxy (its ``db`` or ``app``
+                          route; control API through a port-forward), see
+                          :mod:`...chaos.proxied` and :mod:`.faultproxy`
 kill_db                   PostgreSQL's pod deleted (1 s grace, then SIGKILL) and its
                           StatefulSet scaled to 0; after ``down_for`` back to 1. Its
                           ``emptyDir`` is new, so the app role is made again and the app's
@@ -35,21 +38,24 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from kubernetes import client as k8s
 from kubernetes import utils as k8s_utils
 from kubernetes.client import ApiException
 
-from ...chaos.driver import chaos_dir, db_problems, watch_recovery
+from ...chaos.driver import CORE_KINDS, PROXY_KINDS, chaos_dir, db_problems, watch_recovery
 from ...chaos.ledger import Ledger
-from ...chaos.ledgered import LedgeredDriver
+from ...chaos.ledgered import Handler, LedgeredDriver
 from ...chaos.markers import Fault
+from ...chaos.proxied import ProxiedFaults
 from ...errors import ChaosError, StartupTimeout
+from ...faultproxy.client import ProxyClient
 from ...info import SandboxInfo
 from ...readiness import HttpReady, wait_until_ready
 from . import postgres as pg
 from .client import KubeTarget, connect
+from .faultproxy import NAME as PROXY_DEPLOYMENT
 from .migrate import rerun_migration
 from .names import COMPONENT_LABEL
 
@@ -60,8 +66,14 @@ RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 parse_quantity: Callable[[str], Any] = k8s_utils.parse_quantity
 
 
-class KubeChaos(LedgeredDriver):
+class KubeChaos(ProxiedFaults, LedgeredDriver):
     """The :class:`~.driver.ChaosDriver` of the kube backend."""
+
+    kinds: ClassVar[frozenset[str]] = CORE_KINDS | PROXY_KINDS
+    proxy_missing_hint = (
+        "this sandbox's namespace has no fault proxy (livesandbox_fault_proxy = false, or an "
+        "attached sandbox)"
+    )
 
     def __init__(self, info: SandboxInfo, owner: str = "") -> None:
         if not info.namespace:
@@ -72,6 +84,10 @@ class KubeChaos(LedgeredDriver):
         self.dir = chaos_dir(info)
         self.ledger = Ledger(self.dir)
         self._target: KubeTarget | None = None
+        self.proxy = ProxyClient.from_info(info)
+
+    def _handlers(self) -> dict[str, Handler]:
+        return {**super()._handlers(), **self.proxy_handlers()}
 
     @property
     def target(self) -> KubeTarget:
@@ -302,7 +318,8 @@ class KubeChaos(LedgeredDriver):
         # A new, empty data folder: the apps migrate their schema when they start.
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         found = self.target.apps.list_namespaced_deployment(self.namespace).items
-        names = [d.metadata.name for d in found]
+        # Not the fault proxy: its upstreams are ClusterIPs, and the tests' client goes through it.
+        names = [d.metadata.name for d in found if d.metadata.name != PROXY_DEPLOYMENT]
         for name in names:
             patch = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: now}}}}}
             self.target.apps.patch_namespaced_deployment(name, self.namespace, patch)
@@ -316,8 +333,17 @@ class KubeChaos(LedgeredDriver):
 
     # ----------------------------------------------------------------- repair, baseline
 
+    def repair(self, *, only_stale: bool) -> list[str]:
+        """Undo recorded faults (stale ones, or all) and clear stray toxics; say what was done."""
+        done = super().repair(only_stale=only_stale)
+        if not only_stale and self.proxy is not None and self.proxy.clear():
+            done.append("removed stray toxics from the fault proxy")
+        return done
+
     def _undo_effect(self, kind: str, undo: dict[str, Any]) -> None:
-        if kind == "resource_limits" and undo:
+        if kind == "toxic":
+            self.undo_toxic(undo)
+        elif kind == "resource_limits" and undo:
             self._set_resources(undo["deployment"], int(undo["index"]), undo["resources"])
             self._wait_rollout(undo["deployment"])
 
@@ -327,6 +353,7 @@ class KubeChaos(LedgeredDriver):
         if not self.ledger.empty():
             kinds = sorted({e["kind"] for e in self.ledger.entries().values()})
             problems.append(f"faults still recorded as active: {', '.join(kinds)}")
+        problems.extend(self.toxic_problems())
         path = self.dir / BASELINE_FILE
         saved = json.loads(path.read_text()) if path.exists() else {}
         deadline = time.monotonic() + timeout

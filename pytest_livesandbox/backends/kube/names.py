@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ...errors import ConfigError, UnsafeTarget
 from ...info import MANAGED_BY
+from ...lease import Lease
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 RUN_ID_LABEL = "livesandbox/run-id"
@@ -29,6 +30,11 @@ OWNER_LABEL = "livesandbox/owner"
 GIT_SHA_LABEL = "livesandbox/git-sha"
 BACKEND_LABEL = "livesandbox/backend"  # kube, gke, or a subclass's name: who lists it in `ls`
 EXPIRES_AT = "livesandbox/expires-at"
+# The lease (renewed by the running pytest; see pytest_livesandbox.lease) and the reuse key.
+LEASE_EXPIRES_AT = "livesandbox/lease-expires-at"
+LEASE_HOLDER = "livesandbox/lease-holder"
+LEASE_STATE = "livesandbox/lease-state"
+REUSE_KEY_LABEL = "livesandbox/reuse-key"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 OWNED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 
@@ -94,6 +100,33 @@ def parse_expires_at(value: str | None) -> float | None:
         return None
 
 
+def lease_annotations(lease: Lease) -> dict[str, str]:
+    """The namespace annotations that hold ``lease``.
+
+    >>> lease_annotations(Lease("held", "r1", 0.0))[LEASE_EXPIRES_AT]
+    '1970-01-01T00:00:00Z'
+    """
+    return {
+        LEASE_STATE: lease.state,
+        LEASE_HOLDER: lease.holder,
+        LEASE_EXPIRES_AT: expires_at(0, now=lease.expires_at),
+    }
+
+
+def lease_of(annotations: Mapping[str, str], labels: Mapping[str, str]) -> Lease | None:
+    """The lease a namespace's annotations hold (``None``: made before leases existed)."""
+    until = parse_expires_at(annotations.get(LEASE_EXPIRES_AT))
+    state = annotations.get(LEASE_STATE)
+    if until is None or state not in ("held", "warm", "kept"):
+        return None
+    return Lease(
+        "warm" if state == "warm" else "kept" if state == "kept" else "held",
+        annotations.get(LEASE_HOLDER, ""),
+        until,
+        key=labels.get(REUSE_KEY_LABEL, ""),
+    )
+
+
 def looks_like_production(context: str, server: str) -> bool:
     """True when the context name or API server address contains a production-like word."""
     return any(_PRODUCTION.search(text.lower()) for text in (context, server) if text)
@@ -144,6 +177,11 @@ def check_url_template(template: str) -> None:
             f"--sandbox-url-template {template!r} has unknown placeholder(s) "
             f"{', '.join('{' + f + '}' for f in sorted(unknown))}; use "
             f"{', '.join('{' + f + '}' for f in URL_FIELDS)} (write your domain literally)"
+        )
+    if not fields & {"id", "namespace"}:
+        raise ConfigError(
+            f"--sandbox-url-template {template!r} has no {{id}}: every sandbox would get the same "
+            "URL; put {id} into the host, e.g. https://sandbox-{id}.dev.example.com"
         )
     if not re.match(r"^https?://", template):
         raise ConfigError(

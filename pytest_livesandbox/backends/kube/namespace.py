@@ -19,6 +19,7 @@ from kubernetes.client import ApiException
 
 from ...errors import TeardownError, UnsafeTarget
 from ...info import MANAGED_BY
+from ...lease import Lease
 from .names import (
     EXPIRES_AT,
     MANAGED_BY_LABEL,
@@ -28,6 +29,8 @@ from .names import (
     SANDBOX_ID_LABEL,
     expires_at,
     is_ours,
+    lease_annotations,
+    lease_of,
     parse_expires_at,
 )
 
@@ -40,12 +43,15 @@ DEFAULT_REQUEST = {"cpu": "50m", "memory": "64Mi"}
 DEFAULT_LIMIT = {"memory": "512Mi"}
 
 
-def namespace_body(name: str, labels: dict[str, str], ttl: float) -> dict[str, Any]:
-    """The Namespace object: our labels and the ``livesandbox/expires-at`` annotation."""
+def namespace_body(
+    name: str, labels: dict[str, str], ttl: float, lease: Lease | None = None
+) -> dict[str, Any]:
+    """The Namespace object: our labels, ``livesandbox/expires-at`` and the lease annotations."""
+    annotations = {EXPIRES_AT: expires_at(ttl), **(lease_annotations(lease) if lease else {})}
     return {
         "apiVersion": "v1",
         "kind": "Namespace",
-        "metadata": {"name": name, "labels": labels, "annotations": {EXPIRES_AT: expires_at(ttl)}},
+        "metadata": {"name": name, "labels": labels, "annotations": annotations},
     }
 
 
@@ -114,6 +120,8 @@ class NamespaceRecord:
     expires_at: float | None
     phase: str
     labels: dict[str, str] = field(default_factory=dict)
+    lease: Lease | None = None
+    resource_version: str = ""
 
     @property
     def age(self) -> float:
@@ -140,12 +148,15 @@ def record_of(ns: Any) -> NamespaceRecord:
         expires_at=parse_expires_at(annotations.get(EXPIRES_AT)),
         phase=(ns.status.phase if ns.status else None) or "?",
         labels=dict(labels),
+        lease=lease_of(annotations, labels),
+        resource_version=ns.metadata.resource_version or "",
     )
 
 
-def list_sandboxes(core: Any) -> list[NamespaceRecord]:
-    """Every namespace carrying our ``managed-by`` label (and nothing else)."""
-    found = core.list_namespace(label_selector=OWNED_SELECTOR).items
+def list_sandboxes(core: Any, selector: str = "") -> list[NamespaceRecord]:
+    """Every namespace carrying our ``managed-by`` label (and ``selector``'s, e.g. a reuse key)."""
+    selectors = ",".join(s for s in (OWNED_SELECTOR, selector) if s)
+    found = core.list_namespace(label_selector=selectors).items
     return [record_of(ns) for ns in found if is_ours(ns.metadata.labels)]
 
 

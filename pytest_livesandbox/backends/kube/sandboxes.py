@@ -15,10 +15,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from kubernetes.client import ApiException
+
+from ...chaos.driver import remove_chaos_dir
+from ...info import SandboxInfo
 from ...protocol import ListScope, SandboxRecord
 from .client import connect, kubeconfig_files
 from .names import BACKEND_LABEL
-from .namespace import delete_namespace, list_sandboxes
+from .namespace import NamespaceRecord, delete_namespace, list_sandboxes, record_of
 
 
 @dataclass
@@ -51,25 +55,53 @@ def list_records(backend: str, scope: ListScope) -> list[SandboxRecord]:
         if (ns.labels.get(BACKEND_LABEL) or "kube") != backend:
             continue
         expires_in = None if ns.expires_at is None else ns.expires_at - time.time()
+        status = _status(ns)
         records.append(
             SandboxRecord(
                 id=ns.sandbox_id,
                 backend=backend,
-                status="expired" if ns.expired else ns.phase.lower(),
+                status=status,
                 age=ns.age,
                 owner=ns.owner,
                 where=f"namespace/{ns.name} ({cluster.context})",
                 expires_in=expires_in,
-                reapable=ns.expired,
-                protected=ns.phase == "Terminating",
+                reapable=status in ("expired", "lapsed"),
+                protected=status in ("running", "terminating"),
                 aliases=(ns.name,),
+                lease_expires_in=None if ns.lease is None else ns.lease.expires_in,
+                reuse_key=ns.lease.key if ns.lease is not None else "",
                 handle=_Handle(cluster.core, ns.name, ns.sandbox_id),
             )
         )
     return records
 
 
+def _status(ns: NamespaceRecord) -> str:
+    """``terminating``, ``lapsed``, ``expired``, ``warm``, ``kept``, ``running`` or the phase."""
+    if ns.phase == "Terminating":
+        return "terminating"
+    if ns.lease is not None and ns.lease.lapsed:
+        return "lapsed"
+    if ns.expired:
+        return "expired"
+    if ns.lease is not None:
+        return {"warm": "warm", "kept": "kept"}.get(ns.lease.state, "running")
+    return ns.phase.lower()
+
+
 def reap_record(record: SandboxRecord) -> None:
-    """Delete the record's namespace and wait for it (our labels are checked again first)."""
+    """Delete the record's namespace and wait for it (our labels are checked again first).
+
+    A namespace whose lease changed since it was listed (a run claimed it) is left alone.
+    """
     handle: _Handle = record.handle
+    if record.status == "lapsed":
+        try:
+            current = record_of(handle.core.read_namespace(handle.name))
+        except ApiException:
+            return
+        if current.lease is not None and not current.lease.lapsed:
+            return
     delete_namespace(handle.core, handle.name, sandbox_id=handle.sandbox_id)
+    # The chaos lock and (empty) ledger a killed run left on this machine go with it.
+    remove_chaos_dir(SandboxInfo(handle.sandbox_id, record.backend, "", record.owner, 0.0))

@@ -17,7 +17,6 @@ restarts it whenever it exits (eviction, OOM kill), like a Deployment would.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
@@ -31,7 +30,7 @@ from psycopg import sql
 from ...config import SandboxConfig
 from ...errors import DatabaseStartError
 from ...faultproxy.client import EXTRA_KEY as PROXY_KEY
-from ...info import MANAGED_BY, DatabaseInfo, SandboxInfo, default_owner
+from ...info import DatabaseInfo, SandboxInfo, default_owner
 from ...locations import cache_root, state_root
 from ...postgres.embedded import (
     ADMIN_USER,
@@ -48,7 +47,7 @@ from ...postgres.embedded import (
 )
 from ...postgres.migrate import MIGRATE_LOG
 from ...postgres.migrate import run_local as run_migrations
-from ...processes import start_time, terminate
+from ...processes import terminate
 from ...protocol import ListScope, SandboxHealth, SandboxRecord
 from ...readiness import HttpReady, wait_until_ready
 from ...redaction import redact_error
@@ -56,9 +55,10 @@ from .app import AppProcess
 from .chaos import LocalChaos, local_fault_problems
 from .clock import app_clock_env
 from .health import local_health
-from .launcher import ProxyProcess, start_proxy, supervised
+from .launcher import ProxyProcess, start_proxy, supervised, watched_pid
 from .limits import remove_sandbox_cgroups
-from .records import STATE_FILE, local_records, unowned_folder_hint
+from .records import LocalRecord, local_records, unowned_folder_hint, write_state
+from .warm import claim, heal, lease_file, save_secrets, write_lease
 
 if TYPE_CHECKING:
     from ...chaos.markers import ChaosPlan
@@ -93,6 +93,8 @@ class LocalBackend:
             created_at=time.time(),
             workdir=str(workdir),
         )
+        # Leased from the start, with room for the start-up: a run killed now still lapses.
+        write_lease(info, info.created_at + config.startup_timeout + config.lease)
         try:
             self._provision(config, info, workdir)
         except BaseException as exc:
@@ -104,10 +106,10 @@ class LocalBackend:
 
     def _provision(self, config: SandboxConfig, info: SandboxInfo, workdir: Path) -> None:
         began = time.perf_counter()
-        _write_state(workdir, info, config)
+        write_state(workdir, info, config)
         if config.fault_proxy:
             # Spawned now, waited for after PostgreSQL: the two start in parallel.
-            proxy = start_proxy(workdir, parent_pid=0 if config.keep else os.getpid())
+            proxy = start_proxy(workdir, parent_pid=watched_pid(config.keep or config.reuse))
             self._proxies[info.id] = proxy
             info.extra[PROXY_KEY] = {"pid": proxy.pid}
         runas = unprivileged_user()
@@ -138,6 +140,8 @@ class LocalBackend:
             admin_user=ADMIN_USER,
             admin_password=admin_password,
         )
+        if config.reuse:
+            save_secrets(info)
         info.extra["postgres_pid"] = server.pid
         info.extra["postgres_log"] = str(server.logfile)
         # Enough to restart the server from any process (kill_db under xdist).
@@ -151,7 +155,7 @@ class LocalBackend:
                 db_port=client.set_route("db", f"127.0.0.1:{server.port}"),
             )
             info.timings["proxy_ready_s"] = round(time.perf_counter() - began, 4)
-        _write_state(workdir, info, config)
+        write_state(workdir, info, config)
 
         if config.migrate_cmd:
             env = {**os.environ, **dict(config.app_env), "DATABASE_URL": info.db.dsn}
@@ -165,7 +169,7 @@ class LocalBackend:
         if config.app_cmd:
             self._start_app(config, info, workdir)
             info.timings["app_ready_s"] = round(time.perf_counter() - began, 4)
-        _write_state(workdir, info, config)
+        write_state(workdir, info, config)
 
     def _start_postgres(
         self, binaries: PostgresBinaries, datadir: Path, runas: Any, timeout: float
@@ -213,7 +217,7 @@ class LocalBackend:
         cmd = supervised(
             user_cmd,
             workdir,
-            parent_pid=0 if config.keep else os.getpid(),
+            parent_pid=watched_pid(config.keep or config.reuse),
             child_env=child_env,
         )
         app = AppProcess(cmd, config.app_cwd, env, workdir / "app.log", user_cmd)
@@ -309,6 +313,7 @@ class LocalBackend:
             shutil.rmtree(Path(info.extra["postgres_datadir"]).parent, ignore_errors=True)
         if info.workdir:
             shutil.rmtree(info.workdir, ignore_errors=True)
+        lease_file(info.id).remove()
 
     # ----------------------------------------------------------------- protocol: config, chaos, CLI
 
@@ -351,8 +356,38 @@ class LocalBackend:
         return [rec.record() for rec in local_records()]
 
     def reap(self, record: SandboxRecord) -> None:
-        """Tear the listed sandbox down from its state file."""
-        self.teardown(record.handle.info())
+        """Tear the listed sandbox down from its state file (unless a run claimed it meanwhile)."""
+        rec: LocalRecord = record.handle
+        listed = rec.lease
+        with rec.lease_file.locked():
+            if rec.lease_file.read() != listed:
+                return
+            self.teardown(rec.info())
+
+    # ----------------------------------------------------------------- protocol: leases, reuse
+
+    def renew_lease(self, info: SandboxInfo, until: float) -> None:
+        """Extend this run's lease file (a claim by another run is never overwritten)."""
+        lease_file(info.id).renew(info.run_id, until)
+
+    def reuse_parts(self, config: SandboxConfig) -> dict[str, str]:
+        """The PostgreSQL server's version and folder."""
+        binaries = PostgresBinaries.locate(config.pg_bin)
+        return {"postgres": binaries.version, "bindir": str(binaries.bindir)}
+
+    def claim_warm(
+        self, config: SandboxConfig, key: str, run_id: str, until: float
+    ) -> SandboxInfo | None:
+        """Claim a warm (or abandoned) local sandbox of ``key`` (compare-and-set on its lease)."""
+        return claim(config, key, run_id, until)
+
+    def keep_warm(self, info: SandboxInfo, until: float) -> None:
+        """Mark the sandbox warm (claimable by its key) or kept until ``until``."""
+        write_lease(info, until, state="warm" if info.extra.get("reuse_key") else "kept")
+
+    def heal(self, info: SandboxInfo, config: SandboxConfig) -> dict[str, Any]:
+        """PostgreSQL and proxy must run; the app is restarted only when its health check fails."""
+        return heal(info, config)
 
     @staticmethod
     def unowned_hint(sandbox_id: str) -> str | None:
@@ -383,18 +418,3 @@ def _postmaster_pid(datadir: str | None) -> int | None:
     except (OSError, ValueError, IndexError):
         return None
     return pid if datadir.encode() in cmdline else None
-
-
-def _write_state(workdir: Path, info: SandboxInfo, config: SandboxConfig) -> None:
-    state = {
-        "managed_by": MANAGED_BY,
-        **info.public(),
-        "pytest_pid": os.getpid(),
-        "pytest_started": start_time(os.getpid()),
-        "keep": config.keep,
-        # `livesandbox gc` reaps it after this even when kept (--sandbox-ttl).
-        "expires_at": round(info.created_at + config.ttl, 3),
-    }
-    tmp = workdir / (STATE_FILE + ".tmp")
-    tmp.write_text(json.dumps(state, indent=2))
-    tmp.replace(workdir / STATE_FILE)

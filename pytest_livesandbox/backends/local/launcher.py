@@ -11,6 +11,7 @@ Both are standard-library scripts run by path with ``python -I -S`` (no site pac
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -117,3 +118,8 @@ def supervisor_state(workdir: Path | str) -> dict[str, Any]:
         return dict(json.loads((Path(workdir) / SUPERVISOR_STATE).read_text()))
     except (OSError, ValueError):
         return {}
+
+
+def watched_pid(outlives_run: bool) -> int:
+    """The pid the proxy and supervisor watch (they stop with it); 0: the sandbox outlives it."""
+    return 0 if outlives_run else os.getpid()

@@ -4,20 +4,27 @@ Only folders whose state file carries our ownership mark (``managed_by: pytest-l
 whose name is their id count::
 
     for rec in local_records():
-        print(rec.id, rec.status)            # running / kept / expired / orphaned
+        print(rec.id, rec.status)            # running / kept / expired / orphaned / warm / lapsed
+
+The lease lives next to the folder (``<id>.lease.json``, :mod:`...lease`). On this machine the
+holder's pid is the stronger signal (a live pytest is never reaped, a dead one's sandbox is
+orphaned at once); the lease is what keeps a warm sandbox (``--sandbox-reuse``) and ends it.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ...config import SandboxConfig
 from ...info import MANAGED_BY, SandboxInfo
+from ...lease import Lease, LeaseFile, lease_path
 from ...locations import state_root
-from ...processes import process_alive
+from ...processes import process_alive, start_time
 from ...protocol import SandboxRecord
 
 STATE_FILE = "state.json"
@@ -54,8 +61,23 @@ class LocalRecord:
         return None if expires_at is None else float(expires_at) - time.time()
 
     @property
+    def lease_file(self) -> LeaseFile:
+        """Where its lease lives."""
+        return LeaseFile(lease_path(self.path.parent, self.id))
+
+    @property
+    def lease(self) -> Lease | None:
+        """Its current lease (``None`` for a sandbox made before leases existed)."""
+        return self.lease_file.read()
+
+    @property
     def status(self) -> str:
-        """``running``, ``kept``, ``expired`` or ``orphaned``."""
+        """``running``, ``warm``, ``lapsed``, ``kept``, ``expired`` or ``orphaned``."""
+        lease = self.lease
+        if lease is not None and lease.state == "warm":
+            if lease.lapsed:
+                return "lapsed"
+            return "expired" if (self.expires_in or 0) < 0 else "warm"
         if not self.orphaned:
             return "running"
         if self.state.get("keep"):
@@ -71,6 +93,7 @@ class LocalRecord:
     def record(self) -> SandboxRecord:
         """The CLI's view of it."""
         status = self.status
+        lease = self.lease
         return SandboxRecord(
             id=self.id,
             backend=str(self.state.get("backend", "local")),
@@ -79,10 +102,19 @@ class LocalRecord:
             owner=str(self.state.get("owner", "?")),
             where=str(self.state.get("endpoint") or "-"),
             expires_in=self.expires_in,
-            reapable=status in ("orphaned", "expired"),
+            reapable=status in ("orphaned", "expired", "lapsed"),
             protected=status == "running",
+            lease_expires_in=None if lease is None else lease.expires_in,
+            reuse_key=lease.key if lease is not None else "",
             handle=self,
         )
+
+    def update(self, **changes: Any) -> None:
+        """Rewrite the state file with ``changes`` (atomically)."""
+        self.state.update(changes)
+        tmp = self.path / (STATE_FILE + ".tmp")
+        tmp.write_text(json.dumps(self.state, indent=2))
+        tmp.replace(self.path / STATE_FILE)
 
 
 def local_records() -> list[LocalRecord]:
@@ -106,3 +138,19 @@ def unowned_folder_hint(sandbox_id: str) -> str | None:
             "state file: not ours"
         )
     return None
+
+
+def write_state(workdir: Path, info: SandboxInfo, config: SandboxConfig) -> None:
+    """Write ``state.json`` of the sandbox in ``workdir`` (atomically; no passwords)."""
+    state = {
+        "managed_by": MANAGED_BY,
+        **info.public(),
+        "pytest_pid": os.getpid(),
+        "pytest_started": start_time(os.getpid()),
+        "keep": config.keep,
+        # `livesandbox gc` reaps it after this even when kept (--sandbox-ttl).
+        "expires_at": round(info.created_at + config.ttl, 3),
+    }
+    tmp = workdir / (STATE_FILE + ".tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    tmp.replace(workdir / STATE_FILE)

@@ -1,0 +1,126 @@
+"""Put the fault proxy (:mod:`.faultproxy`) into a sandbox namespace, in front of the app and DB.
+
+Called by the kube backend while PostgreSQL starts, so the proxy's pod comes up in parallel::
+
+    proxy = NamespaceProxy.create(target, ns, image, db_upstream="10.96.3.4:5432",
+                                  app=("app.kubernetes.io/component=backend", 8000))
+    proxy.db_host        # ClusterIP the app's DATABASE_URL names (None without a db route)
+    proxy.workload       # ("Deployment", "livesandbox-fault-proxy"): awaited with the app
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ...chaos.driver import PROXY_KINDS
+from ...chaos.markers import ChaosPlan
+from ...config import SandboxConfig
+from ...errors import RolloutFailed
+from . import faultproxy as fp
+from . import manifests as mf
+from .client import KubeTarget
+
+IMAGE_HINT = (
+    "Hint: the fault proxy's image must be on the node or pullable: on this repository's cluster "
+    "`bash cluster/build-images fault-proxy`; elsewhere push it and pass "
+    "--sandbox-image fault-proxy=REGISTRY/IMAGE, or run without chaos proxying "
+    "(livesandbox_fault_proxy = false)."
+)
+
+
+@dataclass
+class NamespaceProxy:
+    """The proxy objects made in one namespace."""
+
+    namespace: str
+    image: str
+    routes: dict[str, str] = field(default_factory=dict)
+    db_host: str | None = None
+    workload: tuple[str, str] = ("Deployment", fp.NAME)
+
+    @classmethod
+    def create(
+        cls,
+        target: KubeTarget,
+        namespace: str,
+        image: str,
+        *,
+        db_upstream: str | None,
+        app: tuple[str, int | str] | None,
+    ) -> NamespaceProxy:
+        """Services first (their ClusterIPs are the routes' upstreams), then the Deployment."""
+        core: Any = target.core
+        proxy = cls(namespace, image)
+        if app is not None:
+            svc = core.create_namespaced_service(namespace, fp.app_upstream_service(*app))
+            proxy.routes["app"] = f"{svc.spec.cluster_ip}:{fp.APP_UPSTREAM_PORT}"
+            core.create_namespaced_service(namespace, fp.app_service())
+        if db_upstream is not None:
+            proxy.routes["db"] = db_upstream
+            svc = core.create_namespaced_service(namespace, fp.db_service())
+            proxy.db_host = str(svc.spec.cluster_ip)
+        target.apps.create_namespaced_deployment(namespace, fp.deployment(image, proxy.routes))
+        return proxy
+
+    def wait(self, target: KubeTarget, timeout: float) -> None:
+        """Until the proxy's pod is Ready (its routes listen): the app's first connect works.
+
+        Without this the app could start first, fail to reach the database through a proxy
+        that is not there yet, and sit in its reconnect backoff (seen: a minute).
+        """
+        from ...readiness import wait_until_ready
+        from .rollout import RolloutReady
+
+        try:
+            wait_until_ready(
+                RolloutReady(
+                    target,
+                    self.namespace,
+                    [self.workload],
+                    what=f"the fault proxy in namespace {self.namespace}",
+                    selector=fp.SELECTOR,
+                ),
+                timeout=max(timeout, 0.1),
+                interval=0.1,
+                max_interval=0.25,
+            )
+        except RolloutFailed as exc:
+            raise with_image_hint(exc) from None
+
+
+def start_proxy(
+    config: SandboxConfig,
+    target: KubeTarget,
+    namespace: str,
+    objs: list[dict[str, Any]],
+    db_upstream: str | None,
+) -> NamespaceProxy | None:
+    """The proxy in front of the app's endpoint (and ``db_upstream``), if the config wants one.
+
+    ``livesandbox_fault_proxy`` (default on); ``--sandbox-image fault-proxy=REF`` picks the image.
+    """
+    if not config.fault_proxy:
+        return None
+    endpoint = mf.endpoint_target(objs)
+    app = (endpoint[0], endpoint[1]) if endpoint is not None else None
+    image = dict(config.image).get(fp.COMPONENT, fp.DEFAULT_IMAGE)
+    return NamespaceProxy.create(target, namespace, image, db_upstream=db_upstream, app=app)
+
+
+def proxy_fault_problems(plan: ChaosPlan, config: SandboxConfig) -> list[str]:
+    """Proxy faults need the fault proxy (``livesandbox_fault_proxy``, default on)."""
+    return [
+        f"@{fault.marker}: needs the fault proxy, which is off "
+        "(livesandbox_fault_proxy = false); turn it on or drop the marker"
+        for fault in plan.faults
+        if fault.kind in PROXY_KINDS and not config.fault_proxy
+    ]
+
+
+def with_image_hint(exc: RolloutFailed) -> RolloutFailed:
+    """The rollout error of the proxy's pod, with how to provide its image."""
+    text = str(exc)
+    if fp.COMPONENT in text and "Image" in text:
+        return RolloutFailed(f"{text}\n{IMAGE_HINT}")
+    return exc

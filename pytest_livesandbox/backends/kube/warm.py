@@ -1,0 +1,196 @@
+"""Leases and warm sandboxes of the kube backends: annotations, claims by resourceVersion.
+
+The lease lives in the namespace's annotations (``livesandbox/lease-state``, ``-holder``,
+``-expires-at``), the reuse key in its label ``livesandbox/reuse-key``. Every change is a patch
+that carries the ``resourceVersion`` the change was decided on, so the API server refuses it
+(409) if anything changed in between: of two runs claiming one warm namespace, one wins::
+
+    renew(core, namespace, run_id, until)             # the running pytest, every few seconds
+    claim_namespace(core, key, backend, run_id, until)   # -> NamespaceRecord or None
+    hand_back(core, namespace, key, until)            # end of a --sandbox-reuse run: warm
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from kubernetes.client import ApiException
+
+from ...config import SandboxConfig
+from ...errors import StartupTimeout
+from ...info import SandboxInfo
+from ...lease import Lease
+from ...readiness import HttpReady, wait_until_ready
+from . import postgres as pg
+from .attach import Forward, attach_namespace
+from .names import BACKEND_LABEL, REUSE_KEY_LABEL, expires_at, lease_annotations
+from .namespace import NamespaceRecord, list_sandboxes, record_of
+
+if TYPE_CHECKING:
+    from .client import KubeTarget
+    from .portforward import PortForwarder
+
+RESTARTED_AT = "livesandbox/restarted-at"
+ATTACH_PROBE_S = 3.0  # how long a claimed sandbox's app may take to answer before a restart
+
+
+def _patch(core: Any, name: str, resource_version: str | None, metadata: dict[str, Any]) -> bool:
+    """Merge-patch the namespace's metadata; False when ``resource_version`` is stale (409)."""
+    if resource_version:
+        metadata = {**metadata, "resourceVersion": resource_version}
+    try:
+        core.patch_namespace(name, {"metadata": metadata})
+    except ApiException as exc:
+        if exc.status in (404, 409):
+            return False
+        raise
+    return True
+
+
+def renew(core: Any, name: str, holder: str, until: float) -> bool:
+    """Extend ``holder``'s lease on namespace ``name`` (never one another run claimed)."""
+    current = record_of(core.read_namespace(name))
+    if current.lease is not None and current.lease.holder != holder:
+        return False
+    state = current.lease.state if current.lease is not None else "held"
+    lease = Lease(state, holder, until)
+    return _patch(core, name, current.resource_version, {"annotations": lease_annotations(lease)})
+
+
+def _claimable(ns: NamespaceRecord) -> bool:
+    if ns.phase != "Active" or ns.lease is None or ns.expired:
+        return False
+    if ns.lease.state == "warm":
+        return not ns.lease.lapsed
+    return ns.lease.lapsed  # held by a run whose lease lapsed (killed): the next run takes it
+
+
+def claim_namespace(
+    core: Any, key: str, backend: str, run_id: str, until: float
+) -> NamespaceRecord | None:
+    """Claim a warm namespace of ``key`` for ``run_id`` (compare-and-set on resourceVersion)."""
+    lease = Lease("held", run_id, until, key=key)
+    for ns in list_sandboxes(core, f"{REUSE_KEY_LABEL}={key}"):
+        if ns.labels.get(BACKEND_LABEL, "kube") != backend or not _claimable(ns):
+            continue
+        if _patch(core, ns.name, ns.resource_version, {"annotations": lease_annotations(lease)}):
+            return ns
+    return None
+
+
+def hand_back(core: Any, name: str, key: str, until: float) -> None:
+    """Mark the namespace warm for ``key`` (kept, without one) until ``until`` (the run ends)."""
+    lease = Lease("warm" if key else "kept", "", until, key=key)
+    labels = {REUSE_KEY_LABEL: key} if key else {}
+    _patch(core, name, None, {"labels": labels, "annotations": lease_annotations(lease)})
+
+
+def restart_deployments(apps: Any, namespace: str) -> list[str]:
+    """Roll every Deployment of the namespace (``kubectl rollout restart``); their names."""
+    names = []
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    for deployment in apps.list_namespaced_deployment(namespace).items:
+        body = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}}}
+        apps.patch_namespaced_deployment(deployment.metadata.name, namespace, body)
+        names.append(str(deployment.metadata.name))
+    return names
+
+
+def manifests_digest(source: Path) -> str:
+    """A digest of every file under ``source`` (a manifests folder or file): its content counts."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in source.rglob("*") if p.is_file()) if source.is_dir() else [source]
+    for path in files:
+        digest.update(str(path.relative_to(source) if source.is_dir() else path.name).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+class WarmNamespaces:
+    """The lease and reuse half of the kube backends' protocol (mixed into ``KubeBackend``)."""
+
+    name: ClassVar[str]
+    _targets: dict[str, KubeTarget]
+    _forwarders: dict[str, list[PortForwarder]]
+    _forward: Forward
+    demo_manifests: ClassVar[Path]
+
+    def connect(self, config: SandboxConfig) -> KubeTarget:
+        """The cluster (``KubeBackend.connect``)."""
+        raise NotImplementedError
+
+    def renew_lease(self, info: SandboxInfo, until: float) -> None:
+        """Patch the namespace's lease annotations (never an attached sandbox's)."""
+        target = self._targets.get(info.id)
+        if target is None or info.namespace is None or info.extra.get("attached"):
+            return
+        renew(target.core, info.namespace, info.run_id, until)
+
+    def reuse_parts(self, config: SandboxConfig) -> dict[str, str]:
+        """The PostgreSQL image and a digest of the manifests' contents."""
+        source = config.manifests or self.demo_manifests
+        return {
+            "postgres_image": dict(config.image).get(pg.COMPONENT, pg.DEFAULT_IMAGE),
+            "manifests": manifests_digest(source) if source.exists() else "",
+        }
+
+    def claim_warm(
+        self, config: SandboxConfig, key: str, run_id: str, until: float
+    ) -> SandboxInfo | None:
+        """Claim a warm namespace of ``key``; port-forward to it and read its Secrets."""
+        if config.attach:
+            return None
+        target = self.connect(config)
+        ns = claim_namespace(target.core, key, self.name, run_id, until)
+        if ns is None:
+            target.close()
+            return None
+        info = SandboxInfo(
+            id=ns.sandbox_id,
+            backend=self.name,
+            run_id=run_id,
+            owner=ns.owner,
+            created_at=ns.created_at,
+        )
+        self._targets[info.id] = target
+        info.extra.update(
+            context=target.context,
+            server=target.server,
+            kubeconfig=target.kubeconfig,
+            namespace_prefix=config.namespace_prefix,
+            expires_at=expires_at(0, now=ns.expires_at) if ns.expires_at else None,
+        )
+        deadline = time.monotonic() + ATTACH_PROBE_S
+        try:
+            attach_namespace(replace(config, attach=ns.name), info, target, deadline, self._forward)
+        except StartupTimeout:
+            info.extra["app_unhealthy"] = True
+        info.extra.update(attached=False, created_namespace=True)  # ours: teardown deletes it
+        return info
+
+    def keep_warm(self, info: SandboxInfo, until: float) -> None:
+        """Stop the port-forwards; mark the namespace warm for its reuse key (or kept)."""
+        for forwarder in self._forwarders.pop(info.id, []):
+            forwarder.close()
+        target = self._targets.pop(info.id, None)
+        if target is None or info.namespace is None or info.extra.get("attached"):
+            return  # an attached namespace is not ours to lease
+        try:
+            hand_back(target.core, info.namespace, str(info.extra.get("reuse_key") or ""), until)
+        finally:
+            target.close()
+
+    def heal(self, info: SandboxInfo, config: SandboxConfig) -> dict[str, Any]:
+        """Restart the app's Deployments only when its health check failed on attach."""
+        if not info.extra.pop("app_unhealthy", False) or info.namespace is None:
+            return {"app_restarted": False}
+        began = time.monotonic()
+        restarted = restart_deployments(self._targets[info.id].apps, info.namespace)
+        if info.endpoint:
+            probe = HttpReady(info.endpoint + config.health_path, what="the restarted app")
+            wait_until_ready(probe, timeout=config.startup_timeout)
+        return {"app_restarted": restarted, "app_restart_s": round(time.monotonic() - began, 4)}

@@ -1,0 +1,126 @@
+"""Warm sandboxes (``--sandbox-reuse``): the reuse key, claiming one, resetting it, handing it back.
+
+Backend-neutral; each backend stores the claim and lease its own way (``Backend.claim_warm``,
+``keep_warm``, ``heal``)::
+
+    key = reuse_key(config, backend)
+    info = claim(backend, config, key, run_id)          # None: provision a new one
+    if info is None:
+        info = backend.provision(config, new_sandbox_id(), run_id)
+        prepare(info, key)                               # snapshot the post-startup database
+    ...
+    backend.keep_warm(info, time.time() + config.reuse_idle)   # at the end of the run
+
+A reused sandbox is reset before any test sees it: the database goes back to its post-startup
+snapshot (:mod:`.postgres.snapshot`), faults left in the chaos ledger are undone, and the app is
+restarted only if its health check fails. A sandbox that cannot be reset is removed and a new one
+provisioned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.metadata
+import json
+import time
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from .errors import SandboxError
+from .images.context import content_tag, specs_from
+from .postgres.snapshot import DEFAULT_RESET
+
+if TYPE_CHECKING:
+    from .config import SandboxConfig
+    from .info import SandboxInfo
+    from .protocol import Backend
+
+KEY_LENGTH = 16
+# Options that never change what the sandbox is (reporting, timing, the reuse options).
+_NOT_IN_KEY = frozenset(
+    {
+        "report",
+        "report_url",
+        "html",
+        "ci_annotations",
+        "startup_timeout",
+        "chaos_verify_timeout",
+        "keep",
+        "lease",
+        "reuse",
+        "reuse_idle",
+        "reuse_pool",
+        "ttl",
+        "sources",
+    }
+)
+
+
+def plugin_version() -> str:
+    """The installed pytest-livesandbox version (part of every reuse key)."""
+    try:
+        return importlib.metadata.version("pytest-livesandbox")
+    except importlib.metadata.PackageNotFoundError:
+        return "0"
+
+
+def reuse_key(config: SandboxConfig, backend: Backend) -> str:
+    """A hash of everything that shapes the sandbox (every option that is not about reporting).
+
+    New options (``migrate_cmd``) enter the key by themselves; the backend adds what the options
+    do not say (PostgreSQL version, a digest of the manifests' contents).
+    """
+    shape = {k: v for k, v in asdict(config).items() if k not in _NOT_IN_KEY}
+    shape["plugin"] = plugin_version()
+    # Built images by content (the build's own tag), not by the context's path.
+    shape["builds"] = [content_tag(spec) for spec in specs_from(config.build, config.build_arg)]
+    shape["backend_parts"] = backend.reuse_parts(config)
+    text = json.dumps(shape, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:KEY_LENGTH]
+
+
+def prepare(info: SandboxInfo, key: str) -> None:
+    """Mark a freshly provisioned sandbox reusable: record its key, snapshot its database."""
+    info.extra["reuse_key"] = key
+    info.extra["reused"] = False
+    if info.db is not None and info.db.admin_password:
+        DEFAULT_RESET().snapshot(info.db)
+
+
+def claim(backend: Backend, config: SandboxConfig, key: str, run_id: str) -> SandboxInfo | None:
+    """A warm sandbox of this key, claimed and reset; ``None`` if none could be had.
+
+    Timings: ``attach_s`` (claim and reconnect), ``reset_s``; the caller adds ``ready_s``.
+    """
+    began = time.perf_counter()
+    info = backend.claim_warm(config, key, run_id, time.time() + max(config.lease, 10.0))
+    if info is None:
+        return None
+    attached = time.perf_counter()
+    try:
+        info.extra.update(reset(backend, info, config))
+    except (SandboxError, OSError, Exception) as exc:
+        # Cannot be made clean again: it goes, and the caller provisions a new one.
+        with contextlib.suppress(Exception):
+            backend.teardown(info)
+        info.extra["reset_error"] = f"{type(exc).__name__}: {exc}"
+        return None
+    info.extra["reused"] = True
+    info.extra["reuse_key"] = key
+    info.timings.clear()  # the provisioning times were another run's
+    info.timings["attach_s"] = round(attached - began, 4)
+    info.timings["reset_s"] = round(time.perf_counter() - attached, 4)
+    return info
+
+
+def reset(backend: Backend, info: SandboxInfo, config: SandboxConfig) -> dict[str, Any]:
+    """Undo faults (ledger), heal the app (restart only if unhealthy), restore the database."""
+    done: dict[str, Any] = {}
+    repaired = backend.chaos(info, owner=f"reuse-{info.run_id}").repair(only_stale=False)
+    if repaired:
+        done["faults_repaired"] = repaired
+    done.update(backend.heal(info, config))
+    if info.db is not None and info.db.admin_password:
+        DEFAULT_RESET().restore(info.db)
+    return done

@@ -1,0 +1,197 @@
+"""Pure parts of the in-namespace fault proxy, the public route and per-test kube artifacts.
+
+The proxy's ``--route`` form (routes opened at start, bound to ``--listen-host``) runs as a real
+process between real sockets, as the pod runs it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace as NS
+
+import pytest
+
+from pytest_livesandbox.backends.kube import faultproxy as fp
+from pytest_livesandbox.backends.kube.artifacts import cut_log, pod_changes
+from pytest_livesandbox.backends.kube.route import RouteSpec, parse_route, route_objects
+from pytest_livesandbox.chaos.markers import Fault
+from pytest_livesandbox.chaos.proxied import toxic_params
+from pytest_livesandbox.errors import ConfigError
+from pytest_livesandbox.faultproxy import server as proxy_module
+from pytest_livesandbox.faultproxy.client import ProxyClient
+
+T0 = dt.datetime(2026, 12, 1, 8, 0, tzinfo=dt.UTC)
+
+
+def test_proxy_deployment_passes_the_restricted_pod_security_standard() -> None:
+    dep = fp.deployment(fp.DEFAULT_IMAGE, {"db": "10.96.0.9:5432", "app": "10.96.0.10:80"})
+    pod = dep["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert "hostNetwork" not in pod and "volumes" not in pod
+    assert container["args"][-4:] == [
+        "--route",
+        "app=18000=10.96.0.10:80",
+        "--route",
+        "db=15432=10.96.0.9:5432",
+    ]
+    assert container["readinessProbe"]["tcpSocket"]["port"] == 18000
+
+
+def test_unknown_route_names_are_refused() -> None:
+    with pytest.raises(ValueError, match="unknown fault-proxy routes"):
+        fp.route_args({"cache": "10.0.0.1:6379"})
+
+
+def test_app_upstream_service_selects_the_endpoint_pods() -> None:
+    svc = fp.app_upstream_service("app.kubernetes.io/component=backend,x=y", "http")
+    assert svc["spec"]["selector"] == {"app.kubernetes.io/component": "backend", "x": "y"}
+    assert svc["spec"]["ports"][0]["targetPort"] == "http"
+
+
+def test_latency_both_ways_is_split_in_halves() -> None:
+    assert toxic_params(Fault("latency", "db", {"ms": 200})) == (
+        "both",
+        {"ms": 100.0, "jitter": 0.0},
+    )
+    assert toxic_params(Fault("latency", "app", {"ms": 50, "direction": "upstream"})) == (
+        "upstream",
+        {"ms": 50.0},
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "spec"),
+    [
+        ("gateway:livesandbox-router/dev", RouteSpec("gateway", "livesandbox-router", "dev")),
+        ("ingress:traefik", RouteSpec("ingress", name="traefik")),
+        ("none", RouteSpec("none")),
+        (None, RouteSpec("none")),
+    ],
+)
+def test_route_forms(text: str | None, spec: RouteSpec) -> None:
+    assert parse_route(text) == spec
+
+
+@pytest.mark.parametrize(
+    "text", ["gateway:dev", "gateway:/dev", "ingress:", "nginx", "gateway:a/b/c"]
+)
+def test_bad_route_forms_name_the_accepted_ones(text: str) -> None:
+    with pytest.raises(ConfigError, match="gateway:NAMESPACE/NAME, ingress:CLASS or none"):
+        parse_route(text)
+
+
+def test_route_objects_send_the_host_to_the_service() -> None:
+    (route,) = route_objects(RouteSpec("gateway", "infra", "pub"), "s-1.dev.x", "svc", 80)
+    assert route["kind"] == "HTTPRoute"
+    assert route["spec"]["parentRefs"][0] == {
+        "group": "gateway.networking.k8s.io",
+        "kind": "Gateway",
+        "namespace": "infra",
+        "name": "pub",
+    }
+    assert route["spec"]["hostnames"] == ["s-1.dev.x"]
+    (ingress,) = route_objects(RouteSpec("ingress", name="traefik"), "s-1.dev.x", "svc", 80)
+    assert ingress["spec"]["ingressClassName"] == "traefik"
+    assert ingress["spec"]["tls"] == [{"hosts": ["s-1.dev.x"]}]
+    assert route_objects(RouteSpec("none"), "h", "svc", 80) == []
+
+
+def test_log_lines_are_cut_to_the_window() -> None:
+    log = (
+        "2026-12-01T07:59:50.000000001Z before\n"
+        "2026-12-01T08:00:05.123456789Z inside\n"
+        "2026-12-01T08:00:30Z after\n"
+    )
+    t0 = T0.timestamp()
+    assert cut_log(log, t0, t0 + 10) == "2026-12-01T08:00:05.123456789Z inside\n"
+
+
+def test_pod_changes_show_restarts_and_readiness_flips_in_the_window() -> None:
+    t0 = T0.timestamp()
+    at = lambda s: T0 + dt.timedelta(seconds=s)  # noqa: E731
+    pod = NS(
+        metadata=NS(name="backend-1"),
+        status=NS(
+            phase="Running",
+            start_time=at(-100),
+            conditions=[NS(type="Ready", status="False", last_transition_time=at(3))],
+            init_container_statuses=None,
+            container_statuses=[
+                NS(
+                    name="backend",
+                    restart_count=1,
+                    last_state=NS(
+                        terminated=NS(finished_at=at(2), reason="OOMKilled", exit_code=137)
+                    ),
+                )
+            ],
+        ),
+    )
+    text = pod_changes([pod], t0, t0 + 10)
+    assert (
+        "pod/backend-1 container backend terminated: OOMKilled (exit 137); restarts now 1" in text
+    )
+    assert "pod/backend-1 Ready=False" in text
+    assert "started" not in text  # started before the window
+
+
+def test_proxy_opens_command_line_routes_on_the_listen_host(tmp_path: Path) -> None:
+    upstream = socket.create_server(("127.0.0.1", 0))
+    control = socket.create_server(("127.0.0.1", 0))
+    control_port = control.getsockname()[1]
+    control.close()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        route_port = s.getsockname()[1]
+    state = tmp_path / "proxy.json"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            proxy_module.__file__,
+            "--state-file",
+            str(state),
+            "--listen-host",
+            "0.0.0.0",
+            "--control-port",
+            str(control_port),
+            "--route",
+            f"db={route_port}=127.0.0.1:{upstream.getsockname()[1]}",
+        ]
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not state.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "proxy did not start"
+            time.sleep(0.02)
+        routes = ProxyClient(control_port).routes()
+        assert routes["db"]["listen_port"] == route_port
+        with socket.create_connection(("127.0.0.1", route_port), timeout=5) as client:
+            conn, _ = upstream.accept()
+            client.sendall(b"ping")
+            assert conn.recv(4) == b"ping"
+            conn.close()
+    finally:
+        proc.terminate()
+        proc.wait(5)
+        upstream.close()
+
+
+def test_a_bad_command_line_route_stops_the_proxy() -> None:
+    done = subprocess.run(
+        [sys.executable, proxy_module.__file__, "--route", "db=15432=nohostport"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "want NAME=LISTEN_PORT=HOST:PORT" in done.stderr
