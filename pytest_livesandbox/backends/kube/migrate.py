@@ -61,9 +61,23 @@ def run_migration(
 
 
 def rerun_migration(target: Any, namespace: str, job: Any, timeout: float) -> str:
-    """Delete the finished migration Job and run it again; ``""`` or why it failed."""
-    batch = k8s.BatchV1Api(target.api)
+    """Run the migration Job again after a ``kill_db``; ``""`` or why it failed.
+
+    The path to the new server (Service, fault proxy) may lag its start by a moment: a run
+    that could not connect is tried again, up to three times.
+    """
     deadline = time.monotonic() + timeout
+    why = ""
+    for _ in range(3):
+        why = _rerun_once(target, namespace, job, deadline)
+        if not why or "OperationalError" not in why:
+            return why
+        time.sleep(1.0)
+    return why
+
+
+def _rerun_once(target: Any, namespace: str, job: Any, deadline: float) -> str:
+    batch = k8s.BatchV1Api(target.api)
     try:
         batch.delete_namespaced_job(JOB_NAME, namespace, propagation_policy="Foreground")
     except k8s.ApiException as exc:
