@@ -56,3 +56,16 @@ def available_backends() -> list[Backend]:
         except SandboxError:
             continue
     return found
+
+
+if TYPE_CHECKING:
+    # mypy checks that each of our backends satisfies the protocol (no import at run time).
+    from .docker.backend import DockerBackend
+    from .gke.backend import GkeBackend
+    from .kube.backend import KubeBackend
+    from .local.backend import LocalBackend
+
+    _local: type[Backend] = LocalBackend
+    _docker: type[Backend] = DockerBackend
+    _kube: type[Backend] = KubeBackend
+    _gke: type[Backend] = GkeBackend

@@ -49,8 +49,10 @@ class Link:
         self.senders: list[asyncio.Task[None]] = []
         self.last_due = {"upstream": 0.0, "downstream": 0.0}
         self.busy: set[str] = set()  # directions whose sender holds a chunk right now
-        # What the client sent before the upstream connection was there (None marks its EOF).
+        # What the client sent before the upstream connection was there (None marks its EOF),
+        # and whether it has been replayed: until then, later client bytes queue behind it.
         self.early: list[bytes | None] = []
+        self.replayed = False
         self.http = http1.RequestStream() if route.protocol == "http" else None
         self.scope = ""  # of the request in flight (http routes)
         self.fault: Toxic | None = None  # the http toxic acting on the request in flight
@@ -101,8 +103,12 @@ class Link:
         if self.closed:
             rst(self.upstream.transport)
             return
+        # The upstream side's connection_made ran before this await returned, and client bytes
+        # may have arrived in between: everything held is replayed first, in order, through the
+        # toxics, as if it had arrived just now (no await here, so nothing can overtake it).
+        self.replayed = True
         early, self.early = self.early, []
-        for chunk in early:  # in order, through the toxics, as if it had arrived just now
+        for chunk in early:
             if chunk is None:
                 self.on_eof("upstream")
             else:
@@ -115,7 +121,7 @@ class Link:
         """A chunk arrived: split it into requests (http routes) or deliver it."""
         if self.closed:
             return
-        if direction == "upstream" and self.upstream.transport is None:
+        if direction == "upstream" and not self.replayed:
             self._hold_early(data)
             return
         if self.http is not None and direction == "upstream":
@@ -216,7 +222,7 @@ class Link:
 
     def on_eof(self, direction: str) -> None:
         """The sender of ``direction`` half-closed: pass it on after any queued data."""
-        if direction == "upstream" and self.upstream.transport is None:
+        if direction == "upstream" and not self.replayed:
             self._hold_early(None)
             return
         queue = self.queues.get(direction)

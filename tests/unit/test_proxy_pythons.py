@@ -9,6 +9,7 @@ PostgreSQL's, at once after connecting. With CI=true a missing interpreter fails
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -176,3 +177,60 @@ def test_a_client_faster_than_the_upstream_connect_is_held_not_lost(
         sender.join(10)
         client.close()
         upstream.close()
+
+
+def _http_upstream() -> tuple[socket.socket, threading.Thread]:
+    """An HTTP server that reads one request with its whole body and says how many bytes came."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = server.accept()
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                while len(body) < length and (chunk := conn.recv(65536)):
+                    body += chunk
+                text = b"got %d" % len(body)
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+                    % (len(text), text)
+                )
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return server, thread
+
+
+def test_a_request_dribbled_in_while_the_upstream_connects_keeps_its_order(
+    proxy_under: ProxyClient,
+) -> None:
+    # Seen on kube (Debian's 3.11.2 in the proxy pod): client bytes that arrived between the
+    # upstream's connection_made and the replay of the held ones overtook them, so an http
+    # route's parser saw body before head and the request never reached the app.
+    server, thread = _http_upstream()
+    upstream = f"127.0.0.1:{server.getsockname()[1]}"
+    port = proxy_under.set_route("web", upstream, protocol="http")
+    proxy_under.add_toxic("web", "bandwidth", "upstream", {"rate_kbps": 800}, scope="tok")
+    body = b"x" * 20_000
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.sendall(
+                b"POST /items HTTP/1.1\r\nHost: x\r\nX-Livesandbox-Test: tok\r\n"
+                b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body)
+            )
+            for start in range(0, len(body), 100):
+                sock.sendall(body[start : start + 100])
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        assert answer.endswith(b"got 20000"), answer[-200:]
+    finally:
+        server.close()
+        thread.join(5)

@@ -46,6 +46,13 @@ from ...locations import state_root
 from ...protocol import ListScope, SandboxHealth, SandboxRecord
 from ...readiness import HttpReady, wait_until_ready
 from ...redaction import redact_error
+from .app import (
+    APP_COMPONENTS,
+    DB_COMPONENTS,
+    component_images,
+    container_port,
+    ensure_running,
+)
 from .chaos import DockerChaos
 from .health import docker_health
 from .host import connect, daemon_address, ensure_image, with_free_port
@@ -64,62 +71,8 @@ from .resources import (
 if TYPE_CHECKING:
     from ...chaos.markers import ChaosPlan
 
-DEFAULT_POSTGRES_IMAGE = "postgres:15"
-APP_COMPONENTS = ("app", "backend")
-DB_COMPONENTS = ("postgres", "db")
-DEFAULT_APP_PORT = 8000
 # application_name of the app's database sessions, as the local backend sets it (chaos finds them).
 APP_SESSION_NAME = "livesandbox-app"
-
-
-def component_images(images: tuple[tuple[str, str], ...]) -> tuple[str | None, str]:
-    """``(app image or None, postgres image)`` from ``--sandbox-image`` pairs.
-
-    >>> component_images((("app", "myapp:dev"),))
-    ('myapp:dev', 'postgres:15')
-    """
-    app: str | None = None
-    postgres = DEFAULT_POSTGRES_IMAGE
-    for component, image in images:
-        if component in APP_COMPONENTS:
-            app = image
-        elif component in DB_COMPONENTS:
-            postgres = image
-        else:
-            raise ProvisionError(
-                f"--sandbox-image {component}={image}: the docker backend runs the components "
-                "app (alias backend) and postgres (alias db); use app=IMAGE or postgres=IMAGE"
-            )
-    return app, postgres
-
-
-def container_port(app_env: dict[str, str], exposed: dict[str, Any] | None) -> int:
-    """The port the app listens on inside its container.
-
-    ``PORT`` from the app environment, else the image's one exposed TCP port, else 8000.
-
-    >>> container_port({}, {"8080/tcp": {}}), container_port({"PORT": "9000"}, None)
-    (8080, 9000)
-    """
-    if app_env.get("PORT", "").isdigit():
-        return int(app_env["PORT"])
-    tcp = [int(p.split("/")[0]) for p in (exposed or {}) if p.endswith("/tcp")]
-    return tcp[0] if len(tcp) == 1 else DEFAULT_APP_PORT
-
-
-def ensure_running(container: Any, image: str) -> None:
-    """Raise :class:`AppCrashed` with exit code and last log lines if the app container stopped."""
-    container.reload()
-    if container.status not in ("exited", "dead"):
-        return
-    state = container.attrs.get("State", {})
-    oom = " (killed for exceeding its memory limit)" if state.get("OOMKilled") else ""
-    raise AppCrashed(
-        f"the app container (image {image}) exited with code {state.get('ExitCode')}{oom} during "
-        f"start-up.\nLast log lines:\n{logs_tail(container)}\n"
-        "Hint: run the image yourself with DATABASE_URL and PORT set to see why, e.g. "
-        f"`docker run --rm -e DATABASE_URL=postgresql://... -e PORT=8000 {image}`."
-    )
 
 
 class DockerBackend:
@@ -402,7 +355,7 @@ class DockerBackend:
         shutil.rmtree(state_root() / record.id, ignore_errors=True)
         lease_file(record.id).remove()
 
-    def renewlease_file(self, info: SandboxInfo, until: float) -> None:
+    def renew_lease(self, info: SandboxInfo, until: float) -> None:
         """Extend the lease file in the state folder (container labels cannot change)."""
         lease_file(info.id).renew(info.run_id, until)
 

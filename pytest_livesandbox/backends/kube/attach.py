@@ -24,6 +24,7 @@ from . import postgres as pg
 from .client import KubeTarget
 from .names import render_url_template
 from .portforward import PortForwarder
+from .rollout import RolloutReady
 
 # (target, info, namespace, selector, port, name) -> a started port-forward
 Forward = Callable[[KubeTarget, SandboxInfo, str, str, "int | str", str], PortForwarder]
@@ -105,3 +106,43 @@ def _attached_database(
         admin_user=pg.ADMIN_USER,
         admin_password=field(admin, "POSTGRES_PASSWORD"),
     )
+
+
+def await_postgres(
+    forward: Forward,
+    target: KubeTarget,
+    info: SandboxInfo,
+    namespace: str,
+    admin_password: str,
+    app_password: str,
+    deadline: float,
+) -> DatabaseInfo:
+    """Forward to the sandbox's PostgreSQL and wait until it takes the app role's logins."""
+    forwarder = forward(target, info, namespace, pg.SELECTOR, pg.PORT, "db")
+    db = DatabaseInfo(
+        "127.0.0.1",
+        forwarder.port,
+        pg.APP_DB,
+        pg.APP_USER,
+        app_password,
+        admin_user=pg.ADMIN_USER,
+        admin_password=admin_password,
+    )
+    probe = pg.PostgresProbe(db.url(admin=True), pg.APP_USER, app_password, pg.APP_DB)
+    wait_until_ready(
+        RolloutReady(
+            target,
+            namespace,
+            [("StatefulSet", pg.NAME)],
+            what=f"PostgreSQL in namespace {namespace}",
+            selector=pg.SELECTOR,
+            probe=probe.check,
+            probe_hint=probe.hint,
+            probed=("StatefulSet", pg.NAME),
+            secrets=(admin_password, app_password),
+        ),
+        timeout=max(deadline - time.monotonic(), 0.1),
+        interval=0.1,
+        max_interval=0.25,
+    )
+    return db

@@ -44,7 +44,7 @@ from . import faultproxy as fp
 from . import manifests as mf
 from . import postgres as pg
 from . import sandboxes
-from .attach import attach_namespace
+from .attach import attach_namespace, await_postgres
 from .chaos import KubeChaos
 from .checks import config_problems
 from .client import KubeTarget, connect
@@ -194,8 +194,8 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
             if proxy is not None and proxy.db_host:
                 host = proxy.db_host
             in_cluster = DatabaseInfo(host, pg.PORT, pg.APP_DB, pg.APP_USER, app_password)
-            info.db = self._await_postgres(
-                target, info, namespace, admin_password, app_password, deadline
+            info.db = await_postgres(
+                self._forward, target, info, namespace, admin_password, app_password, deadline
             )
             if proxy is not None:
                 proxy.wait(target, deadline - time.monotonic())
@@ -254,44 +254,6 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
             )
         info.extra["manifests"] = str(source)
         return objs
-
-    def _await_postgres(
-        self,
-        target: KubeTarget,
-        info: SandboxInfo,
-        namespace: str,
-        admin_password: str,
-        app_password: str,
-        deadline: float,
-    ) -> DatabaseInfo:
-        forwarder = self._forward(target, info, namespace, pg.SELECTOR, pg.PORT, "db")
-        db = DatabaseInfo(
-            "127.0.0.1",
-            forwarder.port,
-            pg.APP_DB,
-            pg.APP_USER,
-            app_password,
-            admin_user=pg.ADMIN_USER,
-            admin_password=admin_password,
-        )
-        probe = pg.PostgresProbe(db.url(admin=True), pg.APP_USER, app_password, pg.APP_DB)
-        wait_until_ready(
-            RolloutReady(
-                target,
-                namespace,
-                [("StatefulSet", pg.NAME)],
-                what=f"PostgreSQL in namespace {namespace}",
-                selector=pg.SELECTOR,
-                probe=probe.check,
-                probe_hint=probe.hint,
-                probed=("StatefulSet", pg.NAME),
-                secrets=(admin_password, app_password),
-            ),
-            timeout=max(deadline - time.monotonic(), 0.1),
-            interval=0.1,
-            max_interval=0.25,
-        )
-        return db
 
     def _await_app(
         self,

@@ -31,19 +31,17 @@ from ...config import SandboxConfig
 from ...errors import DatabaseStartError
 from ...faultproxy.client import EXTRA_KEY as PROXY_KEY
 from ...info import DatabaseInfo, SandboxInfo, default_owner
-from ...locations import cache_root, state_root
+from ...locations import state_root
 from ...postgres.embedded import (
     ADMIN_USER,
     APP_DB,
     APP_USER,
     PostgresBinaries,
     PostgresServer,
-    RunAs,
     copy_template,
     ensure_template,
     free_port,
     unprivileged_user,
-    world_reachable,
 )
 from ...postgres.migrate import MIGRATE_LOG
 from ...postgres.migrate import run_local as run_migrations
@@ -57,6 +55,7 @@ from .clock import app_clock_env
 from .health import local_health
 from .launcher import ProxyProcess, start_proxy, supervised, watched_pid
 from .limits import remove_sandbox_cgroups
+from .pgctl import postmaster_pid_of, private_data_dir
 from .records import LocalRecord, local_records, unowned_folder_hint, write_state
 from .warm import claim, heal, lease_file, save_secrets, write_lease
 
@@ -299,7 +298,7 @@ class LocalBackend:
         elif info.extra.get("postgres_pid"):
             terminate(int(info.extra["postgres_pid"]), 10.0, group=True, first=signal.SIGINT)
         # A chaos kill_db may have restarted the server from another process: stop that one too.
-        restarted = _postmaster_pid(info.extra.get("postgres_datadir"))
+        restarted = postmaster_pid_of(info.extra.get("postgres_datadir"))
         if restarted:
             terminate(restarted, 10.0, group=True, first=signal.SIGINT)
         # A run killed mid-test may leave a chaos cgroup (it lives outside the sandbox folder).
@@ -341,7 +340,7 @@ class LocalBackend:
         """PostgreSQL, the fault proxy and the app's supervisor still run (a few ``kill 0``)."""
         server = self._servers.get(info.id)
         code = server.process.poll() if server is not None and server.process else None
-        return local_health(info, _postmaster_pid(info.extra.get("postgres_datadir")), code)
+        return local_health(info, postmaster_pid_of(info.extra.get("postgres_datadir")), code)
 
     def chaos(self, info: SandboxInfo, owner: str) -> LocalChaos:
         """The local chaos driver (fault proxy, supervisor, cgroups, pg_ctl)."""
@@ -393,28 +392,3 @@ class LocalBackend:
     def unowned_hint(sandbox_id: str) -> str | None:
         """Why ``down`` refused a folder that is not ours (None when there is none)."""
         return unowned_folder_hint(sandbox_id)
-
-
-def private_data_dir(workdir: Path, runas: RunAs | None) -> Path:
-    """Where this sandbox's PostgreSQL data goes: inside ``workdir`` if the server can reach it.
-
-    When the server runs as ``nobody`` and ``workdir`` sits under a private folder (pytest's
-    ``tmp_path`` is one), the data goes to a reachable folder under the cache instead.
-    """
-    if runas is None or world_reachable(workdir):
-        return workdir / "pgdata"
-    holder = cache_root() / "data" / workdir.name
-    holder.mkdir(mode=0o755, parents=True)
-    return holder / "pgdata"
-
-
-def _postmaster_pid(datadir: str | None) -> int | None:
-    if not datadir:
-        return None
-    try:
-        pid = int((Path(datadir) / "postmaster.pid").read_text().split()[0])
-        # A stale file after a crash may name a reused pid: only trust a postgres on our data.
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except (OSError, ValueError, IndexError):
-        return None
-    return pid if datadir.encode() in cmdline else None

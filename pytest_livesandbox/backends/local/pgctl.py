@@ -16,7 +16,8 @@ from pathlib import Path
 
 from ...errors import ChaosError
 from ...info import SandboxInfo
-from ...postgres.embedded import PostgresBinaries, PostgresServer, RunAs
+from ...locations import cache_root
+from ...postgres.embedded import PostgresBinaries, PostgresServer, RunAs, world_reachable
 from ...processes import process_alive
 
 
@@ -66,3 +67,29 @@ def start_postgres(info: SandboxInfo, timeout: float = 30.0) -> float:
         logfile=datadir / "postgres.log",
     )
     return server.start(timeout=timeout)
+
+
+def private_data_dir(workdir: Path, runas: RunAs | None) -> Path:
+    """Where this sandbox's PostgreSQL data goes: inside ``workdir`` if the server can reach it.
+
+    When the server runs as ``nobody`` and ``workdir`` sits under a private folder (pytest's
+    ``tmp_path`` is one), the data goes to a reachable folder under the cache instead.
+    """
+    if runas is None or world_reachable(workdir):
+        return workdir / "pgdata"
+    holder = cache_root() / "data" / workdir.name
+    holder.mkdir(mode=0o755, parents=True)
+    return holder / "pgdata"
+
+
+def postmaster_pid_of(datadir: str | None) -> int | None:
+    """The postmaster running on ``datadir`` (from its ``postmaster.pid``), or ``None``."""
+    if not datadir:
+        return None
+    try:
+        pid = int((Path(datadir) / "postmaster.pid").read_text().split()[0])
+        # A stale file after a crash may name a reused pid: only trust a postgres on our data.
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if datadir.encode() in cmdline else None
