@@ -54,6 +54,14 @@ def run_migration(
     job = migration_job(objs, cmd, remaining)
     extra["migrate_job"] = job
     code, logs, why = run_job(target, namespace, job, remaining)
+    if code != 0 and "OperationalError" in logs:
+        # The path to a server that just became Ready (Service, fault proxy pod) may lag it by
+        # a moment: a run that could not connect is tried again, as after a kill_db.
+        again = rerun_migration(
+            target, namespace, job, max(remaining - (time.monotonic() - began), 1.0)
+        )
+        if not again:
+            return round(time.monotonic() - began, 4)
     if code != 0:
         last = "\n".join(logs.splitlines()[-20:])
         raise migration_failed(cmd, why, last, f"kubectl -n {namespace} logs job/{JOB_NAME}")

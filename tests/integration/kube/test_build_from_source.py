@@ -196,8 +196,10 @@ def test_push_without_credentials_is_refused_with_a_hint_and_no_secret(
     )
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(
-        [f"*RegistryError: --sandbox-registry {addr}/lsbtest: the registry refused*HTTP 401*",
-         f"*Hint: log in with `docker login {addr}`*"]
+        [
+            f"*RegistryError: --sandbox-registry {addr}/lsbtest: the registry refused*HTTP 401*"
+            f"Hint: log in with `docker login {addr}`*"
+        ]
     )  # fmt: skip
     assert namespaces_with_prefix(core, prefix) == []
     isolated_state.assert_clean()
