@@ -69,7 +69,7 @@ class SandboxConfig:
         cfg = SandboxConfig.from_sources(
             cli={"backend": "local"}, env={}, ini={}, rootdir=Path(".")
         )
-        assert cfg.backend == "local" and cfg.startup_timeout == 30.0
+        assert cfg.enabled and cfg.startup_timeout == 30.0
     """
 
     backend: str = NO_BACKEND
