@@ -13,9 +13,9 @@ requests to the demo app and queries per test), measured by the same timing plug
 - the peer: testcontainers-python starting a PostgreSQL container per run (plus the demo app,
   as its conftest in peers.py does), the way a testcontainers user gets a database.
 
-It also measures the two ways ``postgres/snapshot.py`` can reset a reused database at 30 tables
-(truncate + seed reload vs clone from a template database) on an embedded PostgreSQL, which is
-how the default (truncate) was picked. Results go to docs/benchmarks.md.
+It also measures the ways ``postgres/reset.py`` can reset a reused database at 30 tables
+(the reset with small tables deleted + seed reload, the same with every table truncated, a clone
+from a template database) on an embedded PostgreSQL, which is how the default was picked. Results go to docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -151,7 +151,13 @@ def reset_strategies(tables: int = 30, rounds: int = 7) -> dict[str, float]:
 
     from pytest_livesandbox.backends.local.backend import LocalBackend
     from pytest_livesandbox.config import SandboxConfig
-    from pytest_livesandbox.postgres.snapshot import RESETS
+    from pytest_livesandbox.postgres.reset import CloneReset, DatabaseReset, SnapshotReset
+
+    strategies: dict[str, DatabaseReset] = {
+        "delete": SnapshotReset(),
+        "truncate": SnapshotReset(small_bytes=-1),  # every dirtied table truncated
+        "clone": CloneReset(),
+    }
 
     config = SandboxConfig.from_sources(
         cli={"backend": "local", "fault_proxy": False}, env={}, ini={}, rootdir=REPO
@@ -166,8 +172,7 @@ def reset_strategies(tables: int = 30, rounds: int = 7) -> dict[str, float]:
                 conn.execute(f"create index on t{t} (v)")
             conn.execute("insert into t0 (v) values ('seed')")  # post-startup seed data
         timings: dict[str, float] = {}
-        for name, kind in RESETS.items():
-            strategy = kind()
+        for name, strategy in strategies.items():
             strategy.snapshot(info.db)
             samples = []
             for _ in range(rounds):
@@ -296,11 +301,12 @@ def main() -> None:
         + ".\n\n"
         + pool_line(kube_pool)
         + "Database reset of a reused sandbox at 30 tables, 20 rows each dirtied (median of 7, "
-        f"embedded PostgreSQL): delete rows of non-empty tables + seed reload "
-        f"{resets['delete'] * 1000:.1f} ms, truncate all + seed reload "
+        f"embedded PostgreSQL): the reset (rows of dirtied tables deleted) + seed reload "
+        f"{resets['delete'] * 1000:.1f} ms, the same with the dirtied tables truncated "
         f"{resets['truncate'] * 1000:.1f} ms, clone from a template database "
-        f"{resets['clone'] * 1000:.1f} ms. The default is delete (`postgres/snapshot.py` "
-        "`DEFAULT_RESET`); delete and truncate keep the app's connections, a clone ends them.\n"
+        f"{resets['clone'] * 1000:.1f} ms. The default is the first (`postgres/reset.py` "
+        "`DEFAULT_RESET`, the same server-side reset `db_reset` runs per test); the first two "
+        "keep the app's connections, a clone ends them.\n"
         + ("\n" + "\n".join(notes) + "\n" if notes else "")
     )
     print(body)

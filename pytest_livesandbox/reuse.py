@@ -12,7 +12,7 @@ Backend-neutral; each backend stores the claim and lease its own way (``Backend.
     backend.keep_warm(info, time.time() + config.reuse_idle)   # at the end of the run
 
 A reused sandbox is reset before any test sees it: the database goes back to its post-startup
-snapshot (:mod:`.postgres.snapshot`), faults left in the chaos ledger are undone, and the app is
+snapshot (:mod:`.postgres.reset`), faults left in the chaos ledger are undone, and the app is
 restarted only if its health check fails. A sandbox that cannot be reset is removed and a new one
 provisioned.
 """
@@ -24,7 +24,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .errors import SandboxError
-from .postgres.snapshot import DEFAULT_RESET
+from .postgres.reset import DEFAULT_RESET
 from .reusekey import plugin_version, reuse_key
 
 if TYPE_CHECKING:
