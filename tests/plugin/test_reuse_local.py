@@ -237,3 +237,35 @@ def test_warm_pool_is_filled_claimed_and_topped_up(
     assert len(isolated_state.sandboxes()) == 3  # two waiting plus the one the run gave back
     (isolated_state.path / "warm-pool.log").unlink()
     remove_warm(isolated_state)
+
+
+SEED_MIGRATION = """
+import os, psycopg
+with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
+    conn.execute("create table if not exists seeds (id serial primary key, v text)")
+    conn.execute("insert into seeds (v) select 'seed' where not exists (select 1 from seeds)")
+"""
+
+
+def test_per_test_db_reset_never_empties_the_reuse_snapshot(
+    pytester: pytest.Pytester, isolated_state: IsolatedState
+) -> None:
+    # One reset module serves both: db_reset after each test must leave the reuse snapshot
+    # (schema livesandbox_snapshot) alone, so the next run still gets its seed row back.
+    pytester.makepyfile(migrate=SEED_MIGRATION)
+    pytester.makepyfile(
+        test_seed="""
+        def test_seed_row_is_there(live_http, live_db):
+            assert live_db.execute("select v from seeds").fetchall() == [("seed",)]
+            assert live_http.post("/items", json={"name": "dirty"}).status_code == 201
+        """
+    )
+    options = (
+        *REUSE,
+        f"--sandbox-migrate-cmd={sys.executable} migrate.py",
+        "--sandbox-db-reset=truncate",
+        "--sandbox-db-reset-keep=seeds",
+    )
+    for _ in range(2):
+        pytester.runpytest_subprocess(*options).assert_outcomes(passed=1)
+    remove_warm(isolated_state)
