@@ -103,14 +103,13 @@ def test_a_changed_app_command_does_not_reuse(
     remove_warm(isolated_state)
 
 
-def test_two_runs_at_once_get_two_sandboxes(
-    pytester: pytest.Pytester, isolated_state: IsolatedState
-) -> None:
-    pytester.makepyfile(test_clean=CLEAN_DB_TEST.replace("PAUSE = 0", "PAUSE = 2"))
-    pytester.runpytest_subprocess(*REUSE).assert_outcomes(passed=1)  # one warm sandbox
+def two_runs_at_once(pytester: pytest.Pytester, *options: str, timeout: float = 120) -> None:
+    """One run leaves a warm sandbox, then two start together: one claims it, one provisions."""
+    pytester.makepyfile(test_clean=CLEAN_DB_TEST.replace("PAUSE = 0", "PAUSE = 3"))
+    pytester.runpytest_subprocess(*options).assert_outcomes(passed=1)  # one warm sandbox
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "pytest", *REUSE],
+            [sys.executable, "-m", "pytest", *options],
             cwd=pytester.path,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -118,11 +117,17 @@ def test_two_runs_at_once_get_two_sandboxes(
         for _ in range(2)
     ]
     for proc in procs:
-        out, _ = proc.communicate(timeout=120)
+        out, _ = proc.communicate(timeout=timeout)
         assert proc.returncode == 0, out.decode()
     _, a, b = runs(pytester)
     assert a["id"] != b["id"]
     assert sorted([a["reused"], b["reused"]]) == [False, True]
+
+
+def test_two_runs_at_once_get_two_sandboxes(
+    pytester: pytest.Pytester, isolated_state: IsolatedState
+) -> None:
+    two_runs_at_once(pytester, *REUSE)
     assert len(isolated_state.sandboxes()) == 2
     remove_warm(isolated_state)
 

@@ -43,7 +43,7 @@ from ...images.pipeline import BuildResult, build_local
 from ...info import SandboxInfo, default_owner
 from ...lease import Lease
 from ...locations import state_root
-from ...protocol import ListScope, SandboxHealth, SandboxRecord
+from ...protocol import ListScope, SandboxHealth, SandboxRecord, own_sandbox_refusals
 from ...readiness import HttpReady, wait_until_ready
 from ...redaction import redact_error
 from ...reusekey import reuse_key
@@ -304,17 +304,7 @@ class DockerBackend:
 
     def check_config(self, config: SandboxConfig) -> list[str]:
         """Settings the docker backend cannot honour."""
-        problems = []
-        if config.attach:
-            problems.append(
-                "--sandbox-attach: the docker backend cannot attach to a sandbox; keep one with "
-                "--sandbox-keep, or use --sandbox=kube to attach to a namespace"
-            )
-        if config.db_dsn:
-            problems.append(
-                "--sandbox-db-dsn: the docker backend always runs its own PostgreSQL container; "
-                "drop the option or use --sandbox=kube"
-            )
+        problems = own_sandbox_refusals(config, self.name, "PostgreSQL container")
         for component, _, _ in config.build:
             if component not in (*APP_COMPONENTS, *DB_COMPONENTS):
                 problems.append(

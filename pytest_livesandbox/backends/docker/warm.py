@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import time
-import urllib.request
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from ...lease import Lease
 from ...locations import state_root
 from ...processes import process_alive
 from ...protocol import SandboxRecord
-from ...readiness import HttpReady, wait_until_ready
+from ...readiness import HttpReady, answers, wait_until_ready
 from .resources import (
     COMPONENT,
     MANAGED_BY_LABEL,
@@ -157,7 +156,7 @@ def heal(client: docker.DockerClient, info: SandboxInfo, config: SandboxConfig) 
     if not info.endpoint:
         return {"app_restarted": False}
     url = info.endpoint + config.health_path
-    if _answers(url):
+    if answers(url, PROBE_TIMEOUT):
         return {"app_restarted": False}
     name = str((info.extra.get("containers") or {}).get("app") or "")
     began = time.monotonic()
@@ -167,16 +166,6 @@ def heal(client: docker.DockerClient, info: SandboxInfo, config: SandboxConfig) 
         raise SandboxError(f"the warm sandbox {info.id}'s app container is gone: {exc}") from None
     wait_until_ready(HttpReady(url, what="the reused app"), timeout=config.startup_timeout)
     return {"app_restarted": True, "app_restart_s": round(time.monotonic() - began, 4)}
-
-
-def _answers(url: str) -> bool:
-    # One plain request (an HTTP client with TLS set up costs more than the whole reset).
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(url, timeout=PROBE_TIMEOUT) as response:
-            return 200 <= int(response.status) < 400
-    except (OSError, ValueError):
-        return False
 
 
 def warm_status(rec: DockerRecord, lease: Lease | None) -> str:

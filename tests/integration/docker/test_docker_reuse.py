@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from pytest_livesandbox.backends.docker.warm import REUSE_KEY
 from pytest_livesandbox.info import MANAGED_BY
 from tests.conftest import IsolatedState
 from tests.integration.docker.conftest import DEMO_APP_IMAGE, POSTGRES_IMAGE, DockerScope
+from tests.plugin.test_reuse_local import CLEAN_DB_TEST, cli, runs, start_hanging, two_runs_at_once
 
 OPTS = (
     "-p",
@@ -28,38 +28,9 @@ OPTS = (
 )
 REUSE = (*OPTS, "--sandbox-reuse")
 
-# Checks the database is clean, then writes a committed row through the app.
-CLEAN_DB_TEST = """
-import json, time
-
-PAUSE = 0
-
-def test_clean_then_write(livesandbox, live_http, live_db):
-    assert live_db.execute("select count(*) from items").fetchone()[0] == 0
-    assert live_http.post("/items", json={"name": "only-once"}).status_code == 201
-    time.sleep(PAUSE)
-    with open("ids.txt", "a") as out:
-        out.write(json.dumps({"id": livesandbox.info.id,
-                              "reused": livesandbox.info.extra.get("reused")}) + "\\n")
-"""
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pytest_livesandbox.cli", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-
 
 def scoped(command: str, scope: DockerScope, *extra: str) -> subprocess.CompletedProcess[str]:
     return cli(command, "--backend", "docker", "--owner", scope.owner, *extra)
-
-
-def runs(pytester: pytest.Pytester) -> list[dict[str, object]]:
-    lines = (pytester.path / "ids.txt").read_text().splitlines()
-    return [json.loads(line) for line in lines]
 
 
 def ready_s(report: Path) -> tuple[bool, float]:
@@ -133,23 +104,7 @@ def test_a_changed_config_provisions_a_fresh_sandbox(
 def test_two_runs_at_once_get_two_sandboxes(
     pytester: pytest.Pytester, isolated_state: IsolatedState, docker_scope: DockerScope
 ) -> None:
-    pytester.makepyfile(test_clean=CLEAN_DB_TEST.replace("PAUSE = 0", "PAUSE = 3"))
-    pytester.runpytest_subprocess(*REUSE).assert_outcomes(passed=1)  # one warm sandbox
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "pytest", *REUSE],
-            cwd=pytester.path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        for _ in range(2)
-    ]
-    for proc in procs:
-        out, _ = proc.communicate(timeout=180)
-        assert proc.returncode == 0, out.decode()
-    _, a, b = runs(pytester)
-    assert a["id"] != b["id"]
-    assert sorted([a["reused"], b["reused"]]) == [False, True]
+    two_runs_at_once(pytester, *REUSE, timeout=180)
     remove_warm(docker_scope, isolated_state)
 
 
@@ -158,27 +113,7 @@ def test_kill_9_during_a_reused_run_is_repaired_by_the_next(
 ) -> None:
     pytester.makepyfile(test_clean=CLEAN_DB_TEST)
     pytester.runpytest_subprocess(*REUSE, "test_clean.py").assert_outcomes(passed=1)
-    (pytester.path / "started").unlink(missing_ok=True)
-    pytester.makepyfile(
-        test_hang="""
-        import time
-
-        def test_hang(live_http):
-            live_http.post("/items", json={"name": "left-behind"})
-            open("started", "w").close()
-            time.sleep(120)
-        """
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", *REUSE, "test_hang.py"],
-        cwd=pytester.path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 90
-    while not (pytester.path / "started").exists():
-        assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.05)
+    proc = start_hanging(pytester, *REUSE)
     proc.send_signal(signal.SIGKILL)  # it claimed the warm sandbox and dirtied its database
     proc.wait()
     assert " orphaned " in scoped("ls", docker_scope).stdout
