@@ -232,8 +232,12 @@ def main() -> None:
         if problem:
             notes.append(f"- testcontainers could not run here: {problem}")
         else:
-            run(peer)  # warm-up
-            peer_runs = series(peer, args.runs)
+            try:
+                run(peer)  # warm-up
+                peer_runs = series(peer, args.runs)
+            except SystemExit as exc:  # the engine refused it (e.g. no default bridge network)
+                reason = next((ln for ln in str(exc).splitlines() if "Error" in ln), str(exc))
+                notes.append(f"- testcontainers could not run here: {reason.strip()[:300]}")
         docker_cold: list[dict[str, float]] = []
         docker_warm: list[dict[str, float]] = []
         if not args.no_docker and not problem:

@@ -35,6 +35,7 @@ from ...locations import state_root
 from ...processes import process_alive
 from ...protocol import SandboxRecord
 from ...readiness import HttpReady, answers, wait_until_ready
+from .host import ensure_image
 from .resources import (
     COMPONENT,
     MANAGED_BY_LABEL,
@@ -56,15 +57,16 @@ def reuse_labels(key: str) -> dict[str, str]:
 
 
 def image_parts(client: docker.DockerClient, images: tuple[str | None, str]) -> dict[str, str]:
-    """The reuse key's part of the docker backend: the app's and PostgreSQL's image ids."""
+    """The reuse key's part of the docker backend: the app's and PostgreSQL's image ids.
+
+    An image not on the daemon yet is pulled first (provisioning would), so the key a run
+    computes before provisioning is the one stamped on the containers it makes.
+    """
     parts = {}
     for component, image in zip(("app", "postgres"), images, strict=True):
-        if image is None:
-            continue
-        try:
+        if image is not None:
+            ensure_image(client, image, role=component)
             parts[component] = str(client.images.get(image).id)
-        except docker.errors.DockerException:
-            parts[component] = image  # not here yet: provisioning says how to get it
     return parts
 
 
