@@ -199,8 +199,9 @@ def pool_line(pool: list[dict[str, float]]) -> str:
     met = "met" if first <= POOL_TARGET_S else "not met"
     return (
         f"Kube pool claim, time to first test (target <= {POOL_TARGET_S} s): {first:.2f} s "
-        f"({met}); of it the claim itself (`ready_s`: claim, port-forwards, probe, reset) "
-        f"{ready:.3f} s, the rest is the pytest process starting and importing.\n\n"
+        f"({met}); of it `ready_s` {ready:.3f} s (importing the kubernetes client's core API, "
+        "the claim, two port-forwards, the health probe, the reset), the rest is the pytest "
+        "process starting and importing the plugin.\n\n"
     )
 
 
@@ -217,6 +218,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="livesandbox-warm-"))
     os.environ["LIVESANDBOX_STATE_DIR"] = str(work / "state")
     rows, notes = [], []
+    load_before = os.getloadavg()[0]
     try:
         resets = reset_strategies()
         ours = work / "ours"
@@ -236,7 +238,8 @@ def main() -> None:
                 run(peer)  # warm-up
                 peer_runs = series(peer, args.runs)
             except SystemExit as exc:  # the engine refused it (e.g. no default bridge network)
-                reason = next((ln for ln in str(exc).splitlines() if "Error" in ln), str(exc))
+                lines = str(exc).splitlines()
+                reason = next((ln[1:] for ln in lines if ln.startswith("E ") and "Error" in ln), "")
                 notes.append(f"- testcontainers could not run here: {reason.strip()[:300]}")
         docker_cold: list[dict[str, float]] = []
         docker_warm: list[dict[str, float]] = []
@@ -293,8 +296,10 @@ def main() -> None:
             ratio = median(warm, "ready_s") / median(cold, "ready_s")
             met = "met" if ratio <= 0.3 else "not met"
             ready_ratio.append(f"{name} {ratio:.2f}x ({met})")
+    load = f"load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
     body = (
-        f"`python benchmarks/warm_start.py --runs {args.runs} --tests {args.tests}`: the suite of "
+        f"`python benchmarks/warm_start.py --runs {args.runs} --tests {args.tests}` ({load}): "
+        "the suite of "
         "`peers.py` as real pytest runs, median of the runs; reused runs follow one warm-up run "
         "that leaves the sandbox warm. Ratio = time to first test against the cold run of the "
         "same backend (testcontainers: against local cold).\n\n"
