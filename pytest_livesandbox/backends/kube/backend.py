@@ -132,6 +132,16 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
         if config.url_template:
             check_url_template(config.url_template)
         route = parse_route(config.route, config.url_template)
+        namespace = namespace_name(config.namespace_prefix, info.id)
+        objs: list[dict[str, Any]] = []
+        pending = None
+        if not config.attach:
+            # Everything that can be wrong with the input is checked before anything is created.
+            built_components = [component for component, _, _ in config.build]
+            objs = self._app_objects(config, info, namespace, built_components)
+            # --sandbox-build: inputs checked now; build and push need no cluster, so they run
+            # while we connect and the namespace and PostgreSQL come up (failure: teardown).
+            pending = start_build(config)
         target = self.connect(config)
         self._targets[info.id] = target
         info.extra.update(
@@ -144,15 +154,7 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
             attach_namespace(config, info, target, deadline, self._forward)
             info.timings["app_ready_s"] = round(time.monotonic() - began, 4)
             return
-
-        namespace = namespace_name(config.namespace_prefix, info.id)
-        # Everything that can be wrong with the input is checked before anything is created.
-        built_components = [component for component, _, _ in config.build]
-        objs = self._app_objects(config, info, namespace, built_components)
         check_route_target(target, route)
-        # --sandbox-build: inputs checked now; build and push run while the namespace and
-        # PostgreSQL come up; the app objects wait for the pushed digest (failure: teardown).
-        pending = start_build(config)
         sha = git_sha(config.app_cwd)
         # Leased from the start, with room for the start-up: a run killed now still lapses.
         lease = Lease("held", info.run_id, time.time() + config.startup_timeout + config.lease)
@@ -239,8 +241,10 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
             # The control API listens on the pod's loopback: reached through the API server only.
             control = self._forward(target, info, namespace, fp.SELECTOR, fp.CONTROL_PORT, "proxy")
             info.extra["fault_proxy"] = {"control_port": control.port, "routes": proxy.routes}
+        app_selector = None
         if endpoint is not None:
             selector, port, probed = endpoint
+            app_selector = selector
             if proxy is not None and "app" in proxy.routes:
                 selector, port = fp.SELECTOR, fp.ROUTE_PORTS["app"]  # the client goes through it
             forwarder = self._forward(target, info, namespace, selector, port, "app")
@@ -258,6 +262,7 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
                         probe=probe.check if probe else None,
                         probe_hint=probe.hint if probe else None,
                         probed=probed,
+                        probe_selector=app_selector,
                         secrets=secrets_,
                     ),
                     timeout=max(deadline - time.monotonic(), 0.1),
