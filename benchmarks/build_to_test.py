@@ -190,11 +190,18 @@ def fresh_engine() -> Iterator[str]:
     """A private, empty Docker engine (no image, no layer cache); yields its DOCKER_HOST."""
     root = Path(tempfile.mkdtemp(prefix="lsb-eng-", dir="/tmp"))  # short: a socket lives here
     sock = root / "d.sock"
+    # Its own bridge, made here: NOT --bridge=none, with which dockerd deletes the host's docker0
+    # (the other engine's default bridge) at start.
+    bridge = f"lsbe{os.getpid() % 100000}"
+    ip = ["ip", "link", "add", bridge, "type", "bridge"]
+    subprocess.run(ip, check=True)
+    subprocess.run(["ip", "addr", "add", "10.254.213.1/24", "dev", bridge], check=True)
+    subprocess.run(["ip", "link", "set", bridge, "up"], check=True)
     log = (root / "dockerd.log").open("w")
     proc = subprocess.Popen(
         ["dockerd", "--data-root", str(root / "data"), "--exec-root", str(root / "x"),
          "--pidfile", str(root / "pid"), "--host", f"unix://{sock}", "--iptables=false",
-         "--ip6tables=false", "--bridge=none"],
+         "--ip6tables=false", f"--bridge={bridge}"],
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     host = f"unix://{sock}"
@@ -217,6 +224,7 @@ def fresh_engine() -> Iterator[str]:
             proc.kill()
             proc.wait(10)
         log.close()
+        subprocess.run(["ip", "link", "del", bridge], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
 
 

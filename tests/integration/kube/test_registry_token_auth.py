@@ -163,3 +163,47 @@ def test_a_wrong_password_is_a_registry_error_naming_the_token_service(
     assert not [s for s in front.seen if s[0] in ("POST", "PUT", "PATCH")]  # nothing pushed
     assert namespaces_with_prefix(core, prefix) == []
     isolated_state.assert_clean()
+
+
+def test_without_credentials_the_anonymous_token_pulls_but_the_push_is_refused(
+    pytester: pytest.Pytester,
+    isolated_state: IsolatedState,
+    core: Any,
+    registry_addr: str,
+    token_registry: TokenAuthRegistry,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    # Docker Hub's public-repository behaviour: anyone gets a pull token, pushing needs a login.
+    front = token_registry
+    empty = tmp_path / "empty-docker-config"
+    empty.mkdir()
+    monkeypatch.setenv("DOCKER_CONFIG", str(empty))
+    args = run_args(pytester, registry_addr, front)
+    app = changed_demo_app(pytester.path / "app", f"a{uuid.uuid4().hex[:8]}")
+    prefix = f"tok{uuid.uuid4().hex[:6]}"
+    pytester.makepyfile(test_x="def test_a(live_url):\n    pass\n")
+    result = pytester.runpytest_subprocess(
+        *args, f"--sandbox-build=backend={app}", f"--sandbox-namespace-prefix={prefix}"
+    )
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            f"*RegistryError: pushing {front.addr}/lsbtest/backend:ls-* was refused by "
+            f"{front.addr}: *Hint: give the engine credentials for it (`docker login {front.addr}`*"
+        ]
+    )
+    assert "Traceback" not in result.stdout.str()
+    # Our HEAD went through with an anonymous token (the tag was absent), the push did not.
+    assert ("GET", False) in front.token_requests and ("GET", True) not in front.token_requests
+    assert not [s for s in front.seen if s[0] in ("PUT", "PATCH") or s[2] in (201, 202)]
+    assert_no_secret(outputs(pytester, result), front)
+    assert namespaces_with_prefix(core, prefix) == []
+    isolated_state.assert_clean()
+    repository = f"{front.addr}/lsbtest/backend"
+    built = subprocess.run(
+        ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", repository],
+        capture_output=True, text=True,
+    ).stdout.split()  # fmt: skip
+    if built:
+        subprocess.run(["docker", "rmi", *built], capture_output=True)
