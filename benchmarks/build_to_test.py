@@ -85,14 +85,22 @@ echo "$t0 $t1 $t2 $t3 $t4"
 """
 
 
-NOTE = """Measured under a load average of 15-18 on the 2 shared cores (other sessions' suites), so the
-absolute numbers are high and noisy; the same machine with no build gave a kube bring-up of
-19.3 s at that moment (4.5 s to the namespace alone). Warm is under the 30 s target; the 0.7x
-target is not met (0.79x warm, 0.90x cold): build + push (3-4 s) is hidden behind the namespace
-and PostgreSQL, but the rest (PostgreSQL Ready, then the app's rollout) is the same work the
-pipeline does, and the pipeline starts the app's pod while PostgreSQL initialises. Cold here
-means a new tree; the base image's layers were already in the registry and the engine (pushed
-by `cluster/registry-up`), as on any runner after its first build.
+NOTE = """What the bring-up overlaps now: the build starts before we connect to the cluster (it
+needs none); the app's Deployment (or the first migration Job) is created as soon as the digest
+and the DSN Secret are known, while PostgreSQL initialises, its pods held by the
+`livesandbox-wait-db` init container until the app role logs in; the health probe waits for a
+pod behind the endpoint to run its containers. Profiled warm runs (load ~7): 2.7-4.0 s of
+pytest + plugin start-up before provisioning begins; namespace at 2.0-3.9 s, most of it
+importing kubernetes-client 37's pydantic models (1.7-3.4 s at that load: the pipeline's
+kubectl has no such cost); images ready at 2.3-4.4 s (hidden behind it); PostgreSQL ready
+2.8-4.4 s after the app's objects exist; the app ready 2.1-3.5 s later (init container exit ->
+kubelet starts the app container, ~1 s; the app's image is pulled only then, as the kubelet
+pulls per container in order; then its readiness probe, period 2 s, since the tests' route
+through the fault proxy needs the Service endpoint). Under the load of this run the Python-side
+CPU (start-up, imports, port-forwards) dominates and the warm ratio is far from 0.7x; the same
+code at load ~7 gave warm 9.7-17.2 s for ours (not measured against the pipeline at that load).
+Before this change, at load 1.7-3 (main, same script but cold = a new tree): warm 6.9 s vs
+8.6 s (0.80x).
 
 Cold CI cost of the registry: `cluster/build-registry` 83 s (empty Go build cache, module cache
 filled, load ~11), `cluster/registry-up` pushing the 170 MB base image 9 s, warm runs of both
