@@ -39,9 +39,9 @@ def test_proxy_deployment_passes_the_restricted_pod_security_standard() -> None:
     assert "hostNetwork" not in pod and "volumes" not in pod
     assert container["args"][-4:] == [
         "--route",
-        "app=18000=10.96.0.10:80",
+        "app=18000=10.96.0.10:80=http",
         "--route",
-        "db=15432=10.96.0.9:5432",
+        "db=15432=10.96.0.9:5432=tcp",
     ]
     assert container["readinessProbe"]["tcpSocket"]["port"] == 18000
 
