@@ -73,11 +73,21 @@ def test_gke_example_runs_over_the_routed_https_url(
 
 INGRESS_TEST = """
 import httpx
+import pytest
 
 def test_public(live_url, livesandbox):
     assert live_url.startswith("https://sb-")
     assert livesandbox.info.extra["route"]["spec"] == "ingress:traefik"
     assert httpx.get(live_url + "/healthz").status_code == 200
+
+# Scoped to this test: its X-Livesandbox-Test header crosses the router to the proxy pod.
+@pytest.mark.http_fault(status=503, times=1, path="/healthz")
+def test_public_http_fault(live_http):
+    assert live_http.base_url.scheme == "https"
+    # Without the header (another test's request): never faulted.
+    assert httpx.get(str(live_http.base_url).rstrip("/") + "/healthz").status_code == 200
+    assert live_http.get("/healthz").status_code == 503
+    assert live_http.get("/healthz").status_code == 200
 """
 
 
@@ -85,8 +95,13 @@ def test_ingress_route_is_made_awaited_and_removed(
     pytester: pytest.Pytester, isolated_state: IsolatedState, ci_env: None
 ) -> None:
     example(pytester, "kube", INGRESS_TEST)
-    result = pytester.runpytest_subprocess(TEMPLATE, "--sandbox-route=ingress:traefik")
-    result.assert_outcomes(passed=1)
+    result = pytester.runpytest_subprocess(
+        TEMPLATE, "--sandbox-route=ingress:traefik", "--sandbox-report=r.jsonl"
+    )
+    result.assert_outcomes(passed=2)
+    events = run_events(pytester.path / "r.jsonl")
+    (fault,) = next(e for e in events if e.get("nodeid", "").endswith("http_fault"))["chaos"]
+    assert (fault["hits"], fault["requests_seen"]) == (1, 2), fault
     isolated_state.assert_clean()
 
 
