@@ -46,14 +46,6 @@ def test_baseline_before(baseline: dict[str, float]) -> None:
     assert baseline["/healthz"] < 0.2
 
 
-# Seen in CI on kube: a request through the proxy pod's app route sometimes hangs or is cut
-# (issue 12 stays open for it); local and gke passed. Not strict, so it shows as xpassed.
-PROXY_POD_FLAKE = pytest.mark.xfail(
-    strict=False, reason="intermittent hang through the kube fault-proxy pod (issue 12)"
-)
-
-
-@PROXY_POD_FLAKE
 @pytest.mark.latency(ms=200, target="app")
 def test_app_latency(live_http: httpx.Client, baseline: dict[str, float]) -> None:
     times = timed(live_http, "/healthz")
@@ -88,7 +80,6 @@ def test_db_reset(live_http: httpx.Client) -> None:
     assert response.status_code == 503, response.text
 
 
-@PROXY_POD_FLAKE
 @pytest.mark.network_fault(kind="bandwidth", target="app", rate_kbps=80, direction="upstream")
 def test_bandwidth(live_url: str, request: pytest.FixtureRequest) -> None:
     # A 20 KB body at 80 kbit/s (10 KB/s) takes about 2 s to reach the app; unthrottled, ms.
@@ -122,4 +113,6 @@ def test_imperative(chaos, live_http: httpx.Client) -> None:
 
 
 def test_baseline_after(live_http: httpx.Client, baseline: dict[str, float]) -> None:
-    assert statistics.median(timed(live_http, "/healthz")) < baseline["/healthz"] + LEFTOVER_S
+    # The fastest of 5, like the baseline: a leftover fault (>= 100 ms) would raise it too, while
+    # the median through a kube port-forward on a loaded 2-core machine wanders by ~100 ms.
+    assert min(timed(live_http, "/healthz")) < baseline["/healthz"] + LEFTOVER_S
