@@ -31,6 +31,7 @@ from .names import BACKEND_LABEL, REUSE_KEY_LABEL, expires_at, lease_annotations
 from .namespace import NamespaceRecord, list_sandboxes, record_of
 
 if TYPE_CHECKING:
+    from .artifacts import Collector
     from .client import KubeTarget
     from .portforward import PortForwarder
 
@@ -117,6 +118,7 @@ class WarmNamespaces:
     _targets: dict[str, KubeTarget]
     _forwarders: dict[str, list[PortForwarder]]
     _forward: Forward
+    _artifacts: Collector
     demo_manifests: ClassVar[Path]
 
     def connect(self, config: SandboxConfig) -> KubeTarget:
@@ -176,6 +178,7 @@ class WarmNamespaces:
         """Stop the port-forwards; mark the namespace warm for its reuse key (or kept)."""
         for forwarder in self._forwarders.pop(info.id, []):
             forwarder.close()
+        self._artifacts.stop(info)
         target = self._targets.pop(info.id, None)
         if target is None or info.namespace is None or info.extra.get("attached"):
             return  # an attached namespace is not ours to lease

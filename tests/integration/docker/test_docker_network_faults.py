@@ -1,4 +1,4 @@
-"""Latency, every network_fault kind and http_fault on --sandbox=docker, through its proxy container.
+"""Latency, every network_fault kind and http_fault on --sandbox=docker, via its proxy container.
 
 The inner tests are the files the local backend passes (tests/examples/chaos_network.py,
 chaos_http.py, chaos_scoped.py), so the semantics match: recorded, verified, counted (hits).

@@ -226,3 +226,45 @@ def test_a_failed_test_carries_its_pod_logs_events_and_pod_changes(
     assert str(files[0]) in (pytester.path / "j.xml").read_text()
     assert files[0].name in (pytester.path / "r.html").read_text()
     isolated_state.assert_clean()
+
+
+EVICTED = """
+import time
+
+import httpx
+from kubernetes.client import ApiException
+
+def test_fails_after_an_eviction(live_url, chaos, livesandbox):
+    with httpx.Client(base_url=live_url, timeout=10) as client:
+        assert client.get("/items/535353").status_code == 404  # the evicted pod logs this
+    record = chaos.evict("backend")  # returns once the replacement is Ready
+    core = chaos.driver.target.core
+    for _ in range(300):  # until the API has forgotten the pod and its logs
+        try:
+            core.read_namespaced_pod(record["pod"], livesandbox.info.namespace)
+        except ApiException as exc:
+            assert exc.status == 404
+            break
+        time.sleep(0.2)
+    else:
+        raise RuntimeError("the evicted pod did not go within 60 s")
+    assert False, f"on purpose; evicted {record['pod']}"
+"""
+
+
+def test_logs_of_a_pod_deleted_during_the_test_are_kept(
+    pytester: pytest.Pytester, isolated_state: IsolatedState, kube_client: Any
+) -> None:
+    example(pytester, "kube", EVICTED)
+    result = pytester.runpytest_subprocess("--sandbox-report=r.jsonl")
+    result.assert_outcomes(failed=1)
+    (finished,) = [
+        e for e in run_events(pytester.path / "r.jsonl") if e["event"] == "test_finished"
+    ]
+    evicted = finished["chaos"][0]["pod"]
+    files = {Path(p).name: Path(p) for p in finished["artifacts"]}
+    log = files.get(f"{evicted}.backend.log")
+    assert log is not None, sorted(files)
+    assert "GET /items/535353 404" in log.read_text(), log.read_text()[-2000:]
+    assert f"pod/{evicted} deleted" in files["pods.txt"].read_text()
+    isolated_state.assert_clean()
