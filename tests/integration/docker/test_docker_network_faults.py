@@ -119,3 +119,23 @@ def test_without_the_proxy_the_app_reaches_postgres_directly(
     pytester.runpytest_subprocess().assert_outcomes(passed=1)
     assert docker_scope.leftovers() == []
     isolated_state.assert_clean()
+
+
+def test_a_missing_proxy_image_is_one_readable_error(
+    pytester: pytest.Pytester, isolated_state: IsolatedState, docker_scope: DockerScope
+) -> None:
+    docker_ini(pytester)
+    pytester.makepyfile(test_a="def test_a(live_url):\n    pass\n")
+    result = pytester.runpytest_subprocess(
+        "--sandbox-image=fault-proxy=localhost/livesandbox/no-such-proxy:1"
+    )
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(
+        [
+            "*the fault-proxy image 'localhost/livesandbox/no-such-proxy:1' is not on this "
+            "Docker host and could not be pulled*",
+        ]
+    )
+    assert "--sandbox-image fault-proxy=IMAGE" in result.stdout.str() + result.stderr.str()
+    assert docker_scope.leftovers() == []
+    isolated_state.assert_clean()
