@@ -2,7 +2,9 @@
 
 The same assertions on every backend (local, docker, kube, gke): the proxy never delivers early,
 so a ``latency`` fault adds at least ``ms`` (minus 1 ms of timer granularity) to each timed
-request; the median may exceed it by 75 ms on a busy 2-core machine (see chaos_effects.py).
+request, and the fastest timed request exceeds the fastest baseline one by at most 75 ms (the
+fastest, not the median: through a kube port-forward on a loaded 2-core machine each fresh
+connection's set-up wanders by 100 ms and more; the proxy's accuracy is measured in benchmarks/).
 Each timed request uses a fresh connection (``Connection: close``). Client -> app faults are
 scoped to their test: a client of the test's own (raw socket, own httpx client) sends the scope
 header (``scope_headers(nodeid)``), as ``live_http`` does.
@@ -11,7 +13,6 @@ header (``scope_headers(nodeid)``), as ``live_http`` does.
 from __future__ import annotations
 
 import socket
-import statistics
 import time
 from urllib.parse import urlsplit
 
@@ -50,14 +51,14 @@ def test_baseline_before(baseline: dict[str, float]) -> None:
 def test_app_latency(live_http: httpx.Client, baseline: dict[str, float]) -> None:
     times = timed(live_http, "/healthz")
     assert min(times) >= 0.2 - SLACK_LOW_S, times
-    assert statistics.median(times) - baseline["/healthz"] <= 0.2 + SLACK_HIGH_S, times
+    assert min(times) - baseline["/healthz"] <= 0.2 + SLACK_HIGH_S, times
 
 
 @pytest.mark.latency(ms=100, target="db", direction="downstream")
 def test_db_latency(live_http: httpx.Client, baseline: dict[str, float]) -> None:
     times = timed(live_http, "/db-sleep?ms=0", 3)
     assert min(times) >= 0.1 - SLACK_LOW_S, times
-    assert statistics.median(times) - baseline["/db-sleep?ms=0"] <= 3 * 0.1 + SLACK_HIGH_S, times
+    assert min(times) - baseline["/db-sleep?ms=0"] <= 3 * 0.1 + SLACK_HIGH_S, times
 
 
 @pytest.mark.network_fault(kind="reset", target="app")
