@@ -2,7 +2,7 @@
 
 The same assertions on every backend (local, docker, kube, gke): the proxy never delivers early,
 so a ``latency`` fault adds at least ``ms`` (minus 1 ms of timer granularity) to each timed
-request, and the fastest timed request exceeds the fastest baseline one by at most 75 ms (the
+request, and the fastest timed request exceeds the fastest baseline one by at most 150 ms (the
 fastest, not the median: through a kube port-forward on a loaded 2-core machine each fresh
 connection's set-up wanders by 100 ms and more; the proxy's accuracy is measured in benchmarks/).
 Each timed request uses a fresh connection (``Connection: close``). Client -> app faults are
@@ -24,8 +24,8 @@ from pytest_livesandbox.chaos.scope import scope_headers
 from pytest_livesandbox.faultproxy.client import ProxyClient
 
 SLACK_LOW_S = 0.001
-SLACK_HIGH_S = 0.075
-LEFTOVER_S = 0.09  # below the smallest latency here (100 ms): a leftover one still shows
+SLACK_HIGH_S = 0.15  # still catches a doubled delay (every latency here is >= 100 ms)
+LEFTOVER_S = 0.25  # gross slowness only: a leftover toxic is caught exactly by toxics() == []
 
 
 def timed(client: httpx.Client, path: str, n: int = 5) -> list[float]:
@@ -121,6 +121,6 @@ def test_baseline_after(
     # No toxic is left on the proxy (every backend's control API answers from the test process).
     proxy = ProxyClient.from_info(livesandbox.info)
     assert proxy is not None and proxy.toxics() == []
-    # The fastest of 5, like the baseline: a leftover fault (>= 100 ms) would raise it too, while
-    # the median through a kube port-forward on a loaded 2-core machine wanders by ~100 ms.
+    # The fastest of 5, like the baseline; through a kube port-forward at load 15+ on 2 cores even
+    # the fastest fresh connection was seen 130 ms above the baseline's, with no toxic left.
     assert min(timed(live_http, "/healthz")) < baseline["/healthz"] + LEFTOVER_S
