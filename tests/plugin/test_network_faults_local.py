@@ -1,4 +1,4 @@
-"""The network-fault inner file every proxy backend runs (docker, kube, gke), on the local backend."""
+"""The network-fault inner file the docker, kube and gke tests run, on the local backend."""
 
 from __future__ import annotations
 
