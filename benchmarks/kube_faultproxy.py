@@ -103,7 +103,7 @@ def test_measure(livesandbox, chaos):
     base, _ = run_client(core, ns, "base", proxied_ip, 80, 20, 1)
     for ms in (50, 200, 1000):
         with chaos.latency(ms, target="app"):
-            n = 20 if ms < 1000 else 6
+            n = 20 if ms < 1000 else 10
             with_ms, _ = run_client(core, ns, f"lat{ms}", proxied_ip, 80, n, 1)
         accuracy[ms] = (with_ms - base) * 1000 - ms
     out["accuracy_ms"] = accuracy
