@@ -294,6 +294,7 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
                         probe_hint=probe.hint if probe else None,
                         probed=probed,
                         secrets=secrets_,
+                        health_path=config.health_path,
                     ),
                     timeout=max(deadline - time.monotonic(), 0.1),
                     interval=0.1,
