@@ -191,13 +191,15 @@ def test_bad_arguments_are_collection_errors(pytester: pytest.Pytester) -> None:
 def test_bad_arguments_under_xdist_are_reported(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_bad=BAD_MARKERS)
     result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider")
-    assert result.ret == pytest.ExitCode.TESTS_FAILED  # xdist: "1 error", nothing ran
+    # As without xdist, collection errors stop the run (before any sandbox is made).
+    assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines(
         [
             "*ERROR collecting test_bad.py*",
             "*pytest-livesandbox: bad markers:",
             "*test_bad.py::test_unitless: @latency: ms='300' must be a number*",
             "*test_bad.py::test_unknown: @network_fault: unknown argument 'colour'*",
+            "*Interrupted: 1 error during collection*",
         ]
     )
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
