@@ -18,6 +18,7 @@ import docker.errors
 
 from ...errors import ClusterUnreachable
 from ...info import SandboxInfo
+from ...logtail import probe_lines
 from ...protocol import SandboxHealth
 from .postgres import logs_tail
 from .resources import SANDBOX_ID
@@ -39,6 +40,7 @@ def docker_health(client: Any, info: SandboxInfo) -> SandboxHealth:
             health.app_restarts = int(client.api.inspect_container(app).get("RestartCount") or 0)
         except (docker.errors.DockerException, ClusterUnreachable):
             pass
+    probes = probe_lines(info.extra.get("health_path"))  # our probe's access-log lines: not news
     for component, name in (info.extra.get("containers") or {}).items():
         what = "PostgreSQL" if component == "db" else f"the {component} container"
         container = found.get(name)
@@ -49,6 +51,6 @@ def docker_health(client: Any, info: SandboxInfo) -> SandboxHealth:
         elif container.attrs.get("State") in ("exited", "dead"):
             health.problems.append(
                 f"{what} of sandbox {info.id} exited ({container.attrs.get('Status')}).\n"
-                f"Last log lines:\n{logs_tail(container, lines=10)}"
+                f"Last log lines:\n{logs_tail(container, lines=10, drop=probes)}"
             )
     return health
