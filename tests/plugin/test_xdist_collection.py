@@ -8,6 +8,8 @@ private state folder while the inner run goes, so a sandbox made and torn down a
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -142,5 +144,33 @@ def test_a_provisioning_error_reaches_every_worker_once(
     assert out.count("could not start the app command: no-such-app-xyz: not found on PATH") == 1
     assert out.count("sandbox could not be provisioned (AppCrashed): the error is shown") == 4
     assert "has not handed over" not in out
+    assert handoffs(isolated_state) == []
+    isolated_state.assert_clean()
+
+
+def test_ctrl_c_while_the_controller_provisions_leaves_nothing(
+    pytester: pytest.Pytester, isolated_state: IsolatedState
+) -> None:
+    pytester.makepyfile(test_good=GOOD)
+    starts = pytester.path / "app-starts.txt"
+    app = f"sh -c 'echo started >> {starts}; sleep 60; exec {sys.executable} {DEMO_APP}'"
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "pytest", "-n", "2", "-p", "no:cacheprovider",
+            "--sandbox=local", f"--sandbox-app-cmd={app}", "--sandbox-health-path=/readyz",
+            "--sandbox-startup-timeout=90s",
+        ],
+        cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not starts.exists():  # PostgreSQL is up, the app is starting: mid-provisioning
+        assert proc.poll() is None, proc.communicate()[0]
+        assert time.monotonic() < deadline, "the app never started"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, out
+    assert " passed" not in out, out
     assert handoffs(isolated_state) == []
     isolated_state.assert_clean()
