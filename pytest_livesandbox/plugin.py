@@ -230,14 +230,15 @@ def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
     """
     config = node.config
     session = config.stash.get(_SESSION_KEY, None)
-    if config.stash.get(_COLLECTED_KEY, False) or session is None:
+    manager = config.stash.get(MANAGER_KEY, None)
+    if manager is None or session is None:
+        return  # no sandbox in this run: xdist as usual
+    if config.stash.get(_COLLECTED_KEY, False):
         return  # a replacement for a crashed worker: the sandbox is handed over already
     config.stash[_COLLECTED_KEY] = True
     if session.testsfailed and not config.option.continue_on_collection_errors:
         errors = session.testsfailed
-        manager = config.stash.get(MANAGER_KEY, None)
-        if manager is not None:
-            manager.not_made = "collection errors stopped the run"
+        manager.not_made = "collection errors stopped the run"
         raise session.Interrupted(f"{errors} error{'s' if errors != 1 else ''} during collection")
     _provision(config)
 

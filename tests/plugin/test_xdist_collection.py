@@ -174,3 +174,15 @@ def test_ctrl_c_while_the_controller_provisions_leaves_nothing(
     assert " passed" not in out, out
     assert handoffs(isolated_state) == []
     isolated_state.assert_clean()
+
+
+def test_without_a_sandbox_xdist_runs_past_collection_errors_as_usual(
+    pytester: pytest.Pytester, isolated_state: IsolatedState
+) -> None:
+    pytester.makepyfile(
+        test_plain="def test_a():\n    pass\n", test_broken="import no_such_module_xyz\n"
+    )
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider", "--sandbox=none")
+    result.assert_outcomes(passed=1, errors=1)
+    assert "Interrupted" not in result.stdout.str()
+    isolated_state.assert_clean()
