@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.conftest import DEMO_APP, IsolatedState
@@ -43,7 +44,8 @@ def test_typo(live_http):
 def run_watched(
     pytester: pytest.Pytester, state: IsolatedState, *args: str
 ) -> tuple[subprocess.CompletedProcess[str], list[str]]:
-    """Run pytest -n 2 on a local sandbox; also return every folder seen in the state dir."""
+    """Run pytest -n 2 on a local sandbox; also return every sandbox folder and every
+    PostgreSQL process of the run seen while it ran (``postgres`` among the folder names)."""
     starts = pytester.path / "app-starts.txt"
     app = f"sh -c 'echo started >> {starts}; exec {sys.executable} {DEMO_APP}'"
     cmd = [
@@ -57,6 +59,12 @@ def run_watched(
     seen: set[str] = set()
     while proc.poll() is None:
         seen.update(p.name for p in state.sandboxes())
+        for child in state.processes():
+            try:
+                if child.name() == "postgres":
+                    seen.add("postgres")
+            except psutil.Error:
+                pass
         time.sleep(0.01)
     out = proc.stdout.read() if proc.stdout else ""
     return subprocess.CompletedProcess(cmd, proc.returncode, out), sorted(seen)
@@ -91,8 +99,8 @@ def test_a_bad_marker_under_xdist_stops_the_run_before_any_sandbox(
     ):
         assert line in result.stdout, result.stdout
     assert " passed" not in result.stdout and "PASSED" not in result.stdout
-    # Nothing was made at all: no sandbox folder ever appeared, the app never started, no
-    # PostgreSQL (its data lives in the sandbox folder), no handoff file.
+    # Nothing was made at all: no sandbox folder ever appeared, no PostgreSQL process, the app
+    # never started, no handoff file.
     assert seen == []
     assert app_starts(pytester) == 0
     assert [e["event"] for e in events(pytester)] == ["run_finished"]
@@ -109,7 +117,7 @@ def test_a_clean_xdist_collection_provisions_once(
     result, seen = run_watched(pytester, isolated_state)
     assert result.returncode == pytest.ExitCode.OK, result.stdout
     assert "5 passed" in result.stdout
-    assert len(seen) == 1 and app_starts(pytester) == 1
+    assert len(seen) == 2 and "postgres" in seen and app_starts(pytester) == 1
     found = events(pytester)
     assert [e["event"] for e in found].count("run_started") == 1
     workers = {e["worker"] for e in found if e["event"] == "test_finished"}
@@ -125,7 +133,7 @@ def test_continue_on_collection_errors_runs_the_rest_against_one_sandbox(
     result, seen = run_watched(pytester, isolated_state, "--continue-on-collection-errors")
     assert result.returncode == pytest.ExitCode.TESTS_FAILED, result.stdout
     assert "5 passed, 1 error" in result.stdout, result.stdout
-    assert len(seen) == 1 and app_starts(pytester) == 1
+    assert len(seen) == 2 and "postgres" in seen and app_starts(pytester) == 1
     assert handoffs(isolated_state) == []
     isolated_state.assert_clean()
 
