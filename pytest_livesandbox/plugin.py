@@ -57,6 +57,8 @@ CONFIG_KEY = pytest.StashKey[SandboxConfig]()
 EVENTS_KEY = pytest.StashKey[RunEvents]()
 TIMES_KEY = pytest.StashKey[dict[str, float]]()
 _MARKERS_OK = pytest.StashKey[bool]()
+_COLLECTED_KEY = pytest.StashKey[bool]()
+_SESSION_KEY = pytest.StashKey[pytest.Session]()
 _SIGTERM_KEY = pytest.StashKey[Callable[..., Any] | int | None]()
 
 __all__ = [
@@ -198,13 +200,8 @@ def _sigterm_as_interrupt() -> Callable[..., Any] | int | None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Xdist controller: provision before any worker starts (workers get it through workerinput).
-
-    A single process provisions after collection instead (:func:`pytest_collection_finish`),
-    so bad markers stop the run before a sandbox is made.
-    """
-    if session.config.pluginmanager.has_plugin("dsession"):
-        _provision(session.config)
+    """Remember the session: the xdist controller asks it for collection errors."""
+    session.config.stash[_SESSION_KEY] = session
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -221,6 +218,31 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     _provision(config)
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    """Xdist controller: provision once the first worker collected, if it collected cleanly.
+
+    A worker reports bad markers as collection errors before it reports the end of its
+    collection (one channel, in order), and xdist schedules the first test only after this hook
+    returns: no sandbox is made for a run with a typo, and none is missing for a test. As
+    without xdist, collection errors stop the run (``--continue-on-collection-errors`` runs the
+    rest against the sandbox).
+    """
+    config = node.config
+    session = config.stash.get(_SESSION_KEY, None)
+    manager = config.stash.get(MANAGER_KEY, None)
+    if manager is None or session is None:
+        return  # no sandbox in this run: xdist as usual
+    if config.stash.get(_COLLECTED_KEY, False):
+        return  # a replacement for a crashed worker: the sandbox is handed over already
+    config.stash[_COLLECTED_KEY] = True
+    if session.testsfailed and not config.option.continue_on_collection_errors:
+        errors = session.testsfailed
+        manager.not_made = "collection errors stopped the run"
+        raise session.Interrupted(f"{errors} error{'s' if errors != 1 else ''} during collection")
+    _provision(config)
+
+
 def _provision(config: pytest.Config) -> None:
     # A failure is remembered and reported by every test that needs the sandbox.
     manager = config.stash.get(MANAGER_KEY, None)
@@ -229,7 +251,10 @@ def _provision(config: pytest.Config) -> None:
     events = config.stash[EVENTS_KEY]
     if not (config.option.collectonly or getattr(config.option, "showfixtures", False)):
         try:
-            manager.get()
+            if manager.role == "controller":
+                manager.hand_over()  # the workers read it before their first test
+            else:
+                manager.get()
         except Exception:
             pass
     if manager.provisioned:
@@ -258,7 +283,7 @@ def _provision(config: pytest.Config) -> None:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
-    """Xdist controller: hand the provisioned sandbox to each worker."""
+    """Xdist controller: tell each worker where the sandbox will be handed over."""
     manager = node.config.stash.get(MANAGER_KEY, None)
     if manager is not None:
         node.workerinput[WORKERINPUT_KEY] = manager.workerinput_payload()

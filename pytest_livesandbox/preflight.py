@@ -14,7 +14,9 @@ which backend is which.
 
 from __future__ import annotations
 
+import errno
 import os
+import tempfile
 from pathlib import Path
 
 from .config import OPTIONS_BY_NAME, SandboxConfig
@@ -25,6 +27,10 @@ from .sandbox import backend_for
 def folder_problem(path: Path, what: str) -> str:
     """Why ``path`` cannot be (made into) a writable folder, or ``""``.
 
+    The nearest folder that exists must take a new file: tried for real (a file made and
+    removed at once), since permission bits say nothing to root, which still cannot write
+    under ``/proc`` or a read-only mount.
+
     >>> folder_problem(Path("/dev/null"), "LIVESANDBOX_STATE_DIR")
     'LIVESANDBOX_STATE_DIR: /dev/null is a file, not a folder; point it at a folder'
     """
@@ -34,12 +40,28 @@ def folder_problem(path: Path, what: str) -> str:
                 return f"{what}: {parent} is a file, not a folder; point it at a folder"
             if not os.access(parent, os.W_OK | os.X_OK):
                 return f"{what}: {parent} is not writable by this user; point it elsewhere"
-            return ""
+            return _creatable(parent, what)
+    return ""
+
+
+def _creatable(folder: Path, what: str) -> str:
+    try:
+        fd, name = tempfile.mkstemp(prefix=".livesandbox-check-", dir=folder)
+    except OSError as exc:
+        # /proc says "No such file or directory" to a new file: that reads as a typo here.
+        missing = exc.errno == errno.ENOENT or not exc.strerror
+        reason = "it takes no new files" if missing else exc.strerror
+        return f"{what}: cannot create files in {folder} ({reason}); point it elsewhere"
+    os.close(fd)
+    os.unlink(name)
     return ""
 
 
 def file_problem(path: Path, option: str) -> str:
-    """Why a report file cannot be written at ``path``, or ``""`` (missing folders are made).
+    """Why a report file cannot be written at ``path``, or ``""``.
+
+    Missing folders on the way are fine: the report makes them when it starts (as pytest's
+    ``--junitxml`` does), so they must be creatable.
 
     >>> file_problem(Path("/"), "--sandbox-html")
     '--sandbox-html: / is a folder; give a file name, e.g. /report.html'

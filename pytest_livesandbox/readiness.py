@@ -49,7 +49,7 @@ def wait_until_ready(
             return time.monotonic() - began
         if time.monotonic() >= deadline:
             raise StartupTimeout(
-                f"{strategy.what} was not ready after {timeout:g}s.\n{strategy.hint()}"
+                f"{strategy.what} was not ready after {round(timeout, 1):g}s.\n{strategy.hint()}"
             )
         time.sleep(interval)
         interval = min(interval * 1.5, max_interval)

@@ -67,8 +67,8 @@ class ArtifactHooks:
         if self.manager.provisioned:
             assert self.manager.sandbox is not None
             redact_report(report, self.manager.sandbox.info.secret_values())
-        elif report.failed and report.when == "setup":
-            self._point_at_first_error(item, report)
+        elif report.failed and report.when == "setup" and self.manager.role != "worker":
+            self._point_at_first_error(item.nodeid, report)
         if report.failed:
             self._failed.add(item.nodeid)
         if report.when != "teardown":
@@ -90,13 +90,22 @@ class ArtifactHooks:
                     report.sections.append(section)
         return report
 
-    def _point_at_first_error(self, item: pytest.Item, report: pytest.TestReport) -> None:
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Xdist controller: the provisioning error in full once per run, not once per worker.
+
+        (Before the terminal, JUnit and the report sinks see the report.)
+        """
+        if self.manager.role == "controller" and report.failed and report.when == "setup":
+            self._point_at_first_error(report.nodeid, report)
+
+    def _point_at_first_error(self, nodeid: str, report: pytest.TestReport) -> None:
         # The provisioning error in full once; every later test gets one line pointing at it.
         error = self.manager.error
         if not error or error not in str(report.longrepr):
             return
         if self._first_error is None:
-            self._first_error = item.nodeid
+            self._first_error = nodeid
             return
         kind = error.split(":", 1)[0]
         report.longrepr = (

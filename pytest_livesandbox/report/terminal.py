@@ -53,6 +53,8 @@ def _sandbox_lines(
         return [f"sandbox could not be provisioned ({config.backend}): {shown}"]
     info = manager.last_info
     if info is None:
+        if manager.not_made:
+            return [f"backend {config.backend}: no sandbox made: {manager.not_made}"]
         return [f"backend {config.backend}: no sandbox was needed"]
     ready = info.timings.get("ready_s")
     reused = "reused, " if info.extra.get("reused") else ""

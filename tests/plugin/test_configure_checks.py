@@ -23,6 +23,23 @@ BAD = {
         {},
         "*--sandbox-report: */afile is a file, not a folder; point it at a folder*",
     ),
+    # Root may write anywhere the permission bits say no; it still cannot create files under
+    # /proc or /sys. (Unprivileged, the same paths fail the permission check instead.)
+    "report-under-proc": (
+        ["--sandbox-report=/proc/livesandbox-test/r.jsonl"],
+        {},
+        "*--sandbox-report: *[/]proc*; point it elsewhere",
+    ),
+    "html-in-sys": (
+        ["--sandbox-html=/sys/livesandbox-test.html"],
+        {},
+        "*--sandbox-html: *[/]sys*; point it elsewhere",
+    ),
+    "state-dir-under-proc": (
+        [],
+        {"LIVESANDBOX_STATE_DIR": "/proc/livesandbox-test-state"},
+        "*LIVESANDBOX_STATE_DIR: *[/]proc*; point it elsewhere",
+    ),
     "db-dsn-on-local": (
         ["--sandbox-db-dsn=postgresql://u:p@h/db"],
         {},

@@ -6,6 +6,7 @@ port = container_port(app_env, image_attrs["Config"].get("ExposedPorts"))
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from ...errors import AppCrashed, ProvisionError
@@ -54,8 +55,11 @@ def container_port(app_env: dict[str, str], exposed: dict[str, Any] | None) -> i
     return tcp[0] if len(tcp) == 1 else DEFAULT_APP_PORT
 
 
-def ensure_running(container: Any, image: str) -> None:
-    """Raise :class:`AppCrashed` with exit code and last log lines if the app container stopped."""
+def ensure_running(container: Any, image: str, drop: Iterable[str] = ()) -> None:
+    """Raise :class:`AppCrashed` with exit code and last output if the app container stopped.
+
+    ``drop``: marks of our probe's access-log lines (``logtail.probe_lines``), left out.
+    """
     container.reload()
     if container.status not in ("exited", "dead"):
         return
@@ -63,7 +67,7 @@ def ensure_running(container: Any, image: str) -> None:
     oom = " (killed for exceeding its memory limit)" if state.get("OOMKilled") else ""
     raise AppCrashed(
         f"the app container (image {image}) exited with code {state.get('ExitCode')}{oom} during "
-        f"start-up.\nLast log lines:\n{logs_tail(container)}\n"
+        f"start-up.\nLast output:\n{logs_tail(container, drop=drop)}\n"
         "Hint: run the image yourself with DATABASE_URL and PORT set to see why, e.g. "
         f"`docker run --rm -e DATABASE_URL=postgresql://... -e PORT=8000 {image}`."
     )

@@ -49,6 +49,7 @@ from ...images.pipeline import BuildResult, build_local
 from ...info import SandboxInfo, default_owner
 from ...lease import Lease
 from ...locations import state_root
+from ...logtail import probe_lines
 from ...protocol import ListScope, SandboxHealth, SandboxRecord, own_sandbox_refusals
 from ...readiness import HttpReady, wait_until_ready
 from ...redaction import redact_error
@@ -98,7 +99,7 @@ class DockerBackend:
         self._secrets: list[str] = []
 
     def health(self, info: SandboxInfo) -> SandboxHealth:
-        """Every container of the sandbox still there and not exited (one list call)."""
+        """Every container of the sandbox still there and not exited; the app's restarts."""
         return docker_health(self.client, info)
 
     @property
@@ -275,11 +276,12 @@ class DockerBackend:
         info.extra["app_direct"] = f"http://127.0.0.1:{host_port}"
         # The tests' client goes through the proxy's app route (readiness too: the whole path).
         info.endpoint = (proxy and proxy.endpoint) or f"http://127.0.0.1:{host_port}"
+        probes = probe_lines(config.health_path)  # our probe's access-log lines: not the app's
         wait_until_ready(
             HttpReady(
                 info.endpoint + config.health_path,
-                alive=lambda: ensure_running(wrapped, image),
-                log_tail=lambda: logs_tail(wrapped),
+                alive=lambda: ensure_running(wrapped, image, probes),
+                log_tail=lambda: logs_tail(wrapped, drop=probes),
             ),
             timeout=config.startup_timeout,
         )

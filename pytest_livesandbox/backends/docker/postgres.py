@@ -13,6 +13,7 @@ passwords; the app role owns the app database, like the local backend's. The por
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from typing import Any
 
 import docker
@@ -24,6 +25,7 @@ from testcontainers.core.network import Network
 
 from ...errors import DatabaseStartError
 from ...info import DatabaseInfo, SecretUrl
+from ...logtail import last_lines
 from ...postgres.embedded import ADMIN_USER, APP_DB, APP_USER
 from ...readiness import wait_until_ready
 from .host import with_free_port
@@ -42,13 +44,16 @@ IMAGE_HINT = (
 )
 
 
-def logs_tail(container: Any, lines: int = 20) -> str:
-    """The last ``lines`` lines of a container's output (``""`` if it is gone)."""
+def logs_tail(container: Any, lines: int = 20, drop: Iterable[str] = ()) -> str:
+    """The last ``lines`` lines of a container's output (``""`` if it is gone).
+
+    Lines containing any of ``drop`` (our probe's access-log lines) are left out.
+    """
     try:
-        data: bytes = container.logs(tail=lines)
+        data: bytes = container.logs(tail=lines + 200 if drop else lines)
     except docker.errors.DockerException:
         return ""
-    return data.decode("utf-8", errors="replace").rstrip()
+    return last_lines(data.decode("utf-8", errors="replace").rstrip(), lines, drop)
 
 
 class LoopbackContainer(DockerContainer):

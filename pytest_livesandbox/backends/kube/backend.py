@@ -265,6 +265,7 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
                         probed=probed,
                         probe_selector=app_selector,
                         secrets=secrets_,
+                        health_path=config.health_path,
                     ),
                     timeout=max(deadline - time.monotonic(), 0.1),
                     interval=0.1,

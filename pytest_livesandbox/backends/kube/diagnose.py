@@ -19,6 +19,7 @@ from kubernetes.client import ApiException
 
 from ...errors import ClusterUnreachable, ProvisionError, SandboxError
 from ...info import SandboxInfo
+from ...logtail import last_lines, probe_lines
 
 # Waiting reasons that never fix themselves: fail at once instead of at the deadline.
 FATAL_WAITING = frozenset(
@@ -128,8 +129,16 @@ def describe_pod(pod: Any) -> list[str]:
     return lines
 
 
-def last_events(core: Any, namespace: str, limit: int = 8) -> list[str]:
-    """The namespace's newest events, oldest first, one line each."""
+def last_events(
+    core: Any, namespace: str, limit: int = 8, ready_pods: Iterable[str] = ()
+) -> list[str]:
+    """The namespace's newest events, oldest first, one line each.
+
+    Repeats of one reason on one object (a readiness probe failing every second) are one line,
+    the newest message, with how often it happened; probe failures of ``ready_pods`` (they
+    passed since) are left out.
+    """
+    settled = {f"Pod/{name}" for name in ready_pods}
     try:
         events = core.list_namespaced_event(namespace).items
     except ApiException:
@@ -139,15 +148,39 @@ def last_events(core: Any, namespace: str, limit: int = 8) -> list[str]:
         moment = ev.last_timestamp or ev.event_time or ev.first_timestamp
         return moment.timestamp() if moment else 0.0
 
-    lines = []
-    for ev in sorted(events, key=when)[-limit:]:
+    grouped: dict[tuple[str, str, str], tuple[Any, int]] = {}
+    for ev in sorted(events, key=when):
         obj = ev.involved_object
-        lines.append(f"  {ev.type} {ev.reason} {obj.kind}/{obj.name}: {(ev.message or '').strip()}")
+        key = (ev.type, ev.reason, f"{obj.kind}/{obj.name}")
+        if ev.reason == "Unhealthy" and key[2] in settled:
+            continue
+        seen = grouped.pop(key, (None, 0))[1]  # re-inserted: ordered by the newest
+        grouped[key] = (ev, seen + (ev.count or 1))
+    lines = []
+    for (kind, reason, obj_name), (ev, count) in list(grouped.items())[-limit:]:
+        times = f" ({count}x)" if count > 1 else ""
+        lines.append(f"  {kind} {reason} {obj_name}: {(ev.message or '').strip()}{times}")
     return lines
 
 
-def log_tail(core: Any, pod: Any, container: str, lines: int = 15) -> str:
-    """The container's last log lines (the previous run's when it restarted)."""
+def probe_paths(pod: Any, container: str) -> list[str]:
+    """The HTTP paths the kubelet probes ``container`` on (readiness, liveness, startup)."""
+    paths = []
+    for spec in (pod.spec.containers or []) if pod.spec else []:
+        if spec.name != container:
+            continue
+        for probe in (spec.readiness_probe, spec.liveness_probe, spec.startup_probe):
+            if probe is not None and probe.http_get is not None and probe.http_get.path:
+                paths.append(probe.http_get.path)
+    return paths
+
+
+def log_tail(core: Any, pod: Any, container: str, lines: int = 15, drop: Iterable[str] = ()) -> str:
+    """The container's last log lines (the previous run's when it restarted).
+
+    Lines containing any of ``drop`` (probes' access-log lines) are left out.
+    """
+    drop = list(drop)
     restarted = any(cs.name == container and cs.restart_count for cs in container_statuses(pod))
     for previous in (restarted, False) if restarted else (False,):
         try:
@@ -155,14 +188,15 @@ def log_tail(core: Any, pod: Any, container: str, lines: int = 15) -> str:
                 pod.metadata.name,
                 pod.metadata.namespace,
                 container=container,
-                tail_lines=lines,
+                tail_lines=lines + 200 if drop else lines,
                 previous=previous,
                 _request_timeout=5,
             )
         except (ApiException, OSError):
             continue
-        if text:
-            return str(text).rstrip()
+        shown = last_lines(str(text or "").rstrip(), lines, drop)
+        if shown:
+            return shown
     return ""
 
 
@@ -173,26 +207,37 @@ def report(
     *,
     kinds: Iterable[str] = (),
     secrets: Sequence[str] = (),
+    health_path: str | None = None,
 ) -> str:
-    """Pod states, last events, log tails of containers that started, and hints for ``kinds``."""
+    """Pod states, last events, log tails and hints for ``kinds``.
+
+    The log tails are those of the containers that started and are not ready (all that started,
+    when every one is ready), without the access-log lines of the kubelet's probes and of ours
+    (``health_path``): the app's own last words, not a thousand ``GET /readyz``.
+    """
     lines: list[str] = []
     for pod in pods:
         lines.extend(describe_pod(pod))
     if not pods:
         lines.append(f"no pods in namespace {namespace} (see the events)")
-    events = last_events(core, namespace)
+    ready = [p.metadata.name for p in pods if all(cs.ready for cs in container_statuses(p))]
+    events = last_events(core, namespace, ready_pods=ready)
     if events:
         lines.append("last events:")
         lines.extend(events)
-    for pod in pods:
-        for cs in container_statuses(pod):
-            started = cs.restart_count or (cs.state and (cs.state.running or cs.state.terminated))
-            if not started:
-                continue
-            tail = log_tail(core, pod, cs.name)
-            if tail:
-                lines.append(f"log tail of {pod.metadata.name}/{cs.name}:")
-                lines.extend("  " + line for line in tail.splitlines())
+    started = [
+        (pod, cs)
+        for pod in pods
+        for cs in container_statuses(pod)
+        if cs.restart_count or (cs.state and (cs.state.running or cs.state.terminated))
+    ]
+    troubled = [(pod, cs) for pod, cs in started if cs.restart_count or not cs.ready]
+    for pod, cs in troubled or started:
+        drop = probe_lines(health_path, *probe_paths(pod, cs.name))
+        tail = log_tail(core, pod, cs.name, drop=drop)
+        if tail:
+            lines.append(f"log tail of {pod.metadata.name}/{cs.name}:")
+            lines.extend("  " + line for line in tail.splitlines())
     kinds = list(dict.fromkeys(kinds))
     if not kinds and any(unschedulable(p) for p in pods):
         kinds = ["unschedulable"]

@@ -3,11 +3,13 @@
 One ``list pods`` call in the sandbox's namespace per check::
 
     kube_health(target, info).problems      # ["PostgreSQL of sandbox 3f9c2a1b ... not running"]
-    kube_health(target, info).app_restarts  # container restarts of the app's pods so far
+    kube_health(target, info).app_restarts  # restarts and replacements of the app's pods so far
 
-The app's pods are restarted by the kubelet (that is Kubernetes doing its job, counted and
-reported, not an error); a PostgreSQL pod that is gone or failed is an error for the next
-test. An API server that does not answer is not reported here (teardown says more).
+The app's containers are restarted by the kubelet and its pods replaced by their controller
+after an eviction (that is Kubernetes doing its job, counted and reported, not an error): the
+count is the container restarts of the app's pods plus one for every app pod made after the
+sandbox was ready. A PostgreSQL pod that is gone or failed is an error for the next test. An
+API server that does not answer is not reported here (teardown says more).
 """
 
 from __future__ import annotations
@@ -18,9 +20,13 @@ from typing import Any
 from ...info import SandboxInfo
 from ...protocol import SandboxHealth
 from .client import KubeTarget, connect
+from .faultproxy import COMPONENT as PROXY_COMPONENT
+from .names import COMPONENT_LABEL
 from .namespace import DB_ROLE, ROLE_LABEL
 
 _TARGETS: dict[str, KubeTarget] = {}
+#: Per sandbox: restarts (+1 if made after the sandbox was ready) of every app pod seen.
+_SEEN: dict[str, dict[str, int]] = {}
 
 
 def target_for(info: SandboxInfo) -> KubeTarget:
@@ -59,8 +65,20 @@ def kube_health(target: KubeTarget, info: SandboxInfo) -> SandboxHealth:
             f"PostgreSQL of sandbox {info.id} (namespace {info.namespace}) is not running: "
             f"{states}. See `kubectl -n {info.namespace} get events`."
         )
-    app = [p for p in pods if p not in db and (p.metadata.labels or {}).get("job-name") is None]
-    health.app_restarts = sum(
-        int(c.restart_count or 0) for p in app for c in (p.status.container_statuses or [])
-    )
+    ready_at = info.created_at + info.timings.get("app_ready_s", 0.0)
+    seen = _SEEN.setdefault(info.id, {})
+    for pod in (p for p in pods if p not in db and _is_app(p)):
+        statuses = pod.status.container_statuses if pod.status else None
+        count = sum(int(c.restart_count or 0) for c in statuses or [])
+        made = pod.metadata.creation_timestamp
+        count += 1 if made is not None and made.timestamp() > ready_at else 0
+        # Remembered: an evicted pod's restarts still count once it is gone.
+        seen[pod.metadata.uid] = max(count, seen.get(pod.metadata.uid, 0))
+    health.app_restarts = sum(seen.values())
     return health
+
+
+def _is_app(pod: Any) -> bool:
+    # Not a migration Job's pod, not the fault proxy (its restarts are not the app's).
+    labels = pod.metadata.labels or {}
+    return labels.get("job-name") is None and labels.get(COMPONENT_LABEL) != PROXY_COMPONENT

@@ -50,6 +50,7 @@ class RolloutReady:
         probed: tuple[str, str] | None = None,
         probe_selector: str | None = None,
         secrets: Sequence[str] = (),
+        health_path: str | None = None,
     ) -> None:
         self.target = target
         self.namespace = namespace
@@ -61,6 +62,7 @@ class RolloutReady:
         self.probed = probed
         self.probe_labels = _labels(probe_selector)
         self.secrets = secrets
+        self.health_path = health_path  # our probe's access-log lines are left out of log tails
         self._began = time.monotonic()
         self._pods: list[Any] = []
 
@@ -86,6 +88,7 @@ class RolloutReady:
                 self._pods,
                 kinds=[k for k, _ in failures],
                 secrets=self.secrets,
+                health_path=self.health_path,
             )
             error = AppCrashed if kind in ("crash", "oom") else RolloutFailed
             raise error(f"{self.what} cannot start: {text}\n{details}")
@@ -135,7 +138,13 @@ class RolloutReady:
             pods = self.pods()
         except Exception:
             pods = self._pods
-        text = diagnose.report(self.target.core, self.namespace, pods, secrets=self.secrets)
+        text = diagnose.report(
+            self.target.core,
+            self.namespace,
+            pods,
+            secrets=self.secrets,
+            health_path=self.health_path,
+        )
         if self.probe_hint is not None:
             text = f"{text}\n{self.probe_hint()}"
         return text + (

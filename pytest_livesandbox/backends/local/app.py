@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 from ...errors import AppCrashed, ProvisionError
-from ...logtail import tail
+from ...logtail import probe_lines, tail
 from ...processes import terminate
 from .launcher import supervisor_state
 
@@ -90,7 +90,7 @@ class AppProcess:
 
     def last_output(self) -> str:
         """The app log's last lines, without the access-log lines of our readiness probe."""
-        return tail(self.log, drop=f"GET {self.probe_path}" if self.probe_path else "")
+        return tail(self.log, drop=probe_lines(self.probe_path))
 
     def stop(self, timeout: float = 5.0) -> None:
         """SIGTERM the app's process group, SIGKILL it after ``timeout``."""
