@@ -1,7 +1,8 @@
 """The bring-up stages before the first test, from a sandbox's ``timings``.
 
-``build_s``/``push_s`` are durations; ``namespace_s``, ``db_ready_s``, ``images_ready_s`` and
-``app_ready_s`` are offsets since the backend began. When the build ran alongside the sandbox
+``build_s``/``push_s`` are durations; ``namespace_s``, ``db_ready_s``, ``synced_s``,
+``healthy_s`` (Argo CD synced and reported Healthy), ``images_ready_s`` and ``app_ready_s`` are
+offsets since the backend began. When the build ran alongside the sandbox
 (kube: ``images_ready_s`` is there) both start at 0; otherwise (docker) the build came first::
 
     stages({"build_s": 2.0, "push_s": 0.5, "db_ready_s": 3.0, "app_ready_s": 4.0})
@@ -13,6 +14,13 @@ from __future__ import annotations
 from html import escape
 
 Stage = tuple[str, float, float]
+#: Offsets that end a stage, in order (``synced_s``/``healthy_s``: the argocd deployer's sync).
+STAGE_OFFSETS = (
+    ("namespace_s", "namespace"),
+    ("db_ready_s", "db"),
+    ("synced_s", "sync"),
+    ("healthy_s", "healthy"),
+)
 
 
 def stages(timings: dict[str, float]) -> list[Stage]:
@@ -26,7 +34,7 @@ def stages(timings: dict[str, float]) -> list[Stage]:
             found.append(("push", build, build + push))
     offset = 0.0 if "images_ready_s" in timings else build + push
     last = offset
-    for key, name in (("namespace_s", "namespace"), ("db_ready_s", "db")):
+    for key, name in STAGE_OFFSETS:
         if key in timings:
             end = offset + float(timings[key])
             found.append((name, last, end))

@@ -44,6 +44,8 @@ from . import faultproxy as fp
 from . import manifests as mf
 from . import postgres as pg
 from . import sandboxes
+from .argocd import check_argocd
+from .argocd_deploy import ANNOTATION, delete_synced_app, deployer_problems, sync_with_argocd
 from .attach import attach_namespace, await_postgres
 from .chaos import KubeChaos
 from .checks import config_problems
@@ -81,6 +83,7 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
     name: ClassVar[str] = "kube"
     demo_manifests: ClassVar[Path] = DEMO_MANIFESTS
     supported_faults: ClassVar[frozenset[str]] = KubeChaos.kinds
+    deployers: ClassVar[tuple[str, ...]] = ("apply", "argocd")
     fault_hints: ClassVar[dict[str, str]] = {
         "clock": "the kube backends do not mount libfaketime into the app pod yet; "
         "run this test with --sandbox=local",
@@ -148,8 +151,11 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
         namespace = namespace_name(config.namespace_prefix, info.id)
         # Everything that can be wrong with the input is checked before anything is created.
         built_components = [component for component, _, _ in config.build]
-        objs = self._app_objects(config, info, namespace, built_components)
+        argo = config.deployer == "argocd"  # the manifests come from Git, through Argo CD
+        objs = [] if argo else self._app_objects(config, info, namespace, built_components)
         check_route_target(target, route)
+        if argo:
+            check_argocd(target, config.argocd_namespace)
         # --sandbox-build: inputs checked now; build and push run while the namespace and
         # PostgreSQL come up; the app objects wait for the pushed digest (failure: teardown).
         pending = start_build(config)
@@ -157,12 +163,10 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
         sha = git_sha(config.app_cwd)
         # Leased from the start, with room for the start-up: a run killed now still lapses.
         lease = Lease("held", info.run_id, time.time() + config.startup_timeout + config.lease)
-        body = namespace_body(
-            namespace,
-            sandbox_labels(info.id, info.run_id, info.owner, sha, backend=self.name),
-            config.ttl,
-            lease,
-        )
+        labels = sandbox_labels(info.id, info.run_id, info.owner, sha, backend=self.name)
+        body = namespace_body(namespace, labels, config.ttl, lease)
+        if argo:  # `livesandbox gc` finds (and deletes) the Application through it
+            body["metadata"]["annotations"][ANNOTATION] = f"{config.argocd_namespace}/{namespace}"
         target.core.create_namespace(body)
         info.namespace = namespace
         info.extra["created_namespace"] = True
@@ -204,7 +208,7 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
             # application_name marks the app's sessions (chaos db_connections ends them).
             url = f"{in_cluster.url()}?application_name={APP_SESSION_NAME}"
             app_secret = pg.app_secret(url, **pg.db_parts(in_cluster))
-        use_build(pending, info, objs, began)  # built images: their digests in objs
+        built = use_build(pending, info, objs, began)  # built images: their digests in objs
         mf.create_objects(target.api, namespace, [app_secret])
         if config.migrate_cmd:  # before any app pod starts: a Job with the app's image
             info.timings["migrate_s"] = run_migration(
@@ -212,6 +216,8 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
             )
         mf.create_objects(target.api, namespace, objs)
         info.timings["db_ready_s"] = round(time.monotonic() - began, 4)
+        if argo:  # Argo CD syncs the manifests; the live Services/workloads stand in for objs
+            objs = sync_with_argocd(target, config, info, namespace, labels, built, began, deadline)
 
         self._await_app(config, info, target, namespace, objs, deadline, proxy)
         info.timings["app_ready_s"] = round(time.monotonic() - began, 4)
@@ -345,6 +351,7 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
                     allow_context=None,
                     check_production=False,
                 )
+            delete_synced_app(target, info)  # argocd: the Application first (and what it synced)
             delete_namespace(target.core, info.namespace, sandbox_id=info.id)
         except (SandboxError, KeyboardInterrupt):
             raise
@@ -366,7 +373,11 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
 
     def check_config(self, config: SandboxConfig) -> list[str]:
         """Settings checked before connecting (build registry, prefix, manifests, kubeconfig)."""
-        return [*build_problems(config, self.name), *config_problems(config)]
+        return [
+            *build_problems(config, self.name),
+            *config_problems(config),
+            *deployer_problems(config),
+        ]
 
     def chaos(self, info: SandboxInfo, owner: str) -> KubeChaos:
         """The kube chaos driver (Eviction API, patched resources, role limits, kill_db)."""

@@ -21,6 +21,7 @@ from ...errors import TeardownError, UnsafeTarget
 from ...info import MANAGED_BY
 from ...lease import Lease
 from .names import (
+    ARGOCD_APP_ANNOTATION,
     EXPIRES_AT,
     MANAGED_BY_LABEL,
     OWNED_SELECTOR,
@@ -122,6 +123,7 @@ class NamespaceRecord:
     labels: dict[str, str] = field(default_factory=dict)
     lease: Lease | None = None
     resource_version: str = ""
+    application: str = ""  # "<argocd namespace>/<name>" of the Argo CD Application, if any
 
     @property
     def age(self) -> float:
@@ -150,6 +152,7 @@ def record_of(ns: Any) -> NamespaceRecord:
         labels=dict(labels),
         lease=lease_of(annotations, labels),
         resource_version=ns.metadata.resource_version or "",
+        application=annotations.get(ARGOCD_APP_ANNOTATION, ""),
     )
 
 

@@ -2,7 +2,8 @@
 
 A namespace counts only when it carries our ``managed-by`` label; it is listed by the backend
 named in its ``livesandbox/backend`` label (kube when it has none), so a gke sandbox is listed
-once, by gke::
+once, by gke. A namespace annotated ``livesandbox/argocd-application`` (the argocd deployer)
+shows its Application in ``where``; reaping deletes that Application (our labels checked) first::
 
     for record in list_records("kube", ListScope(kubeconfig=None, context=None)):
         reap_record(record)                   # delete_namespace, refused unless ours
@@ -20,6 +21,7 @@ from kubernetes.client import ApiException
 from ...chaos.driver import remove_chaos_dir
 from ...info import SandboxInfo
 from ...protocol import ListScope, SandboxRecord
+from .argocd import delete_application
 from .client import connect, kubeconfig_files
 from .names import BACKEND_LABEL
 from .namespace import NamespaceRecord, delete_namespace, list_sandboxes, record_of
@@ -30,6 +32,8 @@ class _Handle:
     core: Any
     name: str
     sandbox_id: str
+    target: Any = None
+    application: str = ""
 
 
 def _cluster(scope: ListScope) -> Any:
@@ -63,14 +67,15 @@ def list_records(backend: str, scope: ListScope) -> list[SandboxRecord]:
                 status=status,
                 age=ns.age,
                 owner=ns.owner,
-                where=f"namespace/{ns.name} ({cluster.context})",
+                where=f"namespace/{ns.name} ({cluster.context})"
+                + (f" + Argo CD Application {ns.application}" if ns.application else ""),
                 expires_in=expires_in,
                 reapable=status in ("expired", "lapsed"),
                 protected=status in ("running", "terminating"),
                 aliases=(ns.name,),
                 lease_expires_in=None if ns.lease is None else ns.lease.expires_in,
                 reuse_key=ns.lease.key if ns.lease is not None else "",
-                handle=_Handle(cluster.core, ns.name, ns.sandbox_id),
+                handle=_Handle(cluster.core, ns.name, ns.sandbox_id, cluster, ns.application),
             )
         )
     return records
@@ -102,6 +107,9 @@ def reap_record(record: SandboxRecord) -> None:
             return
         if current.lease is not None and not current.lease.lapsed:
             return
+    if handle.application and handle.target is not None:  # what it synced goes with it
+        argocd_ns, _, app = handle.application.partition("/")
+        delete_application(handle.target, argocd_ns, app, sandbox_id=handle.sandbox_id)
     delete_namespace(handle.core, handle.name, sandbox_id=handle.sandbox_id)
     # The chaos lock and (empty) ledger a killed run left on this machine go with it.
     remove_chaos_dir(SandboxInfo(handle.sandbox_id, record.backend, "", record.owner, 0.0))
