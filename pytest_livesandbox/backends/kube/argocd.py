@@ -189,6 +189,12 @@ def describe(app: dict[str, Any]) -> str:
         text = f"    {res.get('kind')}/{res.get('name')}: {res.get('status', '?')}"
         lines.append(text + (f": {res['message']}" if res.get("message") else ""))
     worst = worst_resource(status.get("resources") or [])
+    if worst is None and status.get("resourceHealthSource") == "appTree":
+        lines.append(
+            "  resource health: kept in Argo CD's resource tree, not in the Application "
+            "(resourceHealthSource appTree; controller flag --persist-resource-health puts it "
+            "there); the pod states below say why"
+        )
     if worst is not None:
         rh = worst.get("health") or {}
         lines.append(
