@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -190,4 +192,50 @@ def test_missing_argocd_namespace_names_the_fix(
     # Checked before anything is made: no sandbox namespace was created.
     namespaces = client.CoreV1Api(kube_client).list_namespace().items
     assert not [ns for ns in namespaces if ns.metadata.name.startswith("noargo-")]
+    isolated_state.assert_clean()
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest_livesandbox.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def test_kept_sandbox_lists_its_application_attach_leaves_it_down_removes_both(
+    argocd_example: pytest.Pytester, isolated_state: IsolatedState, kube_client: Any
+) -> None:
+    only(argocd_example, test_x="def test_a(live_url):\n    pass\n")
+    kept = argocd_example.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--sandbox-keep", "--sandbox-report=r.jsonl"
+    )  # fmt: skip
+    kept.assert_outcomes(passed=1)
+    namespace = first_event(argocd_example.path / "r.jsonl")["sandbox"]["namespace"]
+    custom = client.CustomObjectsApi(kube_client)
+
+    def application() -> dict[str, Any]:
+        return dict(
+            custom.get_namespaced_custom_object(
+                "argoproj.io", "v1alpha1", ARGOCD_NS, "applications", namespace
+            )
+        )
+
+    try:
+        assert application()["metadata"]["labels"]["app.kubernetes.io/managed-by"] == (
+            "pytest-livesandbox"
+        )
+        attached = argocd_example.runpytest_subprocess(
+            "-p", "no:cacheprovider", f"--sandbox-attach={namespace}"
+        )  # fmt: skip
+        attached.assert_outcomes(passed=1)
+        assert "deletionTimestamp" not in application()["metadata"]  # never touched
+        listed = cli("ls")
+        assert f"namespace/{namespace}" in listed.stdout, listed.stderr
+        assert f"Argo CD Application argocd/{namespace}" in listed.stdout
+    finally:
+        down = cli("down", namespace)
+    assert down.returncode == 0, down.stderr
+    assert_gone(kube_client, namespace)
     isolated_state.assert_clean()
