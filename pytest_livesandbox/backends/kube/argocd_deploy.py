@@ -59,6 +59,12 @@ def deployer_problems(config: SandboxConfig) -> list[str]:
             "Argo CD PreSync hook Job in your manifests (argocd.argoproj.io/hook: PreSync), "
             "so it runs as in production; drop --sandbox-migrate-cmd"
         )
+    if config.reuse:
+        problems.append(
+            "--sandbox-reuse with --sandbox-deployer=argocd: warm sandboxes are not kept for "
+            "Argo CD deployments yet (the reuse key does not know the Git revision); drop "
+            "--sandbox-reuse"
+        )
     return problems
 
 
