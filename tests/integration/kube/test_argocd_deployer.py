@@ -12,6 +12,7 @@ import json
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client import ApiException
 
-from tests.conftest import REPO, IsolatedState
+from tests.conftest import REPO, IsolatedState, changed_demo_app
 
 pytestmark = pytest.mark.kube
 ARGOCD_NS = "argocd"
@@ -239,3 +240,47 @@ def test_kept_sandbox_lists_its_application_attach_leaves_it_down_removes_both(
     assert down.returncode == 0, down.stderr
     assert_gone(kube_client, namespace)
     isolated_state.assert_clean()
+
+
+SEES_THE_BUILD = """
+import os
+
+from kubernetes import client, config
+
+
+def test_the_built_digest_runs(live_http, livesandbox):
+    assert live_http.get("/healthz").json()["build"] == "{marker}"
+    api = config.new_client_from_config(config_file=os.environ["KUBECONFIG"])
+    deployment = client.AppsV1Api(api).read_namespaced_deployment(
+        "backend", livesandbox.info.namespace
+    )
+    container = deployment.spec.template.spec.containers[0]
+    assert container.image == livesandbox.info.extra["digests"]["backend"]
+    assert "@sha256:" in container.image and container.image_pull_policy == "IfNotPresent"
+"""
+
+
+def test_built_image_digest_is_what_argocd_deploys(
+    argocd_example: pytest.Pytester,
+    isolated_state: IsolatedState,
+    kube_client: Any,
+    registry_addr: str,
+) -> None:
+    marker = f"a{uuid.uuid4().hex[:10]}"
+    app = changed_demo_app(argocd_example.path / "app", marker)
+    only(argocd_example, test_x=SEES_THE_BUILD.replace("{marker}", marker))
+    registry = f"{registry_addr}/lsbtest"
+    result = argocd_example.runpytest_subprocess(
+        "-p", "no:cacheprovider",
+        f"--sandbox-build=backend={app}",
+        f"--sandbox-build-arg=BASE={registry_addr}/livesandbox/python-psycopg:bookworm",
+        f"--sandbox-registry={registry}",
+        "--sandbox-report=r.jsonl",
+    )  # fmt: skip
+    result.assert_outcomes(passed=1)
+    sandbox = first_event(argocd_example.path / "r.jsonl")["sandbox"]
+    assert sandbox["extra"]["digests"]["backend"].startswith(f"{registry}/backend@sha256:")
+    assert_gone(kube_client, sandbox["namespace"])
+    isolated_state.assert_clean()
+    build = sandbox["extra"]["builds"]["backend"]
+    subprocess.run(["docker", "rmi", f"{registry}/backend:{build['tag']}"], capture_output=True)
