@@ -32,7 +32,7 @@ from ...config import SandboxConfig
 from ...errors import ProvisionError, RolloutFailed, UnsafeTarget
 from . import diagnose
 from .client import KubeTarget
-from .names import COMPONENT_LABEL, SANDBOX_ID_LABEL, is_ours
+from .names import COMPONENT_LABEL, OWNED_SELECTOR, SANDBOX_ID_LABEL, is_ours
 
 GROUP, VERSION, PLURAL = "argoproj.io", "v1alpha1", "applications"
 CRD = f"{PLURAL}.{GROUP}"
@@ -359,6 +359,22 @@ def delete_application(
             )
         time.sleep(0.2)
     return True
+
+
+def list_ours(target: KubeTarget) -> list[dict[str, Any]]:
+    """Applications carrying our ``managed-by`` label, in every namespace.
+
+    ``[]`` without Argo CD, or when the credentials may not list Applications cluster-wide.
+    """
+    try:
+        found: dict[str, Any] = _custom(target).list_cluster_custom_object(
+            GROUP, VERSION, PLURAL, label_selector=OWNED_SELECTOR, _request_timeout=10
+        )
+    except ApiException as exc:
+        if exc.status in (403, 404):  # not ours to see, or Argo CD is not installed
+            return []
+        raise
+    return list(found.get("items") or [])
 
 
 def _message(exc: ApiException) -> str:

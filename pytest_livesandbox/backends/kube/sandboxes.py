@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from kubernetes.client import ApiException
@@ -21,9 +22,9 @@ from kubernetes.client import ApiException
 from ...chaos.driver import remove_chaos_dir
 from ...info import SandboxInfo
 from ...protocol import ListScope, SandboxRecord
-from .argocd import delete_application
+from .argocd import delete_application, list_ours
 from .client import connect, kubeconfig_files
-from .names import BACKEND_LABEL
+from .names import BACKEND_LABEL, OWNER_LABEL, SANDBOX_ID_LABEL
 from .namespace import NamespaceRecord, delete_namespace, list_sandboxes, record_of
 
 
@@ -55,7 +56,8 @@ def list_records(backend: str, scope: ListScope) -> list[SandboxRecord]:
     if cluster is None:
         return []
     records = []
-    for ns in list_sandboxes(cluster.core):
+    namespaces = list_sandboxes(cluster.core)
+    for ns in namespaces:
         if (ns.labels.get(BACKEND_LABEL) or "kube") != backend:
             continue
         expires_in = None if ns.expires_at is None else ns.expires_at - time.time()
@@ -78,7 +80,51 @@ def list_records(backend: str, scope: ListScope) -> list[SandboxRecord]:
                 handle=_Handle(cluster.core, ns.name, ns.sandbox_id, cluster, ns.application),
             )
         )
+    records.extend(_orphaned_applications(backend, cluster, {ns.name for ns in namespaces}))
     return records
+
+
+def _orphaned_applications(backend: str, cluster: Any, namespaces: set[str]) -> list[SandboxRecord]:
+    """Our Argo CD Applications whose sandbox namespace is gone (e.g. deleted by hand)."""
+    records = []
+    for app in list_ours(cluster):
+        meta, labels = app["metadata"], app["metadata"].get("labels") or {}
+        dest = str(((app.get("spec") or {}).get("destination") or {}).get("namespace") or "")
+        if (labels.get(BACKEND_LABEL) or "kube") != backend or not dest or dest in namespaces:
+            continue
+        try:
+            cluster.core.read_namespace(dest)
+            continue  # there, but not labelled as ours: not this listing's business
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+        created = parse_timestamp(meta.get("creationTimestamp"))
+        name = f"{meta['namespace']}/{meta['name']}"
+        sandbox_id = labels.get(SANDBOX_ID_LABEL, "?")
+        records.append(
+            SandboxRecord(
+                id=sandbox_id,
+                backend=backend,
+                status="orphaned",
+                age=time.time() - created if created else 0.0,
+                owner=labels.get(OWNER_LABEL, "?"),
+                where=f"Argo CD Application {name} ({cluster.context}; namespace {dest} is gone)",
+                reapable=True,
+                aliases=(str(meta["name"]),),
+                handle=_Handle(cluster.core, dest, sandbox_id, cluster, name),
+            )
+        )
+    return records
+
+
+def parse_timestamp(value: str | None) -> float | None:
+    """Seconds since the epoch of a Kubernetes timestamp (``2026-12-01T11:27:09Z``), or None."""
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def _status(ns: NamespaceRecord) -> str:

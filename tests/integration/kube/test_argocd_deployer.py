@@ -12,6 +12,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -284,3 +285,40 @@ def test_built_image_digest_is_what_argocd_deploys(
     isolated_state.assert_clean()
     build = sandbox["extra"]["builds"]["backend"]
     subprocess.run(["docker", "rmi", f"{registry}/backend:{build['tag']}"], capture_output=True)
+
+
+def test_application_whose_namespace_is_gone_is_listed_and_reaped_by_gc(
+    argocd_example: pytest.Pytester,
+    isolated_state: IsolatedState,
+    kube_client: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    owner = f"argocd-orphan-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("CI_JOB_ID", owner.split("-", 2)[2])  # the inner run's owner: this test
+    only(argocd_example, test_x="def test_a(live_url):\n    pass\n")
+    kept = argocd_example.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--sandbox-keep", "--sandbox-report=r.jsonl"
+    )  # fmt: skip
+    kept.assert_outcomes(passed=1)
+    sandbox = first_event(argocd_example.path / "r.jsonl")["sandbox"]
+    namespace, job_owner = sandbox["namespace"], sandbox["owner"]
+    core = client.CoreV1Api(kube_client)
+    try:
+        # The namespace goes by another hand (kubectl, a reaper): the Application stays behind.
+        core.delete_namespace(namespace, grace_period_seconds=0)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                core.read_namespace(namespace)
+            except ApiException as exc:
+                if exc.status == 404:
+                    break
+            time.sleep(0.5)
+        listed = cli("ls")
+        assert f"Argo CD Application argocd/{namespace}" in listed.stdout, listed.stderr
+        assert "orphaned" in listed.stdout
+    finally:
+        gc = cli("gc", "--backend", "kube", "--owner", job_owner)
+    assert f"removing {sandbox['id']} (kube, orphaned)" in gc.stdout, gc.stdout + gc.stderr
+    assert_gone(kube_client, namespace)
+    isolated_state.assert_clean()
