@@ -90,6 +90,7 @@ class SandboxConfig:
     namespace_prefix: str = "sandbox"
     deployer: str = "apply"
     argocd_namespace: str = "argocd"
+    argocd_project: str = "default"
     git_repo: str | None = None
     git_revision: str = "HEAD"
     git_path: str = "."

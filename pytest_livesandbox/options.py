@@ -166,6 +166,13 @@ OPTIONS: tuple[OptionSpec, ...] = (
         default="argocd",
     ),
     OptionSpec(
+        "argocd_project",
+        "str",
+        "Argo CD project of the sandbox's Application (it must allow the repository and the "
+        "sandbox namespaces as destination).",
+        default="default",
+    ),
+    OptionSpec(
         "git_repo",
         "str",
         "--sandbox-deployer=argocd: URL of the Git repository holding the app's manifests, as "

@@ -127,7 +127,7 @@ def application_body(
             "finalizers": [FINALIZER],
         },
         "spec": {
-            "project": "default",
+            "project": config.argocd_project,
             "source": source,
             "destination": {"server": IN_CLUSTER, "namespace": namespace},
         },
