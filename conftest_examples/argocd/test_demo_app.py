@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -78,3 +79,12 @@ def test_deployed_by_argocd(livesandbox) -> None:
     assert info.extra["argocd_application"] == f"argocd/{info.namespace}"
     assert len(info.extra["synced_revision"]) == 40  # the commit Argo CD synced
     assert info.timings["sync_s"] > 0
+    # The fault proxy's app route points at the pods Argo CD synced: the client goes through it.
+    assert "app" in info.extra["fault_proxy"]["routes"]
+
+
+@pytest.mark.latency(ms=300, target="app")
+def test_latency_reaches_the_app_through_the_proxy(live_http: httpx.Client) -> None:
+    began = time.monotonic()
+    assert live_http.get("/healthz").status_code == 200
+    assert time.monotonic() - began >= 0.3

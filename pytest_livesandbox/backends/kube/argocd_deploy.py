@@ -3,7 +3,7 @@
 Called by the kube backend once the namespace, PostgreSQL and the ``livesandbox-db`` Secret are
 there, in place of creating the manifests itself::
 
-    objs = sync_with_argocd(target, config, info, namespace, labels, built, began, deadline)
+    objs = sync_with_argocd(target, config, info, labels, built, proxy, began, deadline)
     # info.timings: sync_s (Application created -> sync succeeded), synced_s, healthy_s
     # info.extra:   argocd_application "argocd/<name>", synced_revision "<commit sha>"
 
@@ -26,6 +26,7 @@ from . import faultproxy as fp
 from . import postgres as pg
 from .client import KubeTarget
 from .names import ARGOCD_APP_ANNOTATION as ANNOTATION
+from .proxy_setup import NamespaceProxy, point_app_route
 
 __all__ = [
     "ANNOTATION",
@@ -77,15 +78,20 @@ def sync_with_argocd(
     target: KubeTarget,
     config: SandboxConfig,
     info: SandboxInfo,
-    namespace: str,
     labels: dict[str, str],
     built: Sequence[tuple[str, str]],
+    proxy: NamespaceProxy | None,
     began: float,
     deadline: float,
 ) -> list[dict[str, Any]]:
-    """Create the Application, wait for Synced + Healthy; the live Services and workloads."""
+    """Create the Application, wait for Synced + Healthy; the live Services and workloads.
+
+    The fault proxy's pending app route is pointed at the synced app's pods.
+    """
     if not config.git_repo:  # deployer_problems refuses this at configure
         raise ConfigError("--sandbox-deployer=argocd needs --sandbox-git-repo")
+    assert info.namespace is not None
+    namespace = info.namespace
     patches = [
         *argocd.image_patches(app_overrides(config)),
         *argocd.image_patches(built, pull_policy="IfNotPresent"),
@@ -112,7 +118,9 @@ def sync_with_argocd(
     info.timings["healthy_s"] = round(healthy - began, 4)
     info.extra["synced_revision"] = waiter.revision
     app = argocd.read_application(target, config.argocd_namespace, name)
-    return argocd.live_objects(target, app, namespace)
+    objs = argocd.live_objects(target, app, namespace)
+    point_app_route(target, namespace, proxy, objs)
+    return objs
 
 
 def delete_synced_app(target: KubeTarget, info: SandboxInfo) -> None:

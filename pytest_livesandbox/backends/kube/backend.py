@@ -217,7 +217,7 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
         mf.create_objects(target.api, namespace, objs)
         info.timings["db_ready_s"] = round(time.monotonic() - began, 4)
         if argo:  # Argo CD syncs the manifests; the live Services/workloads stand in for objs
-            objs = sync_with_argocd(target, config, info, namespace, labels, built, began, deadline)
+            objs = sync_with_argocd(target, config, info, labels, built, proxy, began, deadline)
 
         self._await_app(config, info, target, namespace, objs, deadline, proxy)
         info.timings["app_ready_s"] = round(time.monotonic() - began, 4)

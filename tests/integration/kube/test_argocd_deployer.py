@@ -76,7 +76,7 @@ def test_example_suite_deployed_by_argocd_leaves_nothing(
     result = argocd_example.runpytest_subprocess(
         "-p", "no:cacheprovider", "-n", "2", "--sandbox-report=r.jsonl", "--sandbox-html=r.html"
     )  # fmt: skip
-    result.assert_outcomes(passed=9)
+    result.assert_outcomes(passed=10)
     result.stdout.re_match_lines(
         [
             r".*sandbox \w+ \(kube\) ready in [\d.]+s, torn down in.*",
