@@ -23,6 +23,7 @@ from ...info import SandboxInfo
 from ...readiness import wait_until_ready
 from . import argocd
 from . import faultproxy as fp
+from . import manifests as mf
 from . import postgres as pg
 from .client import KubeTarget
 from .names import ARGOCD_APP_ANNOTATION as ANNOTATION
@@ -119,6 +120,14 @@ def sync_with_argocd(
     info.extra["synced_revision"] = waiter.revision
     app = argocd.read_application(target, config.argocd_namespace, name)
     objs = argocd.live_objects(target, app, namespace)
+    known = mf.known_components(objs)
+    unknown = [c for c, _ in [*app_overrides(config), *built] if c not in known]
+    if unknown:  # a patch that matched nothing: the image given never ran
+        raise ConfigError(
+            f"--sandbox-image/--sandbox-build {', '.join(unknown)}=...: no workload Argo CD "
+            f"synced from {config.git_repo} ({config.git_path}) has that "
+            f"app.kubernetes.io/component label or name; known: {', '.join(known) or 'none'}"
+        )
     point_app_route(target, namespace, proxy, objs)
     return objs
 

@@ -322,3 +322,32 @@ def test_application_whose_namespace_is_gone_is_listed_and_reaped_by_gc(
     assert f"removing {sandbox['id']} (kube, orphaned)" in gc.stdout, gc.stdout + gc.stderr
     assert_gone(kube_client, namespace)
     isolated_state.assert_clean()
+
+
+def test_override_of_a_component_argocd_did_not_sync_is_an_error(
+    argocd_example: pytest.Pytester, isolated_state: IsolatedState, kube_client: Any
+) -> None:
+    only(argocd_example, test_x="def test_a(live_url):\n    pass\n")
+    result = argocd_example.runpytest_subprocess(
+        "-p", "no:cacheprovider",
+        "--sandbox-image=frontend=localhost/livesandbox/demo-app:dev",
+        "--sandbox-image=postgres=localhost/livesandbox/postgres:15",
+        "--sandbox-namespace-prefix=argounknown",
+    )  # fmt: skip
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ConfigError: --sandbox-image/--sandbox-build frontend=...: no workload Argo CD "
+            "synced from git://* (k8s) has that app.kubernetes.io/component label or name; "
+            "known: backend*"
+        ]
+    )
+    names = [ns.metadata.name for ns in client.CoreV1Api(kube_client).list_namespace().items]
+    apps = client.CustomObjectsApi(kube_client).list_namespaced_custom_object(
+        "argoproj.io", "v1alpha1", ARGOCD_NS, "applications"
+    )["items"]
+    left = [
+        n for n in [*names, *(a["metadata"]["name"] for a in apps)] if n.startswith("argounknown-")
+    ]
+    assert left == []
+    isolated_state.assert_clean()
