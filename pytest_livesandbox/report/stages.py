@@ -1,9 +1,11 @@
 """The bring-up stages before the first test, from a sandbox's ``timings``.
 
-``build_s``/``push_s`` are durations; ``namespace_s``, ``db_ready_s``, ``synced_s``,
-``healthy_s`` (Argo CD synced and reported Healthy), ``images_ready_s`` and ``app_ready_s`` are
-offsets since the backend began. When the build ran alongside the sandbox
-(kube: ``images_ready_s`` is there) both start at 0; otherwise (docker) the build came first::
+``build_s``/``push_s`` are durations; ``namespace_s``, ``db_ready_s``, ``images_ready_s`` and
+``app_ready_s`` are offsets since the backend began. When the build ran alongside the sandbox
+(kube: ``images_ready_s`` is there) both start at 0; otherwise (docker) the build came first.
+``app_created_s`` (kube), when there, starts the app's lane: its pods are made while the
+database starts, so the lanes overlap. With the argocd deployer ``synced_s`` and ``healthy_s``
+(Argo CD synced, then reported Healthy) add the stages sync and healthy after db::
 
     stages({"build_s": 2.0, "push_s": 0.5, "db_ready_s": 3.0, "app_ready_s": 4.0})
     # [('build', 0.0, 2.0), ('push', 2.0, 2.5), ('db', 2.5, 5.5), ('app', 5.5, 6.5)]
@@ -41,6 +43,8 @@ def stages(timings: dict[str, float]) -> list[Stage]:
             last = end
     if "images_ready_s" in timings:
         last = max(last, float(timings["images_ready_s"]))
+    if "app_created_s" in timings and "healthy_s" not in timings:  # kube: beside the database
+        last = offset + float(timings["app_created_s"])
     if "app_ready_s" in timings:
         found.append(("app", last, offset + float(timings["app_ready_s"])))
     return found
