@@ -43,9 +43,10 @@ from ...images.pipeline import BuildResult, build_local
 from ...info import SandboxInfo, default_owner
 from ...lease import Lease
 from ...locations import state_root
-from ...protocol import ListScope, SandboxHealth, SandboxRecord
+from ...protocol import ListScope, SandboxHealth, SandboxRecord, own_sandbox_refusals
 from ...readiness import HttpReady, wait_until_ready
 from ...redaction import redact_error
+from ...reusekey import reuse_key
 from .app import (
     APP_COMPONENTS,
     DB_COMPONENTS,
@@ -62,11 +63,11 @@ from .resources import (
     COMPONENT,
     ENDPOINT,
     docker_records,
-    docker_sandbox_record,
     lease_file,
     remove_sandbox,
     sandbox_labels,
 )
+from .warm import claim, heal, image_parts, reuse_labels, save_warm, warm_record, write_lease
 
 if TYPE_CHECKING:
     from ...chaos.markers import ChaosPlan
@@ -176,6 +177,8 @@ class DockerBackend:
             ttl=config.ttl,
             keep=config.keep,
         )
+        if config.reuse:  # labels cannot change later: the reuse key goes on at creation
+            labels |= reuse_labels(reuse_key(config, self))
         network = Network(docker_network_kw={"labels": labels})
         network.name = f"livesandbox-{info.id}"
         network.create()
@@ -197,6 +200,8 @@ class DockerBackend:
         if app_image is not None:
             self._start_app(config, info, app_image, network, labels, db)
             info.timings["app_ready_s"] = round(time.perf_counter() - began, 4)
+        if config.reuse:
+            save_warm(info)
 
     def _start_app(
         self,
@@ -299,25 +304,13 @@ class DockerBackend:
 
     def check_config(self, config: SandboxConfig) -> list[str]:
         """Settings the docker backend cannot honour."""
-        problems = []
-        if config.attach:
-            problems.append(
-                "--sandbox-attach: the docker backend cannot attach to a sandbox; keep one with "
-                "--sandbox-keep, or use --sandbox=kube to attach to a namespace"
-            )
-        if config.db_dsn:
-            problems.append(
-                "--sandbox-db-dsn: the docker backend always runs its own PostgreSQL container; "
-                "drop the option or use --sandbox=kube"
-            )
+        problems = own_sandbox_refusals(config, self.name, "PostgreSQL container")
         for component, _, _ in config.build:
             if component not in (*APP_COMPONENTS, *DB_COMPONENTS):
                 problems.append(
                     f"--sandbox-build {component}=...: the docker backend runs the components app "
                     "(alias backend) and postgres (alias db); build app=PATH"
                 )
-        if config.reuse:
-            problems.append("--sandbox-reuse: not on docker yet; use --sandbox=local or kube")
         try:
             app_image, _ = component_images(config.image)
         except ProvisionError as exc:
@@ -347,32 +340,42 @@ class DockerBackend:
             if os.environ.get("DOCKER_HOST") or os.path.exists("/var/run/docker.sock"):
                 raise ClusterUnreachable("no Docker daemon answered") from None
             return []  # no daemon configured here: nothing to list
-        return [docker_sandbox_record(rec) for rec in docker_records(client)]
+        return [warm_record(rec) for rec in docker_records(client)]
 
     def reap(self, record: SandboxRecord) -> None:
-        """Remove the sandbox's labelled resources and its local folder."""
-        remove_sandbox(self.client, record.id)
-        shutil.rmtree(state_root() / record.id, ignore_errors=True)
-        lease_file(record.id).remove()
+        """Remove the sandbox's labelled resources and its local folder.
+
+        Not if a run claimed it since it was listed (its lease changed): that run holds it now.
+        """
+        listed = record.handle[1] if isinstance(record.handle, tuple) else None
+        lease = lease_file(record.id)
+        with lease.locked():
+            if isinstance(record.handle, tuple) and lease.read() != listed:
+                return
+            remove_sandbox(self.client, record.id)
+            shutil.rmtree(state_root() / record.id, ignore_errors=True)
+            lease.remove()
 
     def renew_lease(self, info: SandboxInfo, until: float) -> None:
         """Extend the lease file in the state folder (container labels cannot change)."""
         lease_file(info.id).renew(info.run_id, until)
 
     def reuse_parts(self, config: SandboxConfig) -> dict[str, str]:
-        """Nothing beyond the options (reuse is refused by :meth:`check_config`)."""
-        return {}
+        """The images' ids (a rebuilt ``myapp:dev`` is another sandbox), by name if absent."""
+        return image_parts(self.client, component_images(config.image))
 
     def claim_warm(
         self, config: SandboxConfig, key: str, run_id: str, until: float
     ) -> SandboxInfo | None:
-        """No warm docker sandboxes yet."""
-        return None
+        """Claim a warm (or abandoned) docker sandbox of ``key`` (compare-and-set on its lease)."""
+        return claim(self.client, key, run_id, until)
 
     def keep_warm(self, info: SandboxInfo, until: float) -> None:
-        """Kept (``--sandbox-keep``) until ``until``; warm ones do not exist on docker."""
-        lease_file(info.id).write(Lease("kept", info.run_id, until))
+        """Warm for its reuse key (or kept: ``--sandbox-keep``) until ``until``."""
+        if info.extra.get("reuse_key"):
+            save_warm(info)
+        write_lease(info, until)
 
     def heal(self, info: SandboxInfo, config: SandboxConfig) -> dict[str, Any]:
-        """Nothing to heal: docker sandboxes are never reused."""
-        return {}
+        """The app container is restarted only when its health check fails."""
+        return heal(self.client, info, config)

@@ -123,6 +123,7 @@ class NamespaceRecord:
     labels: dict[str, str] = field(default_factory=dict)
     lease: Lease | None = None
     resource_version: str = ""
+    annotations: dict[str, str] = field(default_factory=dict)
     application: str = ""  # "<argocd namespace>/<name>" of the Argo CD Application, if any
 
     @property
@@ -152,6 +153,7 @@ def record_of(ns: Any) -> NamespaceRecord:
         labels=dict(labels),
         lease=lease_of(annotations, labels),
         resource_version=ns.metadata.resource_version or "",
+        annotations=dict(annotations),
         application=annotations.get(ARGOCD_APP_ANNOTATION, ""),
     )
 
