@@ -27,7 +27,7 @@ from pytest_livesandbox.protocol import reap_reason
 def test_component_images_default_and_aliases() -> None:
     assert component_images(()) == (None, "postgres:15")
     assert component_images((("backend", "a:1"), ("db", "postgres:16"))) == ("a:1", "postgres:16")
-    with pytest.raises(ProvisionError, match="use app=IMAGE or postgres=IMAGE"):
+    with pytest.raises(ProvisionError, match="use app=IMAGE, postgres=IMAGE or fault-proxy=IMAGE"):
         component_images((("cache", "redis:7"),))
 
 

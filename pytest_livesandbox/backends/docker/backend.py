@@ -5,11 +5,18 @@ One sandbox on the daemon::
     network   livesandbox-<id>              private bridge network, nothing else on it
     container livesandbox-<id>-db           PostgreSQL, alias "db", 5432 -> 127.0.0.1:<port>
     volume    livesandbox-<id>-db-data      its data (survives a chaos kill + restart)
+    container livesandbox-<id>-proxy        the fault proxy (:mod:`.faultproxy`), alias
+                                            "fault-proxy": db route 15432 -> db:5432, app route
+                                            (http) 18000 -> 127.0.0.1:<endpoint port>, control
+                                            API 8474 -> 127.0.0.1:<port>
     container livesandbox-<id>-app          --sandbox-image app=IMAGE, alias "app"/"backend",
-                                            DATABASE_URL=postgresql://app:***@db:5432/app,
-                                            PORT=<its exposed port> -> 127.0.0.1:<port>
+                                            DATABASE_URL=postgresql://app:***@fault-proxy:15432
+                                            /app, PORT=<its exposed port> -> 127.0.0.1:<port>
 
-All of them carry our ownership labels (:mod:`.resources`), so teardown, ``livesandbox
+The test client reaches the app through the proxy (``live_url``), so ``latency``,
+``network_fault`` and ``http_fault`` act as on the local backend; with ``livesandbox_fault_proxy
+= false`` there is no proxy and the app names ``db:5432`` directly. All of them carry our
+ownership labels (:mod:`.resources`), so teardown, ``livesandbox
 gc`` and ``livesandbox down`` find them after a crash. Configure with::
 
     pytest --sandbox=docker --sandbox-image app=myapp:dev [--sandbox-image postgres=postgres:16]
@@ -28,7 +35,6 @@ import docker.errors
 import psycopg
 from testcontainers.core.network import Network
 
-from ...chaos.driver import PROXY_KINDS
 from ...config import SandboxConfig
 from ...errors import (
     AppCrashed,
@@ -55,6 +61,7 @@ from .app import (
     ensure_running,
 )
 from .chaos import DockerChaos
+from .faultproxy import ContainerProxy, proxy_image, proxy_off_problems, start_proxy
 from .health import docker_health
 from .host import connect, daemon_address, ensure_image, with_free_port
 from .migrate import migrate
@@ -81,11 +88,7 @@ class DockerBackend:
 
     name: ClassVar[str] = "docker"
     supported_faults: ClassVar[frozenset[str]] = DockerChaos.kinds
-    fault_hints: ClassVar[dict[str, str]] = dict.fromkeys(
-        PROXY_KINDS,
-        "the docker backend has no fault proxy in front of its containers yet; "
-        "run this test with --sandbox=local",
-    ) | {
+    fault_hints: ClassVar[dict[str, str]] = {
         "clock": "the docker backend does not mount libfaketime into the app container yet; "
         "run this test with --sandbox=local",
     }
@@ -117,6 +120,8 @@ class DockerBackend:
         ensure_image(self.client, pg_image, role="postgres")
         if app_image is not None:
             ensure_image(self.client, app_image, role="app")
+        if config.fault_proxy:
+            ensure_image(self.client, proxy_image(config.image), role="fault-proxy")
         workdir = state_root() / sandbox_id
         info = SandboxInfo(
             id=sandbox_id,
@@ -193,15 +198,28 @@ class DockerBackend:
         info.extra["containers"]["db"] = db.name
         info.extra["volumes"] = [db.volume]
         self._secrets = [db.app_password, db.admin_password]
+        proxy = None
+        if config.fault_proxy:  # starts while PostgreSQL does
+            image = proxy_image(config.image)
+            port = self._app_port(config, app_image) if app_image is not None else None
+            proxy = start_proxy(self.client, info, network.name, labels, image, port)
         info.db = db.start(config.startup_timeout)
         info.timings["db_ready_s"] = round(time.perf_counter() - began, 4)
+        if proxy is not None:
+            proxy.wait(config.startup_timeout)
+            proxy.record(info)
+            info.timings["proxy_ready_s"] = round(time.perf_counter() - began, 4)
         if config.migrate_cmd and app_image is not None:
             migrate(self.client, config, info, app_image, network.name, labels, db.dsn_in_network())
         if app_image is not None:
-            self._start_app(config, info, app_image, network, labels, db)
+            self._start_app(config, info, app_image, network, labels, db, proxy)
             info.timings["app_ready_s"] = round(time.perf_counter() - began, 4)
         if config.reuse:
             save_warm(info)
+
+    def _app_port(self, config: SandboxConfig, image: str) -> int:
+        exposed = self.client.images.get(image).attrs.get("Config", {}).get("ExposedPorts")
+        return container_port(dict(config.app_env), exposed)
 
     def _start_app(
         self,
@@ -211,13 +229,14 @@ class DockerBackend:
         network: Network,
         labels: dict[str, str],
         db: ContainerPostgres,
+        proxy: ContainerProxy | None,
     ) -> None:
         app_env = dict(config.app_env)
-        exposed = self.client.images.get(image).attrs.get("Config", {}).get("ExposedPorts")
-        port = container_port(app_env, exposed)
+        port = self._app_port(config, image)
+        via = (proxy.db_host, proxy.db_port) if proxy is not None else ()
         env = {
             **app_env,
-            "DATABASE_URL": db.dsn_in_network(APP_SESSION_NAME),
+            "DATABASE_URL": db.dsn_in_network(APP_SESSION_NAME, *via),
             "PORT": str(port),
             "LIVESANDBOX_ID": info.id,
         }
@@ -253,7 +272,9 @@ class DockerBackend:
                 f"{image}`."
             ) from None
         wrapped = container.get_wrapped_container()
-        info.endpoint = f"http://127.0.0.1:{host_port}"
+        info.extra["app_direct"] = f"http://127.0.0.1:{host_port}"
+        # The tests' client goes through the proxy's app route (readiness too: the whole path).
+        info.endpoint = (proxy and proxy.endpoint) or f"http://127.0.0.1:{host_port}"
         wait_until_ready(
             HttpReady(
                 info.endpoint + config.health_path,
@@ -329,8 +350,8 @@ class DockerBackend:
         return DockerChaos(info, owner=owner)
 
     def fault_problems(self, plan: ChaosPlan, config: SandboxConfig) -> list[str]:
-        """Nothing beyond :attr:`supported_faults` depends on this machine."""
-        return []
+        """Proxy faults need the fault proxy (``livesandbox_fault_proxy``, default on)."""
+        return proxy_off_problems(plan, config)
 
     def list_sandboxes(self, scope: ListScope) -> list[SandboxRecord]:
         """Sandboxes found by our labels on containers, networks and volumes."""

@@ -10,9 +10,11 @@ resource_limits           ``container.update`` memory/CPU limits; removal lifts 
                           reports ``oom_kills`` (the daemon's ``oom`` events)
 db_connections            ``ALTER ROLE app CONNECTION LIMIT`` + the app's sessions ended
 kill_db                   PostgreSQL container killed, started again after ``down_for``
+latency / network faults  toxics on the sandbox's fault-proxy container (its ``db`` or
+/ http_fault              ``app`` route; control API on a published loopback port), see
+                          :mod:`...chaos.proxied` and :mod:`.faultproxy`
 ========================  ==========================================================
 
-Latency and network faults need the local backend's fault proxy and are refused at collection.
 Every fault is written to the :class:`~.ledger.Ledger` first, so a dead worker's faults are
 undone by the next test::
 
@@ -26,23 +28,32 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
-from ...chaos.driver import chaos_dir, db_problems, watch_recovery
+from ...chaos.driver import CORE_KINDS, PROXY_KINDS, chaos_dir, db_problems, watch_recovery
 from ...chaos.ledger import Ledger
-from ...chaos.ledgered import LedgeredDriver
+from ...chaos.ledgered import Handler, LedgeredDriver
 from ...chaos.markers import Fault
+from ...chaos.proxied import ProxiedFaults
+from ...faultproxy.client import ProxyClient
 from ...info import SandboxInfo
 from . import effects
 
 
-class DockerChaos(LedgeredDriver):
+class DockerChaos(ProxiedFaults, LedgeredDriver):
     """The :class:`~.driver.ChaosDriver` of the docker backend."""
+
+    kinds: ClassVar[frozenset[str]] = CORE_KINDS | PROXY_KINDS
+    proxy_missing_hint = "this docker sandbox runs without it (livesandbox_fault_proxy = false)"
 
     def __init__(self, info: SandboxInfo, owner: str = "") -> None:
         self.info = info
         self.owner = owner
         self.ledger = Ledger(chaos_dir(info))
+        self.proxy = ProxyClient.from_info(info)
+
+    def _handlers(self) -> dict[str, Handler]:
+        return {**super()._handlers(), **self.proxy_handlers()}
 
     def _guarded(self, kind: str, undo: dict[str, Any], act: Callable[[], Any]) -> tuple[str, Any]:
         key = self.ledger.add(kind, undo, self.owner)
@@ -99,8 +110,17 @@ class DockerChaos(LedgeredDriver):
 
     # ----------------------------------------------------------------- repair, baseline
 
+    def repair(self, *, only_stale: bool) -> list[str]:
+        """Undo recorded faults (stale ones, or all) and clear stray toxics; say what was done."""
+        done = super().repair(only_stale=only_stale)
+        if not only_stale and self.proxy is not None and self.proxy.clear():
+            done.append("removed stray toxics from the fault proxy")
+        return done
+
     def _undo_effect(self, kind: str, undo: dict[str, Any]) -> None:
-        if kind == "evict":
+        if kind == "toxic":
+            self.undo_toxic(undo)
+        elif kind == "evict":
             app = effects.container(self.info, undo.get("component", "backend"))
             if app.status != "running":
                 app.start()
@@ -113,6 +133,7 @@ class DockerChaos(LedgeredDriver):
         if not self.ledger.empty():
             kinds = sorted({e["kind"] for e in self.ledger.entries().values()})
             problems.append(f"faults still recorded as active: {', '.join(kinds)}")
+        problems.extend(self.toxic_problems())
         problems.extend(effects.baseline_problems(self.info, timeout))
         if not problems:
             problems.extend(db_problems(self.info, timeout))

@@ -172,6 +172,7 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
         target.core.create_namespace(body)
         info.namespace = namespace
         info.extra["created_namespace"] = True
+        self._artifacts.watch(info, target)  # logs of pods deleted during a test
         info.extra["expires_at"] = body["metadata"]["annotations"][EXPIRES_AT]
         if sha:
             info.extra["git_sha"] = sha
@@ -308,6 +309,7 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
         """Stop the port-forwards; delete the namespace we made (never an attached one)."""
         for forwarder in self._forwarders.pop(info.id, []):
             forwarder.close()
+        self._artifacts.stop(info)
         target = self._targets.pop(info.id, None)
         with contextlib.suppress(OSError):
             (state_root() / f"{info.id}.template.lock").unlink(missing_ok=True)

@@ -36,6 +36,7 @@ from .names import BACKEND_LABEL, REUSE_KEY_LABEL, expires_at, lease_annotations
 from .namespace import NamespaceRecord, list_sandboxes, record_of
 
 if TYPE_CHECKING:
+    from .artifacts import Collector
     from .client import KubeTarget
     from .portforward import PortForwarder
 
@@ -140,6 +141,7 @@ class WarmNamespaces:
     _targets: dict[str, KubeTarget]
     _forwarders: dict[str, list[PortForwarder]]
     _forward: Forward
+    _artifacts: Collector
     demo_manifests: ClassVar[Path]
 
     def connect(self, config: SandboxConfig) -> KubeTarget:
@@ -224,6 +226,7 @@ class WarmNamespaces:
             if forwarder.name == "app":
                 app = (forwarder.selector, forwarder.remote_port)
             forwarder.close()
+        self._artifacts.stop(info)
         target = self._targets.pop(info.id, None)
         if target is None or info.namespace is None or info.extra.get("attached"):
             return  # an attached namespace is not ours to lease
