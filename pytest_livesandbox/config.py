@@ -88,6 +88,12 @@ class SandboxConfig:
     kubeconfig: Path | None = None
     manifests: Path | None = None
     namespace_prefix: str = "sandbox"
+    deployer: str = "apply"
+    argocd_namespace: str = "argocd"
+    argocd_project: str = "default"
+    git_repo: str | None = None
+    git_revision: str = "HEAD"
+    git_path: str = "."
     ttl: float = 7200.0
     allow_context: str | None = None
     gke_cluster: str | None = None

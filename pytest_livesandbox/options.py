@@ -151,6 +151,47 @@ OPTIONS: tuple[OptionSpec, ...] = (
     ),
     OptionSpec("namespace_prefix", "str", "Prefix of sandbox namespaces.", default="sandbox"),
     OptionSpec(
+        "deployer",
+        "choice",
+        "kube/gke: who deploys the app's manifests into the sandbox namespace: apply (the "
+        "plugin creates them) or argocd (an Argo CD Application syncs them from "
+        "--sandbox-git-repo; the plugin triggers the sync and waits for Synced + Healthy).",
+        default="apply",
+        choices=("apply", "argocd"),
+    ),
+    OptionSpec(
+        "argocd_namespace",
+        "str",
+        "Namespace Argo CD runs in (where the sandbox's Application is made).",
+        default="argocd",
+    ),
+    OptionSpec(
+        "argocd_project",
+        "str",
+        "Argo CD project of the sandbox's Application (it must allow the repository and the "
+        "sandbox namespaces as destination).",
+        default="default",
+    ),
+    OptionSpec(
+        "git_repo",
+        "str",
+        "--sandbox-deployer=argocd: URL of the Git repository holding the app's manifests, as "
+        "Argo CD reaches it (https://, ssh or git://).",
+    ),
+    OptionSpec(
+        "git_revision",
+        "str",
+        "--sandbox-deployer=argocd: branch, tag or commit Argo CD syncs.",
+        default="HEAD",
+    ),
+    OptionSpec(
+        "git_path",
+        "str",
+        "--sandbox-deployer=argocd: folder of the manifests inside the repository (plain YAML "
+        "or a kustomization).",
+        default=".",
+    ),
+    OptionSpec(
         "ttl",
         "duration",
         "How long a sandbox may live before `livesandbox gc` reaps it (expires-at annotation).",

@@ -91,6 +91,22 @@ def absolute_locations() -> None:
             os.environ[env] = str(Path(value).expanduser().absolute())
 
 
+def deployer_problem(config: SandboxConfig, deployers: tuple[str, ...]) -> str:
+    """Why the backend cannot deploy with ``--sandbox-deployer``, or ``""``.
+
+    >>> from dataclasses import replace
+    >>> deployer_problem(replace(SandboxConfig(), deployer="argocd"), ("apply",))[:35]
+    '--sandbox-deployer=argocd: backend '
+    """
+    if config.deployer in deployers:
+        return ""
+    return (
+        f"--sandbox-deployer={config.deployer}: backend {config.backend!r} deploys with "
+        f"{', '.join(deployers)} only; use --sandbox-deployer={deployers[0]} or a backend that "
+        "supports it"
+    )
+
+
 def preflight(config: SandboxConfig) -> list[str]:
     """Everything wrong with ``config`` that can be known without making anything."""
     problems = []
@@ -108,7 +124,10 @@ def preflight(config: SandboxConfig) -> list[str]:
             "(relative paths are relative to the ini file's folder)"
         )
     try:
-        problems.extend(backend_for(config).check_config(config))
+        backend = backend_for(config)
+        problems.extend(backend.check_config(config))
     except SandboxError as exc:  # the backend's dependencies are missing: say which
         problems.append(str(exc))
+    else:
+        problems.append(deployer_problem(config, getattr(backend, "deployers", ("apply",))))
     return [problem for problem in problems if problem]

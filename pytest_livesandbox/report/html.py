@@ -103,6 +103,12 @@ def _link(path: str, base: Path) -> str:
 
 def _bringup(sandbox: dict[str, Any]) -> str:
     svg = bringup_svg(dict(sandbox.get("timings") or {}))
+    extra = sandbox.get("extra") or {}
+    if svg and extra.get("argocd_application"):  # the argocd deployer: what Argo CD synced
+        svg += (
+            f"<p>Argo CD Application {escape(str(extra['argocd_application']))} synced revision "
+            f"<code>{escape(str(extra.get('synced_revision') or '?'))}</code></p>"
+        )
     return f"<section><h2>Bring-up before the first test</h2>{svg}</section>" if svg else ""
 
 

@@ -4,7 +4,8 @@
 ``app_ready_s`` are offsets since the backend began. When the build ran alongside the sandbox
 (kube: ``images_ready_s`` is there) both start at 0; otherwise (docker) the build came first.
 ``app_created_s`` (kube), when there, starts the app's lane: its pods are made while the
-database starts, so the lanes overlap::
+database starts, so the lanes overlap. With the argocd deployer ``synced_s`` and ``healthy_s``
+(Argo CD synced, then reported Healthy) add the stages sync and healthy after db::
 
     stages({"build_s": 2.0, "push_s": 0.5, "db_ready_s": 3.0, "app_ready_s": 4.0})
     # [('build', 0.0, 2.0), ('push', 2.0, 2.5), ('db', 2.5, 5.5), ('app', 5.5, 6.5)]
@@ -15,6 +16,13 @@ from __future__ import annotations
 from html import escape
 
 Stage = tuple[str, float, float]
+#: Offsets that end a stage, in order (``synced_s``/``healthy_s``: the argocd deployer's sync).
+STAGE_OFFSETS = (
+    ("namespace_s", "namespace"),
+    ("db_ready_s", "db"),
+    ("synced_s", "sync"),
+    ("healthy_s", "healthy"),
+)
 
 
 def stages(timings: dict[str, float]) -> list[Stage]:
@@ -28,14 +36,14 @@ def stages(timings: dict[str, float]) -> list[Stage]:
             found.append(("push", build, build + push))
     offset = 0.0 if "images_ready_s" in timings else build + push
     last = offset
-    for key, name in (("namespace_s", "namespace"), ("db_ready_s", "db")):
+    for key, name in STAGE_OFFSETS:
         if key in timings:
             end = offset + float(timings[key])
             found.append((name, last, end))
             last = end
     if "images_ready_s" in timings:
         last = max(last, float(timings["images_ready_s"]))
-    if "app_created_s" in timings:  # kube: the app's pods start while the database does
+    if "app_created_s" in timings and "healthy_s" not in timings:  # kube: beside the database
         last = offset + float(timings["app_created_s"])
     if "app_ready_s" in timings:
         found.append(("app", last, offset + float(timings["app_ready_s"])))

@@ -72,6 +72,9 @@ def _sandbox_lines(
         lines.append(stages)
     if info.endpoint:
         lines.append(f"endpoint: {info.endpoint}")
+    if info.extra.get("argocd_application"):
+        revision = str(info.extra.get("synced_revision") or "?")
+        lines.append(f"Argo CD Application {info.extra['argocd_application']} at {revision[:12]}")
     if info.db is not None:
         lines.append(f"database: {info.db.redacted_dsn}")
     if config.keep:
@@ -80,10 +83,12 @@ def _sandbox_lines(
 
 
 #: Bring-up timings: durations (build, push) and offsets since provisioning began (the rest).
-DURATIONS = (("build_s", "build"), ("push_s", "push"))
+DURATIONS = (("build_s", "build"), ("push_s", "push"), ("sync_s", "sync"))
 OFFSETS = (
     ("namespace_s", "namespace"),
     ("db_ready_s", "db"),
+    ("synced_s", "synced"),
+    ("healthy_s", "healthy"),
     ("images_ready_s", "images"),
     ("app_ready_s", "app"),
 )

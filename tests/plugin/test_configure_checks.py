@@ -79,6 +79,31 @@ BAD = {
         {},
         "*kubeconfig */kubeconfig is not valid YAML (line 3); fix the file or point*",
     ),
+    "unknown-deployer": (
+        ["--sandbox=kube", "--sandbox-deployer=flux"],
+        {},
+        "*--sandbox-deployer (from --sandbox-deployer): 'flux' is not one of apply, argocd*",
+    ),
+    "argocd-without-git-repo": (
+        ["--sandbox=kube", "--sandbox-deployer=argocd"],
+        {},
+        "*--sandbox-deployer=argocd needs --sandbox-git-repo (ini livesandbox_git_repo)*",
+    ),
+    "argocd-with-local-manifests": (
+        [
+            "--sandbox=kube",
+            "--sandbox-deployer=argocd",
+            "--sandbox-git-repo=git://h/r.git",
+            "--sandbox-manifests=adir",
+        ],
+        {},
+        "*--sandbox-manifests with --sandbox-deployer=argocd: Argo CD reads the manifests from*",
+    ),
+    "argocd-on-local": (
+        ["--sandbox-deployer=argocd", "--sandbox-git-repo=git://h/r.git"],
+        {},
+        "*--sandbox-deployer=argocd: backend 'local' deploys with apply only; use*",
+    ),
     "latency-nan": (
         ["-k", "nan"],
         {},

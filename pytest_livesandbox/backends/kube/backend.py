@@ -44,6 +44,8 @@ from . import faultproxy as fp
 from . import manifests as mf
 from . import postgres as pg
 from . import sandboxes
+from .argocd import check_argocd
+from .argocd_deploy import ANNOTATION, delete_synced_app, deployer_problems, sync_with_argocd
 from .attach import attach_namespace
 from .bringup import external_database, own_database
 from .chaos import KubeChaos
@@ -81,6 +83,7 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
     name: ClassVar[str] = "kube"
     demo_manifests: ClassVar[Path] = DEMO_MANIFESTS
     supported_faults: ClassVar[frozenset[str]] = KubeChaos.kinds
+    deployers: ClassVar[tuple[str, ...]] = ("apply", "argocd")
     fault_hints: ClassVar[dict[str, str]] = {
         "clock": "the kube backends do not mount libfaketime into the app pod yet; "
         "run this test with --sandbox=local",
@@ -135,10 +138,12 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
         namespace = namespace_name(config.namespace_prefix, info.id)
         objs: list[dict[str, Any]] = []
         pending = None
+        argo = config.deployer == "argocd"  # the manifests come from Git, through Argo CD
         if not config.attach:
             # Everything that can be wrong with the input is checked before anything is created.
             built_components = [component for component, _, _ in config.build]
-            objs = self._app_objects(config, info, namespace, built_components)
+            if not argo:
+                objs = self._app_objects(config, info, namespace, built_components)
             # --sandbox-build: inputs checked now; build and push need no cluster, so they run
             # while we connect and the namespace and PostgreSQL come up (failure: teardown).
             pending = start_build(config)
@@ -155,15 +160,15 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
             info.timings["app_ready_s"] = round(time.monotonic() - began, 4)
             return
         check_route_target(target, route)
+        if argo:
+            check_argocd(target, config.argocd_namespace)
         sha = git_sha(config.app_cwd)
         # Leased from the start, with room for the start-up: a run killed now still lapses.
         lease = Lease("held", info.run_id, time.time() + config.startup_timeout + config.lease)
-        body = namespace_body(
-            namespace,
-            sandbox_labels(info.id, info.run_id, info.owner, sha, backend=self.name),
-            config.ttl,
-            lease,
-        )
+        labels = sandbox_labels(info.id, info.run_id, info.owner, sha, backend=self.name)
+        body = namespace_body(namespace, labels, config.ttl, lease)
+        if argo:  # `livesandbox gc` finds (and deletes) the Application through it
+            body["metadata"]["annotations"][ANNOTATION] = f"{config.argocd_namespace}/{namespace}"
         target.core.create_namespace(body)
         info.namespace = namespace
         info.extra["created_namespace"] = True
@@ -181,6 +186,9 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
             proxy = own_database(
                 config, info, target, objs, pending, self._forward, passwords, (began, deadline)
             )
+        if argo:  # Argo CD syncs the manifests; the live Services/workloads stand in for objs
+            built = list((info.extra.get("digests") or {}).items())  # --sandbox-build's refs
+            objs = sync_with_argocd(target, config, info, labels, built, proxy, began, deadline)
         self._await_app(config, info, target, namespace, objs, deadline, proxy)
         info.timings["app_ready_s"] = round(time.monotonic() - began, 4)
 
@@ -318,6 +326,7 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
                     allow_context=None,
                     check_production=False,
                 )
+            delete_synced_app(target, info)  # argocd: the Application first (and what it synced)
             delete_namespace(target.core, info.namespace, sandbox_id=info.id)
         except (SandboxError, KeyboardInterrupt):
             raise
@@ -339,7 +348,11 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
 
     def check_config(self, config: SandboxConfig) -> list[str]:
         """Settings checked before connecting (build registry, prefix, manifests, kubeconfig)."""
-        return [*build_problems(config, self.name), *config_problems(config)]
+        return [
+            *build_problems(config, self.name),
+            *config_problems(config),
+            *deployer_problems(config),
+        ]
 
     def chaos(self, info: SandboxInfo, owner: str) -> KubeChaos:
         """The kube chaos driver (Eviction API, patched resources, role limits, kill_db)."""

@@ -50,11 +50,16 @@ def start_build(config: SandboxConfig) -> BackgroundBuild | None:
 
 def use_build(
     pending: BackgroundBuild | None, info: SandboxInfo, objs: list[dict[str, Any]], began: float
-) -> None:
-    """Wait for the build; record timings and digests; point the workloads at the digests."""
+) -> list[tuple[str, str]]:
+    """Wait for the build; record timings and digests; point the workloads at the digests.
+
+    Returns ``(component, REPO@sha256:...)`` of every built image (``[]`` without a build).
+    """
     if pending is None:
-        return
+        return []
     result = pending.result()
     result.record(info)
     info.timings["images_ready_s"] = round(time.monotonic() - began, 4)
-    mf.override_images(objs, result.refs(), pull_policy="IfNotPresent")
+    refs = list(result.refs())
+    mf.override_images(objs, refs, pull_policy="IfNotPresent")
+    return refs

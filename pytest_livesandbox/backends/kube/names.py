@@ -35,6 +35,8 @@ LEASE_EXPIRES_AT = "livesandbox/lease-expires-at"
 LEASE_HOLDER = "livesandbox/lease-holder"
 LEASE_STATE = "livesandbox/lease-state"
 REUSE_KEY_LABEL = "livesandbox/reuse-key"
+# On a namespace whose app an Argo CD Application deployed: "<argocd namespace>/<application>".
+ARGOCD_APP_ANNOTATION = "livesandbox/argocd-application"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 OWNED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 

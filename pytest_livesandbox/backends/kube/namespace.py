@@ -21,6 +21,7 @@ from ...errors import TeardownError, UnsafeTarget
 from ...info import MANAGED_BY
 from ...lease import Lease
 from .names import (
+    ARGOCD_APP_ANNOTATION,
     EXPIRES_AT,
     MANAGED_BY_LABEL,
     OWNED_SELECTOR,
@@ -123,6 +124,7 @@ class NamespaceRecord:
     lease: Lease | None = None
     resource_version: str = ""
     annotations: dict[str, str] = field(default_factory=dict)
+    application: str = ""  # "<argocd namespace>/<name>" of the Argo CD Application, if any
 
     @property
     def age(self) -> float:
@@ -152,6 +154,7 @@ def record_of(ns: Any) -> NamespaceRecord:
         lease=lease_of(annotations, labels),
         resource_version=ns.metadata.resource_version or "",
         annotations=dict(annotations),
+        application=annotations.get(ARGOCD_APP_ANNOTATION, ""),
     )
 
 

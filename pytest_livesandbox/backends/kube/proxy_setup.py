@@ -21,6 +21,9 @@ from . import faultproxy as fp
 from . import manifests as mf
 from .client import KubeTarget
 
+# The argocd deployer's app route selects nothing until the sync tells which pods serve the app.
+PENDING_SELECTOR = "livesandbox/app=pending"
+PENDING_PORT = 8000
 IMAGE_HINT = (
     "Hint: the fault proxy's image must be on the node or pullable: on this repository's cluster "
     "`bash cluster/build-images fault-proxy`; elsewhere push it and pass "
@@ -104,8 +107,26 @@ def start_proxy(
         return None
     endpoint = mf.endpoint_target(objs)
     app = (endpoint[0], endpoint[1]) if endpoint is not None else None
+    if config.deployer == "argocd":  # the app's Service is known after the sync: point_app_route
+        app = (PENDING_SELECTOR, PENDING_PORT)
     image = dict(config.image).get(fp.COMPONENT, fp.DEFAULT_IMAGE)
     return NamespaceProxy.create(target, namespace, image, db_upstream=db_upstream, app=app)
+
+
+def point_app_route(
+    target: KubeTarget, namespace: str, proxy: NamespaceProxy | None, objs: list[dict[str, Any]]
+) -> None:
+    """Point the proxy's pending app route at the synced app's pods (the proxy keeps running).
+
+    Its upstream Service gets the endpoint's selector (the pending key removed) and target port.
+    """
+    endpoint = mf.endpoint_target(objs)
+    if proxy is None or "app" not in proxy.routes or endpoint is None:
+        return
+    spec = fp.app_upstream_service(endpoint[0], endpoint[1])["spec"]
+    pending_key = PENDING_SELECTOR.split("=", 1)[0]
+    spec["selector"] = {pending_key: None, **spec["selector"]}
+    target.core.patch_namespaced_service(fp.APP_UPSTREAM_SERVICE, namespace, {"spec": spec})
 
 
 def proxy_fault_problems(plan: ChaosPlan, config: SandboxConfig) -> list[str]:
