@@ -7,9 +7,13 @@ port = container_port(app_env, image_attrs["Config"].get("ExposedPorts"))
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
-from ...errors import AppCrashed, ProvisionError
+import docker
+import docker.errors
+
+from ...errors import AppCrashed, ClusterUnreachable, ProvisionError
 from .postgres import logs_tail
 
 DEFAULT_POSTGRES_IMAGE = "postgres:15"
@@ -71,3 +75,26 @@ def ensure_running(container: Any, image: str, drop: Iterable[str] = ()) -> None
         "Hint: run the image yourself with DATABASE_URL and PORT set to see why, e.g. "
         f"`docker run --rm -e DATABASE_URL=postgresql://... -e PORT=8000 {image}`."
     )
+
+
+def window_logs(
+    client: docker.DockerClient, containers: dict[str, str], since: float, until: float, dest: Path
+) -> list[Path]:
+    """Write each container's output of ``[since, until]`` to ``dest/<component>.log``.
+
+    A container that is gone (or a daemon that stopped answering) is skipped: artifacts are
+    best effort and never fail the test report.
+    """
+    written = []
+    for component, name in containers.items():
+        try:
+            data: bytes = client.containers.get(name).logs(
+                since=int(since), until=int(until) + 1, timestamps=True
+            )
+        except (docker.errors.DockerException, ClusterUnreachable):
+            continue
+        dest.mkdir(parents=True, exist_ok=True)
+        path = dest / f"{component}.log"
+        path.write_bytes(data)
+        written.append(path)
+    return written

@@ -60,6 +60,7 @@ from .app import (
     component_images,
     container_port,
     ensure_running,
+    window_logs,
 )
 from .chaos import DockerChaos
 from .faultproxy import ContainerProxy, proxy_image, proxy_off_problems, start_proxy
@@ -293,20 +294,7 @@ class DockerBackend:
         self, info: SandboxInfo, since: float, until: float, dest: Path
     ) -> list[Path]:
         """The containers' output of the window ``[since, until]`` as ``<component>.log``."""
-        written = []
-        for component, name in (info.extra.get("containers") or {}).items():
-            try:
-                container = self.client.containers.get(name)
-                data: bytes = container.logs(
-                    since=int(since), until=int(until) + 1, timestamps=True
-                )
-            except (docker.errors.DockerException, ClusterUnreachable):
-                continue
-            dest.mkdir(parents=True, exist_ok=True)
-            path = dest / f"{component}.log"
-            path.write_bytes(data)
-            written.append(path)
-        return written
+        return window_logs(self.client, info.extra.get("containers") or {}, since, until, dest)
 
     def teardown(self, info: SandboxInfo) -> None:
         """Remove the containers, network and volumes (found by label), then the folder."""
