@@ -4,9 +4,10 @@ Under ``pytest -n N`` the controller provisions only after the first worker coll
 errors (so a typo in a marker never costs a sandbox), but the workers started before that, so
 ``workerinput`` can carry only where to look: a file in the state folder and a random key. The
 controller writes the sandbox (or its provisioning error) there before xdist schedules the first
-test; the workers read it on first use. The content holds the database passwords, so it is
-sealed with the key, which lives only in the run's processes (``workerinput`` travels through
-xdist's pipes): a file left behind by ``kill -9`` tells nobody anything::
+test; the workers read it on first use. The content holds the database passwords, so the file
+is mode 0600 in the private state folder, like a reused sandbox's ``secrets.json``, and removed
+at teardown; the key (which travels only through xdist's pipes) signs it, so a worker never
+takes a stale or foreign file for its run's sandbox::
 
     handoff = Handoff.create(state_root(), run_id)  # controller
     workerinput["livesandbox"] = handoff.address()
@@ -14,7 +15,7 @@ xdist's pipes): a file left behind by ``kill -9`` tells nobody anything::
     Handoff.from_address(address).read()        # worker: None until written
     handoff.remove()                            # controller, at teardown
 
-The seal is HMAC-SHA256 in counter mode with encrypt-then-MAC (standard library only).
+The signature is an HMAC-SHA256 of the JSON body, on the file's first line.
 """
 
 from __future__ import annotations
@@ -23,14 +24,11 @@ import hmac
 import json
 import os
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from .errors import SandboxError
-
-_NONCE = 16
-_TAG = 32
+from .processes import process_alive
 
 
 class Handoff:
@@ -49,7 +47,7 @@ class Handoff:
         """
         for stale in folder.glob(".handoff-*"):
             pid = stale.name.split(".")[1].split("-")[-1]
-            if pid.isdigit() and not _alive(int(pid)):
+            if pid.isdigit() and not process_alive(int(pid)):
                 stale.unlink(missing_ok=True)
         return cls(folder / f".handoff-{run_id}-{os.getpid()}", secrets.token_bytes(32))
 
@@ -63,27 +61,23 @@ class Handoff:
         return cls(Path(address["path"]), bytes.fromhex(address["key"]))
 
     def write(self, payload: dict[str, Any]) -> None:
-        """Seal ``payload`` into the file (atomically, mode 0600)."""
-        nonce = secrets.token_bytes(_NONCE)
-        body = _xor(json.dumps(payload).encode(), self._stream(nonce))
-        sealed = nonce + body + self._tag(nonce + body)
+        """Write ``payload`` with its signature (atomically, mode 0600)."""
+        body = json.dumps(payload).encode()
         partial = self.path.with_name(self.path.name + ".partial")
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as handle:
-            handle.write(sealed)
+            handle.write(self._tag(body) + b"\n" + body)
         os.replace(partial, self.path)
 
     def read(self) -> dict[str, Any] | None:
         """The payload, or None while the controller has not written it."""
         try:
-            sealed = self.path.read_bytes()
+            tag, _, body = self.path.read_bytes().partition(b"\n")
         except FileNotFoundError:
             return None
-        nonce, body, tag = sealed[:_NONCE], sealed[_NONCE:-_TAG], sealed[-_TAG:]
-        whole = len(sealed) >= _NONCE + _TAG
-        if not whole or not hmac.compare_digest(tag, self._tag(nonce + body)):
+        if not hmac.compare_digest(tag, self._tag(body)):
             raise SandboxError(f"the xdist handoff {self.path} is not this run's (or corrupt)")
-        data: dict[str, Any] = json.loads(_xor(body, self._stream(nonce)))
+        data: dict[str, Any] = json.loads(body)
         return data
 
     def remove(self) -> None:
@@ -91,29 +85,5 @@ class Handoff:
         self.path.unlink(missing_ok=True)
         self.path.with_name(self.path.name + ".partial").unlink(missing_ok=True)
 
-    def _tag(self, data: bytes) -> bytes:
-        return hmac.digest(self._subkey(b"mac"), data, "sha256")
-
-    def _stream(self, nonce: bytes) -> Iterator[int]:
-        key = self._subkey(b"enc")
-        counter = 0
-        while True:
-            yield from hmac.digest(key, nonce + counter.to_bytes(8, "big"), "sha256")
-            counter += 1
-
-    def _subkey(self, label: bytes) -> bytes:
-        return hmac.digest(self._key, label, "sha256")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _xor(data: bytes, stream: Iterator[int]) -> bytes:
-    return bytes(byte ^ next(stream) for byte in data)
+    def _tag(self, body: bytes) -> bytes:
+        return hmac.digest(self._key, body, "sha256").hex().encode()

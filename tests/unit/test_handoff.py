@@ -1,4 +1,4 @@
-"""The xdist handoff file: sealed with a key only the run's processes hold."""
+"""The xdist handoff file: private (0600), signed with a key only the run's processes hold."""
 
 from __future__ import annotations
 
@@ -20,8 +20,6 @@ def test_round_trip_through_the_address(tmp_path: Path) -> None:
     payload = {"info": {"db": {"password": "s3cret-password-1234"}}, "error": None}
     controller.write(payload)
     assert worker.read() == payload
-    sealed = controller.path.read_bytes()
-    assert b"s3cret" not in sealed and b"password" not in sealed
     assert stat.S_IMODE(controller.path.stat().st_mode) == 0o600
     controller.remove()
     controller.remove()  # idempotent
