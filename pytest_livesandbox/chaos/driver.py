@@ -28,7 +28,7 @@ from ..info import SandboxInfo
 from ..locations import state_root
 from ..postgres import roles
 from .ledger import Ledger
-from .markers import Fault
+from .markers import ChaosPlan, Fault
 
 #: Fault kinds the fault proxy injects (``latency``, the ``network_fault`` kinds, ``http``).
 PROXY_KINDS = frozenset({"latency", "reset", "timeout", "bandwidth", "slow_close", "http"})
@@ -116,6 +116,21 @@ def remove_chaos_dir(info: SandboxInfo) -> None:
     path = state_root() / f"chaos-{info.id}"
     if path.exists() and Ledger(path).empty():
         shutil.rmtree(path, ignore_errors=True)
+
+
+def proxy_off_problems(plan: ChaosPlan, fault_proxy: bool) -> list[str]:
+    """Faults the fault proxy injects cannot run in a sandbox without it (collection time).
+
+    >>> from pytest_livesandbox.chaos.markers import plan_from_markers
+    >>> proxy_off_problems(plan_from_markers([("latency", (), {"ms": 100})]), False)[0][:40]
+    '@latency: needs the fault proxy, which i'
+    """
+    return [
+        f"@{fault.marker}: needs the fault proxy, which is off "
+        "(livesandbox_fault_proxy = false); turn it on or drop the marker"
+        for fault in plan.faults
+        if fault.kind in PROXY_KINDS and not fault_proxy
+    ]
 
 
 def db_problems(info: SandboxInfo, timeout: float) -> list[str]:

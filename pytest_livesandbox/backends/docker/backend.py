@@ -35,6 +35,7 @@ import docker.errors
 import psycopg
 from testcontainers.core.network import Network
 
+from ...chaos.driver import proxy_off_problems
 from ...config import SandboxConfig
 from ...errors import (
     AppCrashed,
@@ -63,7 +64,7 @@ from .app import (
     window_logs,
 )
 from .chaos import DockerChaos
-from .faultproxy import ContainerProxy, proxy_image, proxy_off_problems, start_proxy
+from .faultproxy import ContainerProxy, proxy_image, start_proxy
 from .health import docker_health
 from .host import connect, daemon_address, ensure_image, with_free_port
 from .migrate import migrate
@@ -341,7 +342,7 @@ class DockerBackend:
 
     def fault_problems(self, plan: ChaosPlan, config: SandboxConfig) -> list[str]:
         """Proxy faults need the fault proxy (``livesandbox_fault_proxy``, default on)."""
-        return proxy_off_problems(plan, config)
+        return proxy_off_problems(plan, config.fault_proxy)
 
     def list_sandboxes(self, scope: ListScope) -> list[SandboxRecord]:
         """Sandboxes found by our labels on containers, networks and volumes."""

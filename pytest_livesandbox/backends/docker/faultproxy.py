@@ -29,9 +29,6 @@ from typing import Any
 import docker
 import docker.errors
 
-from ...chaos.driver import PROXY_KINDS
-from ...chaos.markers import ChaosPlan
-from ...config import SandboxConfig
 from ...errors import ProvisionError
 from ...faultproxy import SERVER_FILES
 from ...faultproxy.client import EXTRA_KEY, ProxyClient
@@ -60,16 +57,6 @@ IMAGE_HINT = (
 def proxy_image(images: tuple[tuple[str, str], ...]) -> str:
     """``--sandbox-image fault-proxy=REF``, else :data:`DEFAULT_IMAGE`."""
     return dict(images).get(COMPONENT_NAME, DEFAULT_IMAGE)
-
-
-def proxy_off_problems(plan: ChaosPlan, config: SandboxConfig) -> list[str]:
-    """Proxy faults need the fault proxy (``livesandbox_fault_proxy``, default on)."""
-    return [
-        f"@{fault.marker}: needs the fault proxy, which is off "
-        "(livesandbox_fault_proxy = false); turn it on or drop the marker"
-        for fault in plan.faults
-        if fault.kind in PROXY_KINDS and not config.fault_proxy
-    ]
 
 
 def code_archive() -> bytes:

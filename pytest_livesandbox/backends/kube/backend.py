@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ...chaos.driver import proxy_off_problems
 from ...config import SandboxConfig
 from ...errors import (
     ConfigError,
@@ -64,7 +65,7 @@ from .names import (
 )
 from .namespace import delete_namespace, guard_rails, namespace_body
 from .portforward import PortForwarder
-from .proxy_setup import NamespaceProxy, proxy_fault_problems, with_image_hint
+from .proxy_setup import NamespaceProxy, with_image_hint
 from .public_url import await_public_url
 from .reaper import ReaperInstaller
 from .rollout import RolloutReady
@@ -360,7 +361,7 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
 
     def fault_problems(self, plan: ChaosPlan, config: SandboxConfig) -> list[str]:
         """Proxy faults need the fault proxy (``livesandbox_fault_proxy``, default on)."""
-        return proxy_fault_problems(plan, config)
+        return proxy_off_problems(plan, config.fault_proxy)
 
     def list_sandboxes(self, scope: ListScope) -> list[SandboxRecord]:
         """Namespaces labelled as ours (and as this backend's) in the scope's cluster."""

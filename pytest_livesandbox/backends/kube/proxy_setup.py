@@ -13,8 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...chaos.driver import PROXY_KINDS
-from ...chaos.markers import ChaosPlan
 from ...config import SandboxConfig
 from ...errors import RolloutFailed
 from . import faultproxy as fp
@@ -127,16 +125,6 @@ def point_app_route(
     pending_key = PENDING_SELECTOR.split("=", 1)[0]
     spec["selector"] = {pending_key: None, **spec["selector"]}
     target.core.patch_namespaced_service(fp.APP_UPSTREAM_SERVICE, namespace, {"spec": spec})
-
-
-def proxy_fault_problems(plan: ChaosPlan, config: SandboxConfig) -> list[str]:
-    """Proxy faults need the fault proxy (``livesandbox_fault_proxy``, default on)."""
-    return [
-        f"@{fault.marker}: needs the fault proxy, which is off "
-        "(livesandbox_fault_proxy = false); turn it on or drop the marker"
-        for fault in plan.faults
-        if fault.kind in PROXY_KINDS and not config.fault_proxy
-    ]
 
 
 def with_image_hint(exc: RolloutFailed) -> RolloutFailed:

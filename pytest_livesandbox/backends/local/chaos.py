@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ...chaos.driver import CORE_KINDS, PROXY_KINDS, db_problems
+from ...chaos.driver import CORE_KINDS, PROXY_KINDS, db_problems, proxy_off_problems
 from ...chaos.ledger import Ledger
 from ...chaos.ledgered import Handler, LedgeredDriver
 from ...chaos.markers import Fault
@@ -278,13 +278,8 @@ class LocalChaos(ProxiedFaults, LedgeredDriver):
 
 def local_fault_problems(plan: ChaosPlan, config: SandboxConfig) -> list[str]:
     """Why this run cannot inject ``plan`` locally (collection-time check)."""
-    problems = []
+    problems = proxy_off_problems(plan, config.fault_proxy)
     for fault in plan.faults:
-        if fault.kind in PROXY_KINDS and not config.fault_proxy:
-            problems.append(
-                f"@{fault.marker}: needs the fault proxy, which is off "
-                "(livesandbox_fault_proxy = false); turn it on or drop the marker"
-            )
         if fault.kind in ("evict", "resource_limits") and not config.app_cmd:
             problems.append(
                 f"@{fault.marker}: component={fault.target!r}: this sandbox runs no app"
