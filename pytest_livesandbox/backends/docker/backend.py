@@ -28,6 +28,7 @@ import docker.errors
 import psycopg
 from testcontainers.core.network import Network
 
+from ...chaos.clock import clock_problems
 from ...chaos.driver import PROXY_KINDS
 from ...config import SandboxConfig
 from ...errors import (
@@ -54,6 +55,7 @@ from .app import (
     ensure_running,
 )
 from .chaos import DockerChaos
+from .clock import check_loaded, clock_mount
 from .health import docker_health
 from .host import connect, daemon_address, ensure_image, with_free_port
 from .migrate import migrate
@@ -84,10 +86,7 @@ class DockerBackend:
         PROXY_KINDS,
         "the docker backend has no fault proxy in front of its containers yet; "
         "run this test with --sandbox=local",
-    ) | {
-        "clock": "the docker backend does not mount libfaketime into the app container yet; "
-        "run this test with --sandbox=local",
-    }
+    )
 
     def __init__(self) -> None:
         self._client: docker.DockerClient | None = None
@@ -216,6 +215,8 @@ class DockerBackend:
             "PORT": str(port),
             "LIVESANDBOX_ID": info.id,
         }
+        clock_env, clock_volumes = clock_mount(config, info)
+        env.update(clock_env)
         name = f"livesandbox-{info.id}-app"
         info.extra["containers"]["app"] = name
         info.extra["app_port"] = port
@@ -232,6 +233,8 @@ class DockerBackend:
                 .with_kwargs(labels={**labels, COMPONENT: "app", ENDPOINT: endpoint})
                 .with_loopback_port(port, host_port)
             )
+            for host_dir, mount in clock_volumes.items():
+                container.with_volume_mapping(host_dir, mount["bind"], mount["mode"])
             made.append(container)
             return container.start()
 
@@ -249,6 +252,7 @@ class DockerBackend:
             ) from None
         wrapped = container.get_wrapped_container()
         info.endpoint = f"http://127.0.0.1:{host_port}"
+        check_loaded(config, info, wrapped)  # a clock that cannot move fails here, not later
         wait_until_ready(
             HttpReady(
                 info.endpoint + config.health_path,
@@ -336,8 +340,9 @@ class DockerBackend:
         return DockerChaos(info, owner=owner)
 
     def fault_problems(self, plan: ChaosPlan, config: SandboxConfig) -> list[str]:
-        """Nothing beyond :attr:`supported_faults` depends on this machine."""
-        return []
+        """A clock fault needs ``livesandbox_fake_clock`` on and an app image."""
+        has_app = any(c in APP_COMPONENTS for c, _ in config.image) or bool(config.build)
+        return clock_problems(plan, config, has_app=has_app)
 
     def list_sandboxes(self, scope: ListScope) -> list[SandboxRecord]:
         """Sandboxes found by our labels on containers, networks and volumes."""

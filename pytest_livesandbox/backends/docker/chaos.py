@@ -10,6 +10,8 @@ resource_limits           ``container.update`` memory/CPU limits; removal lifts 
                           reports ``oom_kills`` (the daemon's ``oom`` events)
 db_connections            ``ALTER ROLE app CONNECTION LIMIT`` + the app's sessions ended
 kill_db                   PostgreSQL container killed, started again after ``down_for``
+clock                     the app's libfaketime control file (bind-mounted from the sandbox
+                          folder, :mod:`.clock`) rewritten; the app's ``Date`` header checked
 ========================  ==========================================================
 
 Latency and network faults need the local backend's fault proxy and are refused at collection.
@@ -26,18 +28,24 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
-from ...chaos.driver import chaos_dir, db_problems, watch_recovery
+from ...chaos.clock import NEUTRAL_SPEC, control_fault, read_spec, write_spec
+from ...chaos.driver import CORE_KINDS, chaos_dir, db_problems, watch_recovery
 from ...chaos.ledger import Ledger
-from ...chaos.ledgered import LedgeredDriver
+from ...chaos.ledgered import Handler, LedgeredDriver
 from ...chaos.markers import Fault
+from ...errors import ChaosError
 from ...info import SandboxInfo
 from . import effects
+from .clock import control_path, preload_missing, started_at
 
 
 class DockerChaos(LedgeredDriver):
     """The :class:`~.driver.ChaosDriver` of the docker backend."""
+
+    kinds: ClassVar[frozenset[str]] = CORE_KINDS | {"clock"}
 
     def __init__(self, info: SandboxInfo, owner: str = "") -> None:
         self.info = info
@@ -86,6 +94,45 @@ class DockerChaos(LedgeredDriver):
 
         return undo
 
+    def _handlers(self) -> dict[str, Handler]:
+        return {**super()._handlers(), "clock": self._clock}
+
+    def _clock(self, fault: Fault, record: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+        control = control_path(self.info)
+        if control is None:
+            raise ChaosError(
+                "clock: the app container runs without libfaketime (livesandbox_fake_clock is "
+                "off, or auto found no library or a program that cannot preload it)"
+            )
+        app = effects.container(self.info, "backend")
+        why = preload_missing(app)
+        if why:
+            raise ChaosError(f"clock: {why}")
+        key = self.ledger.add("clock", {"control": str(control)}, self.owner)
+        path = self.info.extra.get("health_path", "/healthz")
+        try:
+            undo = control_fault(
+                fault,
+                record,
+                write=lambda offset, rate: write_spec(
+                    control, offset, rate, app_started_at=started_at(app)
+                ),
+                reset=lambda: write_spec(control),
+                check_url=(self.info.endpoint + path) if self.info.endpoint else None,
+            )
+        except BaseException:
+            self.ledger.remove(key)
+            raise
+        record["container"] = app.name
+
+        def remove() -> dict[str, Any]:
+            try:
+                return undo()
+            finally:
+                self.ledger.remove(key)
+
+        return remove
+
     def _stop_db(self) -> dict[str, Any]:
         result: dict[str, Any] = effects.kill_db(self.info)
         return result
@@ -100,12 +147,27 @@ class DockerChaos(LedgeredDriver):
     # ----------------------------------------------------------------- repair, baseline
 
     def _undo_effect(self, kind: str, undo: dict[str, Any]) -> None:
-        if kind == "evict":
+        if kind == "clock":
+            write_spec(Path(undo["control"]))
+        elif kind == "evict":
             app = effects.container(self.info, undo.get("component", "backend"))
             if app.status != "running":
                 app.start()
         elif kind == "resource_limits" and undo:
             effects.restore_resources(self.info, undo)
+
+    def repair(self, *, only_stale: bool) -> list[str]:
+        """Undo recorded faults; a clock moved behind the plugin's back goes back too."""
+        done = super().repair(only_stale=only_stale)
+        control = control_path(self.info)
+        if (
+            not only_stale
+            and control is not None
+            and read_spec(control) not in (None, NEUTRAL_SPEC)
+        ):
+            write_spec(control)
+            done.append("set the app's clock back to the real time")
+        return done
 
     def baseline_problems(self, timeout: float = effects.RECOVERY_TIMEOUT_S) -> list[str]:
         """Ledger empty, containers running unlimited, PostgreSQL up, role unlimited, app ready."""
@@ -114,6 +176,11 @@ class DockerChaos(LedgeredDriver):
             kinds = sorted({e["kind"] for e in self.ledger.entries().values()})
             problems.append(f"faults still recorded as active: {', '.join(kinds)}")
         problems.extend(effects.baseline_problems(self.info, timeout))
+        control = control_path(self.info)
+        if control is not None and read_spec(control) not in (None, NEUTRAL_SPEC):
+            problems.append(
+                f"the app's clock is still moved (libfaketime spec {read_spec(control)!r})"
+            )
         if not problems:
             problems.extend(db_problems(self.info, timeout))
         return problems

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ...chaos.clock import clock_problems
 from ...config import SandboxConfig
 from ...errors import (
     ConfigError,
@@ -48,6 +49,7 @@ from .attach import attach_namespace, await_postgres
 from .chaos import KubeChaos
 from .checks import config_problems
 from .client import KubeTarget, connect
+from .clock import instrument
 from .diagnose import api_error
 from .health import kube_health, target_for
 from .images import build_problems, start_build, use_build
@@ -81,10 +83,7 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
     name: ClassVar[str] = "kube"
     demo_manifests: ClassVar[Path] = DEMO_MANIFESTS
     supported_faults: ClassVar[frozenset[str]] = KubeChaos.kinds
-    fault_hints: ClassVar[dict[str, str]] = {
-        "clock": "the kube backends do not mount libfaketime into the app pod yet; "
-        "run this test with --sandbox=local",
-    }
+    fault_hints: ClassVar[dict[str, str]] = {}
 
     def __init__(self) -> None:
         self._targets: dict[str, KubeTarget] = {}
@@ -210,7 +209,8 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
             info.timings["migrate_s"] = run_migration(
                 target, namespace, objs, config.migrate_cmd, deadline, info.extra
             )
-        mf.create_objects(target.api, namespace, objs)
+        clock_map = instrument(config, objs, info)  # libfaketime into the app pods (fake_clock)
+        mf.create_objects(target.api, namespace, [clock_map, *objs] if clock_map else objs)
         info.timings["db_ready_s"] = round(time.monotonic() - began, 4)
 
         self._await_app(config, info, target, namespace, objs, deadline, proxy)
@@ -373,8 +373,8 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
         return KubeChaos(info, owner=owner)
 
     def fault_problems(self, plan: ChaosPlan, config: SandboxConfig) -> list[str]:
-        """Proxy faults need the fault proxy (``livesandbox_fault_proxy``, default on)."""
-        return proxy_fault_problems(plan, config)
+        """Proxy faults need the fault proxy; a clock fault ``livesandbox_fake_clock``."""
+        return [*proxy_fault_problems(plan, config), *clock_problems(plan, config, has_app=True)]
 
     def list_sandboxes(self, scope: ListScope) -> list[SandboxRecord]:
         """Namespaces labelled as ours (and as this backend's) in the scope's cluster."""
