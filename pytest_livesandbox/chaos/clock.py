@@ -22,9 +22,13 @@ waits with a timeout hang, upstream #390). See docs/chaos.md#clock.
 from __future__ import annotations
 
 import email.utils
+import functools
 import glob
 import os
+import subprocess
+import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -85,6 +89,60 @@ def preload_env(library: Path, control: Path) -> dict[str, str]:
         "FAKETIME_DISABLE_SHM": "1",
         "NO_FAKE_STAT": "1",
     }
+
+
+class FakeClockWarning(UserWarning):
+    """The app runs under a libfaketime build with a known defect (see :func:`sleep_problem`)."""
+
+
+@functools.lru_cache(maxsize=8)
+def _sleep_probe(library: str, mtime_ns: int) -> str | None:
+    env = {**os.environ, **preload_env(Path(library), Path("/nonexistent/app.clock"))}
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", "import time; time.sleep(0.001)"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return "time.sleep(0.001) hangs"
+    if proc.returncode == 0:
+        return None
+    lines = proc.stderr.strip().splitlines()
+    return lines[-1] if lines else f"exit code {proc.returncode}"
+
+
+def sleep_problem(library: Path) -> str | None:
+    """Why CPython >= 3.11's ``time.sleep`` fails under ``library`` (None: it works).
+
+    Measured, not guessed: this machine's Python (>= 3.11, as the plugin needs) sleeps 1 ms with
+    the library preloaded as the app gets it; Debian bookworm's 0.9.10 gives ``OSError: [Errno
+    22] Invalid argument``. Cached per library file (~30 ms once).
+    """
+    try:
+        mtime = library.stat().st_mtime_ns
+    except OSError:
+        return None
+    why = _sleep_probe(str(library), mtime)
+    if why is None:
+        return None
+    return (
+        f"under {library}, time.sleep() of CPython >= 3.11 fails ({why}): a Python app that "
+        "sleeps gets errors for the whole run (libfaketime 0.9.10's clock_nanosleep with an "
+        "absolute CLOCK_MONOTONIC time, upstream issue #426); point LIVESANDBOX_FAKETIME_LIB at "
+        "libfaketime >= 0.9.11 (see docs/chaos.md#clock)"
+    )
+
+
+def note_sleep_problem(library: Path, record: dict[str, Any]) -> None:
+    """Probe ``library`` (:func:`sleep_problem`); record and warn about a defect once."""
+    why = sleep_problem(library)
+    if why:
+        record["sleep_problem"] = why
+        warnings.warn(FakeClockWarning(why), stacklevel=2)
 
 
 def spec_for(offset_s: float = 0.0, rate: float = 1.0, *, app_started_at: float = 0.0) -> str:

@@ -33,6 +33,7 @@ from ...chaos.clock import (
     NOT_PRELOADABLE,
     find_faketime,
     is_static_elf,
+    note_sleep_problem,
     preload_env,
     write_spec,
 )
@@ -78,6 +79,7 @@ def clock_mount(config: SandboxConfig, info: SandboxInfo) -> tuple[dict[str, str
         "control": str(control),
         "mount": MOUNT,
     }
+    note_sleep_problem(library, info.extra["fake_clock"])
     env = preload_env(Path(MOUNT) / library.name, Path(MOUNT) / CONTROL_FILE)
     return env, {str(folder): {"bind": MOUNT, "mode": "ro"}}
 

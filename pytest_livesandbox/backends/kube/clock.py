@@ -38,6 +38,7 @@ from ...chaos.clock import (
     NEUTRAL_SPEC,
     control_fault,
     find_faketime,
+    note_sleep_problem,
     preload_env,
     spec_for,
 )
@@ -120,6 +121,7 @@ def instrument(
         "sidecar": SIDECAR,
         "containers": containers,
     }
+    note_sleep_problem(library, info.extra["fake_clock"])
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",

@@ -33,6 +33,7 @@ from ...chaos.clock import (
     NEUTRAL_SPEC,
     find_faketime,
     is_static_elf,
+    note_sleep_problem,
     preload_env,
     read_spec,
     spec_for,
@@ -113,6 +114,7 @@ def app_clock_env(
     control = workdir / CONTROL_FILE
     write_spec(control)
     info.extra["fake_clock"] = {"library": str(library), "control": str(control)}
+    note_sleep_problem(library, info.extra["fake_clock"])
     env = preload_env(library, control)
     if preload:
         env["LD_PRELOAD"] = f"{library}:{preload}"
