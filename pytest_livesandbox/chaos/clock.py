@@ -206,6 +206,12 @@ def is_static_elf(path: str | Path) -> bool:
     return _PT_INTERP not in types
 
 
+@functools.lru_cache(maxsize=1)
+def _http() -> httpx.Client:
+    # One client per process: making one (its TLS context) costs ~0.1 s, more than the request.
+    return httpx.Client()
+
+
 def app_date_offset(url: str, timeout: float = 5.0) -> float | None:
     """The app's own clock minus ours, from the ``Date`` header of ``GET url`` (None: no header).
 
@@ -213,7 +219,7 @@ def app_date_offset(url: str, timeout: float = 5.0) -> float | None:
     knowing anything about the app. Whole seconds: compare with :data:`DATE_SLACK_S`.
     """
     began = time.time()
-    response = httpx.get(url, timeout=timeout)
+    response = _http().get(url, timeout=timeout)
     ended = time.time()
     header = response.headers.get("date")
     if not header:
