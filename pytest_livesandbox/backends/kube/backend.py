@@ -49,7 +49,7 @@ from .attach import attach_namespace, await_postgres
 from .chaos import KubeChaos
 from .checks import config_problems
 from .client import KubeTarget, connect
-from .clock import instrument
+from .clock import check_loaded, instrument
 from .diagnose import api_error
 from .health import kube_health, target_for
 from .images import build_problems, start_build, use_build
@@ -214,6 +214,7 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
         info.timings["db_ready_s"] = round(time.monotonic() - began, 4)
 
         self._await_app(config, info, target, namespace, objs, deadline, proxy)
+        check_loaded(config, info, target)  # the app pods really read the clock's control file
         info.timings["app_ready_s"] = round(time.monotonic() - began, 4)
 
     def _app_objects(

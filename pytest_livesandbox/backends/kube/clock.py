@@ -36,6 +36,8 @@ from ...chaos.clock import (
     CONTROL_FILE,
     INSTALL_HINT,
     NEUTRAL_SPEC,
+    NOT_PRELOADABLE,
+    app_date_offset,
     control_fault,
     find_faketime,
     note_sleep_problem,
@@ -110,7 +112,9 @@ def instrument(
             container.setdefault("volumeMounts", []).extend(
                 [
                     {"name": CONFIGMAP, "mountPath": LIB_DIR, "readOnly": True},
-                    {"name": VOLUME, "mountPath": CLOCK_DIR, "readOnly": True},
+                    # Read-write: reads of a read-only mount leave the atime alone, and the
+                    # atime is how check_loaded knows the app's libfaketime reads the file.
+                    {"name": VOLUME, "mountPath": CLOCK_DIR},
                 ]
             )
             containers.append(str(container.get("name")))
@@ -298,3 +302,45 @@ def moved_problems(target: KubeTarget, info: SandboxInfo) -> list[str]:
         f"the app pod {pod}'s clock is still moved (libfaketime spec {spec!r})"
         for pod, spec in moved_pods(target, info).items()
     ]
+
+
+def unread_pods(target: KubeTarget, namespace: str) -> list[str]:
+    """App pods whose control file nobody has read since the sidecar wrote it.
+
+    libfaketime re-reads the file on every clock call (``FAKETIME_NO_CACHE=1``), so once the app
+    has answered a request (its ``Date`` header) the file's atime is past its mtime (``relatime``
+    updates an atime that is not newer than the mtime; the app's mount is read-write because a
+    read-only mount never updates it): a pod where it is not, did not load the library.
+    """
+    path = f"{CLOCK_DIR}/{CONTROL_FILE}"
+    script = f"stat -c '%.9X %.9Y' {path}"
+    unread = []
+    for pod in clock_pods(target, namespace):
+        atime, mtime = (
+            float(v) for v in _exec(target, namespace, pod.metadata.name, script).split()
+        )
+        if atime <= mtime:
+            unread.append(str(pod.metadata.name))
+    return unread
+
+
+def check_loaded(config: SandboxConfig, info: SandboxInfo, target: KubeTarget) -> None:
+    """After the app is ready: its pods read the control file, else a ``ProvisionError`` (on).
+
+    With ``auto`` the sandbox goes on without the clock (``fake_clock`` dropped from the info).
+    """
+    if not info.extra.get("fake_clock") or not info.namespace:
+        return
+    if info.endpoint:
+        _ = app_date_offset(info.endpoint + info.extra.get("health_path", "/healthz"))
+    unread = unread_pods(target, info.namespace)
+    if not unread:
+        return
+    if config.fake_clock == "auto":
+        info.extra.pop("fake_clock")
+        return
+    raise ProvisionError(
+        f"--sandbox-fake-clock=on: the app pod(s) {', '.join(unread)} never read libfaketime's "
+        f"control file, so the library is not loaded in them: {NOT_PRELOADABLE}; or set it to "
+        "auto/off"
+    )

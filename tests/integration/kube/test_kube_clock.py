@@ -80,3 +80,34 @@ def test_the_clock_sidecar_passes_restricted(core: Any) -> None:
         pytest.fail(f"the clock sidecar is refused under restricted: {exc.body}")
     finally:
         core.delete_namespace(ns, grace_period_seconds=0)
+
+
+def test_an_app_that_does_not_load_the_library_is_a_setup_error(
+    pytester: pytest.Pytester, isolated_state: IsolatedState, core: Any
+) -> None:
+    manifests = pytester.path / "k8s"
+    shutil.copytree(REPO / "examples" / "demo_app" / "k8s", manifests)
+    deployment = manifests / "deployment.yaml"
+    # The demo app started by a wrapper that drops LD_PRELOAD, as some entrypoints do.
+    deployment.write_text(
+        deployment.read_text().replace(
+            "          imagePullPolicy: Never\n",
+            "          imagePullPolicy: Never\n"
+            '          command: ["env", "-u", "LD_PRELOAD", "python3", "/app/app.py"]\n',
+        )
+    )
+    kube_ini = (REPO / "conftest_examples" / "kube" / "pytest.ini").read_text()
+    (pytester.path / "pytest.ini").write_text(
+        kube_ini.replace("../../examples/demo_app/k8s", str(manifests))
+        + "livesandbox_fake_clock = on\n"
+    )
+    pytester.makepyfile("def test_nothing(live_url):\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--sandbox-report=r.jsonl")
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(
+        [
+            "*--sandbox-fake-clock=on: the app pod(s) backend-* never read libfaketime's control "
+            "file*clears LD_PRELOAD*"
+        ]
+    )
+    isolated_state.assert_clean()
