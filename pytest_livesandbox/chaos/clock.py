@@ -246,7 +246,10 @@ def clock_problem(seen: float | None, offset_s: float, rate: float = 1.0) -> str
     slack = DATE_SLACK_S * max(1.0, rate)
     if abs(seen - offset_s) <= slack:
         return None
-    return f"the app's Date header says its clock is {seen:+.0f}s from ours, not {offset_s:+.0f}s"
+    return (
+        f"the app's Date header says its clock is {round(seen):+d}s from ours, "
+        f"not {round(offset_s):+d}s"
+    )
 
 
 def clock_problems(plan: ChaosPlan, config: SandboxConfig, *, has_app: bool) -> list[str]:
