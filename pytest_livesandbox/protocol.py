@@ -208,6 +208,28 @@ def unsupported_fault_hint(backend: Backend, kind: str) -> str:
     return hints.get(kind) or f"the {backend.name} backend cannot inject {kind!r}"
 
 
+def own_sandbox_refusals(config: SandboxConfig, backend: str, postgres: str) -> list[str]:
+    """The refusals of a backend that always makes its own sandbox and database (one wording).
+
+    ``postgres`` says what runs its PostgreSQL; used in ``check_config``::
+
+        problems = own_sandbox_refusals(config, "docker", "PostgreSQL container")
+    """
+    problems = []
+    if config.attach:
+        problems.append(
+            f"--sandbox-attach: the {backend} backend cannot attach to a sandbox; keep one with "
+            "--sandbox-keep (`livesandbox ls` lists it) or reuse one with --sandbox-reuse, or use "
+            "--sandbox=kube to attach to a namespace"
+        )
+    if config.db_dsn:
+        problems.append(
+            f"--sandbox-db-dsn: the {backend} backend always runs its own {postgres}; "
+            "drop the option or use --sandbox=kube"
+        )
+    return problems
+
+
 def reap_reason(record: SandboxRecord, older_than: float | None = None) -> str | None:
     """Why ``livesandbox gc`` removes ``record`` (``None``: it stays).
 

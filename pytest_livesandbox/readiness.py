@@ -10,6 +10,7 @@ to give up early (a crashed process). :func:`wait_until_ready` turns a missed de
 from __future__ import annotations
 
 import time
+import urllib.request
 from collections.abc import Callable
 from typing import Protocol
 
@@ -108,3 +109,16 @@ class HttpReady:
             text + "\nHint: check the health path (--sandbox-health-path) and that the app "
             "listens on $PORT; raise --sandbox-startup-timeout if it is only slow."
         )
+
+
+def answers(url: str, timeout: float = 1.0) -> bool:
+    """One plain GET of ``url``: True on a 2xx/3xx answer (a reused sandbox's health probe).
+
+    No HTTP client: setting one up (TLS context) costs more than a whole warm reset.
+    """
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=timeout) as response:
+            return 200 <= int(response.status) < 400
+    except (OSError, ValueError):
+        return False

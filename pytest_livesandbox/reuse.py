@@ -12,7 +12,7 @@ Backend-neutral; each backend stores the claim and lease its own way (``Backend.
     backend.keep_warm(info, time.time() + config.reuse_idle)   # at the end of the run
 
 A reused sandbox is reset before any test sees it: the database goes back to its post-startup
-snapshot (:mod:`.postgres.snapshot`), faults left in the chaos ledger are undone, and the app is
+snapshot (:mod:`.postgres.reset`), faults left in the chaos ledger are undone, and the app is
 restarted only if its health check fails. A sandbox that cannot be reset is removed and a new one
 provisioned.
 """
@@ -20,64 +20,19 @@ provisioned.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import importlib.metadata
-import json
 import time
-from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from .errors import SandboxError
-from .images.context import content_tag, specs_from
-from .postgres.snapshot import DEFAULT_RESET
+from .postgres.reset import DEFAULT_RESET
+from .reusekey import plugin_version, reuse_key
 
 if TYPE_CHECKING:
     from .config import SandboxConfig
     from .info import SandboxInfo
     from .protocol import Backend
 
-KEY_LENGTH = 16
-# Options that never change what the sandbox is (reporting, timing, the reuse options).
-_NOT_IN_KEY = frozenset(
-    {
-        "report",
-        "report_url",
-        "html",
-        "ci_annotations",
-        "startup_timeout",
-        "chaos_verify_timeout",
-        "keep",
-        "lease",
-        "reuse",
-        "reuse_idle",
-        "reuse_pool",
-        "ttl",
-        "sources",
-    }
-)
-
-
-def plugin_version() -> str:
-    """The installed pytest-livesandbox version (part of every reuse key)."""
-    try:
-        return importlib.metadata.version("pytest-livesandbox")
-    except importlib.metadata.PackageNotFoundError:
-        return "0"
-
-
-def reuse_key(config: SandboxConfig, backend: Backend) -> str:
-    """A hash of everything that shapes the sandbox (every option that is not about reporting).
-
-    New options (``migrate_cmd``) enter the key by themselves; the backend adds what the options
-    do not say (PostgreSQL version, a digest of the manifests' contents).
-    """
-    shape = {k: v for k, v in asdict(config).items() if k not in _NOT_IN_KEY}
-    shape["plugin"] = plugin_version()
-    # Built images by content (the build's own tag), not by the context's path.
-    shape["builds"] = [content_tag(spec) for spec in specs_from(config.build, config.build_arg)]
-    shape["backend_parts"] = backend.reuse_parts(config)
-    text = json.dumps(shape, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:KEY_LENGTH]
+__all__ = ["claim", "plugin_version", "prepare", "reset", "reuse_key"]
 
 
 def prepare(info: SandboxInfo, key: str) -> None:

@@ -4,7 +4,8 @@ Standard library only, and runnable by path, so it starts in tens of millisecond
 PostgreSQL::
 
     python server.py --state-file /tmp/x/proxy.json [--parent-pid 1234]
-    python server.py --listen-host 0.0.0.0 --control-port 8474 --route db=15432=postgres:5432
+    python server.py --listen-host 0.0.0.0 --control-port 8474 --route db=15432=postgres:5432 \
+        --route app=18000=app:8000=http
 
 Modules: this one (routes, the control API, the process), :mod:`link` (a proxied connection
 and the toxics' effects), :mod:`sockets` (its two sockets), :mod:`toxics` (what a toxic is),
@@ -13,8 +14,10 @@ import each other as siblings, so the folder runs as it is: as a child process, 
 container or pod.
 
 It writes ``{"pid", "control_port"}`` to the state file (when given) once it listens; routes
-given with ``--route`` listen on ``--listen-host`` from the start (the pod form on kube). Routes
-and toxics are managed over HTTP (``Connection: close``, JSON bodies):
+given with ``--route NAME=PORT=HOST:PORT[=PROTOCOL]`` listen on ``--listen-host`` from the start
+(the pod and container forms). The control API listens on ``--control-host`` (loopback unless a
+container publishes it). Routes and toxics are managed over HTTP (``Connection: close``, JSON
+bodies):
 
 =========================================  ===================================================
 ``GET  /health``                           ``{"ok": true}``
@@ -254,26 +257,33 @@ async def serve(
     listen_host: str = "127.0.0.1",
     control_port: int = 0,
     routes: list[str] | None = None,
+    control_host: str = "127.0.0.1",
 ) -> None:
     """Listen for control requests until SIGTERM/SIGINT (or the parent's death).
 
-    ``routes`` (``NAME=LISTEN_PORT=HOST:PORT``) are opened before the state file is written, so a
-    proxy in a pod serves its routes from the start (its readiness probe checks their ports).
+    ``routes`` (``NAME=LISTEN_PORT=HOST:PORT[=PROTOCOL]``) are opened before the state file is
+    written, so a proxy in a pod serves its routes from the start (its readiness probe checks
+    their ports).
     """
     proxy = Proxy(listen_host)
     for spec in routes or []:
         name, _, rest = spec.partition("=")
-        port_text, _, upstream = rest.partition("=")
-        status, payload = await proxy.handle(
-            "PUT", f"/routes/{name}", {"upstream": upstream, "listen_port": int(port_text or 0)}
-        )
+        port_text, _, rest = rest.partition("=")
+        upstream, _, protocol = rest.partition("=")
+        body = {
+            "upstream": upstream,
+            "listen_port": int(port_text) if port_text.isdigit() else 0,
+            "protocol": protocol or "tcp",
+        }
+        status, payload = await proxy.handle("PUT", f"/routes/{name}", body)
         if status != 200:
             raise SystemExit(
-                f"--route {spec!r}: {payload['error']} (want NAME=LISTEN_PORT=HOST:PORT)"
+                f"--route {spec!r}: {payload['error']} (want NAME=LISTEN_PORT=HOST:PORT[=tcp|http])"
             )
-    # The control API stays on loopback: in a pod it is reached through the API server's
-    # port-forward (which connects to the pod's loopback), never through a Service.
-    server = await asyncio.start_server(proxy.control, "127.0.0.1", control_port)
+    # In a pod the control API stays on loopback: reached through the API server's port-forward
+    # (which connects to the pod's loopback), never through a Service. A container publishes it
+    # on the host's loopback, so it listens on the container's address there.
+    server = await asyncio.start_server(proxy.control, control_host, control_port)
     port = int(server.sockets[0].getsockname()[1])
     if state_file:
         tmp = state_file + ".tmp"
@@ -304,13 +314,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-file", default="", help="where to write pid and control port")
     parser.add_argument("--parent-pid", type=int, default=0, help="exit when this pid is gone")
     parser.add_argument("--listen-host", default="127.0.0.1", help="address routes bind")
-    parser.add_argument("--control-port", type=int, default=0, help="control API port (loopback)")
+    parser.add_argument("--control-port", type=int, default=0, help="control API port")
+    parser.add_argument("--control-host", default="127.0.0.1", help="address the control API binds")
     parser.add_argument(
-        "--route", action="append", default=[], help="NAME=LISTEN_PORT=HOST:PORT, repeatable"
+        "--route",
+        action="append",
+        default=[],
+        help="NAME=LISTEN_PORT=HOST:PORT[=tcp|http], repeatable",
     )
     args = parser.parse_args(argv)
     asyncio.run(
-        serve(args.state_file, args.parent_pid, args.listen_host, args.control_port, args.route)
+        serve(
+            args.state_file,
+            args.parent_pid,
+            args.listen_host,
+            args.control_port,
+            args.route,
+            args.control_host,
+        )
     )
     return 0
 

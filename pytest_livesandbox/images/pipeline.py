@@ -12,8 +12,8 @@ tag is not rebuilt.
 
 from __future__ import annotations
 
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -126,18 +126,37 @@ class BackgroundBuild:
     caller's thread: bad input raises before anything is created::
 
         pending = BackgroundBuild(specs, Registry(addr))   # BuildFailed / RegistryError here
-        ...                                                # namespace, PostgreSQL
+        ...                                                # connect, namespace, PostgreSQL
         result = pending.result()                          # the build's own error, if any
+
+    The thread is a daemon: a run that fails before it asks for the result (no cluster, a
+    refused namespace) exits without waiting for a build nobody will deploy.
     """
 
     def __init__(self, specs: list[BuildSpec], registry: Registry) -> None:
         for spec in specs:
             check_spec(spec)
         registry.check()
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="livesandbox-build")
-        self._future = self._pool.submit(build_and_push, specs, registry, checked=True)
-        self._pool.shutdown(wait=False)
+        self._done = threading.Event()
+        self._result: BuildResult | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(specs, registry), name="livesandbox-build", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, specs: list[BuildSpec], registry: Registry) -> None:
+        try:
+            self._result = build_and_push(specs, registry, checked=True)
+        except BaseException as exc:  # handed to result(), in the caller's thread
+            self._error = exc
+        finally:
+            self._done.set()
 
     def result(self) -> BuildResult:
         """Wait for the build and push; re-raise their error in this thread."""
-        return self._future.result()
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result

@@ -10,7 +10,9 @@ are sent, never shown::
     registry.manifest_digest("backend", "ls-3f9c")  # 'sha256:...' or None (HEAD manifests/<tag>)
 
 Plain HTTP is used for loopback hosts (as Docker and containerd do), HTTPS for every other.
-Both ``Basic`` and ``Bearer`` (token service) challenges are answered.
+Both ``Basic`` and ``Bearer`` challenges are answered: for ``Bearer`` (Docker Hub, Artifact
+Registry) a token is fetched from the challenge's ``realm`` with the Docker config's credentials
+(Basic auth; none: an anonymous token), for the challenge's ``service`` and ``scope``.
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ class Registry:
         self.host, _, self.path = self.location.partition("/")
         self.scheme = "http" if is_loopback(self.host) else "https"
         self._token: str | None = None
+        self._refused = ""  # why the token service said no to our credentials
 
     def __repr__(self) -> str:
         return f"Registry({self.location!r})"
@@ -115,6 +118,13 @@ class Registry:
             ) from None
         if response.status_code == 404:
             return None
+        if response.status_code in (401, 403) and self._refused:
+            raise RegistryError(
+                f"--sandbox-registry {self.location}: {self._refused} refused the credentials "
+                f"for {self.host} from the Docker config. Hint: log in again with `docker login "
+                f"{self.host}` (GKE: `gcloud auth configure-docker {self.host}`, then check "
+                "`gcloud auth list`); credentials are read from $DOCKER_CONFIG/config.json."
+            )
         if response.status_code in (401, 403):
             raise RegistryError(
                 f"--sandbox-registry {self.location}: the registry refused to show "
@@ -158,7 +168,12 @@ class Registry:
             return None
         response = client.get(realm, params=params, auth=creds if creds else None)
         if response.status_code != 200:
+            if creds is not None:  # no secret in it: the realm and the status
+                self._refused = f"the token service {realm} (HTTP {response.status_code})"
             return None
-        body = response.json()
-        token = body.get("token") or body.get("access_token")
+        try:
+            body = response.json()
+        except ValueError:
+            return None
+        token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
         return f"Bearer {token}" if token else None

@@ -25,7 +25,7 @@ from psycopg.pq import TransactionStatus
 from ..errors import SandboxError
 from ..info import DatabaseInfo
 from .embedded import PostgresBinaries
-from .snapshot import SNAPSHOT
+from .reset import SNAPSHOT
 
 TEMPLATE_DB = "livesandbox_template"
 Connection = psycopg.Connection[tuple[object, ...]]

@@ -2,7 +2,9 @@
 
 ``build_s``/``push_s`` are durations; ``namespace_s``, ``db_ready_s``, ``images_ready_s`` and
 ``app_ready_s`` are offsets since the backend began. When the build ran alongside the sandbox
-(kube: ``images_ready_s`` is there) both start at 0; otherwise (docker) the build came first::
+(kube: ``images_ready_s`` is there) both start at 0; otherwise (docker) the build came first.
+``app_created_s`` (kube), when there, starts the app's lane: its pods are made while the
+database starts, so the lanes overlap::
 
     stages({"build_s": 2.0, "push_s": 0.5, "db_ready_s": 3.0, "app_ready_s": 4.0})
     # [('build', 0.0, 2.0), ('push', 2.0, 2.5), ('db', 2.5, 5.5), ('app', 5.5, 6.5)]
@@ -33,6 +35,8 @@ def stages(timings: dict[str, float]) -> list[Stage]:
             last = end
     if "images_ready_s" in timings:
         last = max(last, float(timings["images_ready_s"]))
+    if "app_created_s" in timings:  # kube: the app's pods start while the database does
+        last = offset + float(timings["app_created_s"])
     if "app_ready_s" in timings:
         found.append(("app", last, offset + float(timings["app_ready_s"])))
     return found

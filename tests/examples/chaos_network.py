@@ -2,7 +2,9 @@
 
 The same assertions on every backend (local, docker, kube, gke): the proxy never delivers early,
 so a ``latency`` fault adds at least ``ms`` (minus 1 ms of timer granularity) to each timed
-request; the median may exceed it by 75 ms on a busy 2-core machine (see chaos_effects.py).
+request, and the fastest timed request exceeds the fastest baseline one by at most 150 ms (the
+fastest, not the median: through a kube port-forward on a loaded 2-core machine each fresh
+connection's set-up wanders by 100 ms and more; the proxy's accuracy is measured in benchmarks/).
 Each timed request uses a fresh connection (``Connection: close``). Client -> app faults are
 scoped to their test: a client of the test's own (raw socket, own httpx client) sends the scope
 header (``scope_headers(nodeid)``), as ``live_http`` does.
@@ -11,18 +13,19 @@ header (``scope_headers(nodeid)``), as ``live_http`` does.
 from __future__ import annotations
 
 import socket
-import statistics
 import time
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
+from pytest_livesandbox import Sandbox
 from pytest_livesandbox.chaos.scope import scope_headers
+from pytest_livesandbox.faultproxy.client import ProxyClient
 
 SLACK_LOW_S = 0.001
-SLACK_HIGH_S = 0.075
-LEFTOVER_S = 0.05
+SLACK_HIGH_S = 0.15  # still catches a doubled delay (every latency here is >= 100 ms)
+LEFTOVER_S = 0.25  # gross slowness only: a leftover toxic is caught exactly by the toxic list
 
 
 def timed(client: httpx.Client, path: str, n: int = 5) -> list[float]:
@@ -46,26 +49,18 @@ def test_baseline_before(baseline: dict[str, float]) -> None:
     assert baseline["/healthz"] < 0.2
 
 
-# Seen in CI on kube: a request through the proxy pod's app route sometimes hangs or is cut
-# (issue 12 stays open for it); local and gke passed. Not strict, so it shows as xpassed.
-PROXY_POD_FLAKE = pytest.mark.xfail(
-    strict=False, reason="intermittent hang through the kube fault-proxy pod (issue 12)"
-)
-
-
-@PROXY_POD_FLAKE
 @pytest.mark.latency(ms=200, target="app")
 def test_app_latency(live_http: httpx.Client, baseline: dict[str, float]) -> None:
     times = timed(live_http, "/healthz")
     assert min(times) >= 0.2 - SLACK_LOW_S, times
-    assert statistics.median(times) - baseline["/healthz"] <= 0.2 + SLACK_HIGH_S, times
+    assert min(times) - baseline["/healthz"] <= 0.2 + SLACK_HIGH_S, times
 
 
 @pytest.mark.latency(ms=100, target="db", direction="downstream")
 def test_db_latency(live_http: httpx.Client, baseline: dict[str, float]) -> None:
     times = timed(live_http, "/db-sleep?ms=0", 3)
     assert min(times) >= 0.1 - SLACK_LOW_S, times
-    assert statistics.median(times) - baseline["/db-sleep?ms=0"] <= 3 * 0.1 + SLACK_HIGH_S, times
+    assert min(times) - baseline["/db-sleep?ms=0"] <= 3 * 0.1 + SLACK_HIGH_S, times
 
 
 @pytest.mark.network_fault(kind="reset", target="app")
@@ -88,7 +83,6 @@ def test_db_reset(live_http: httpx.Client) -> None:
     assert response.status_code == 503, response.text
 
 
-@PROXY_POD_FLAKE
 @pytest.mark.network_fault(kind="bandwidth", target="app", rate_kbps=80, direction="upstream")
 def test_bandwidth(live_url: str, request: pytest.FixtureRequest) -> None:
     # A 20 KB body at 80 kbit/s (10 KB/s) takes about 2 s to reach the app; unthrottled, ms.
@@ -121,5 +115,14 @@ def test_imperative(chaos, live_http: httpx.Client) -> None:
         assert min(timed(live_http, "/healthz", 2)) >= 0.1 - SLACK_LOW_S
 
 
-def test_baseline_after(live_http: httpx.Client, baseline: dict[str, float]) -> None:
-    assert statistics.median(timed(live_http, "/healthz")) < baseline["/healthz"] + LEFTOVER_S
+def test_baseline_after(
+    live_http: httpx.Client, baseline: dict[str, float], livesandbox: Sandbox
+) -> None:
+    # No sandbox-wide toxic is left on the proxy (every backend's control API answers from the
+    # test process). Scoped ones may be: they belong to tests running beside this one (-n 2).
+    proxy = ProxyClient.from_info(livesandbox.info)
+    assert proxy is not None
+    assert [t for t in proxy.toxics() if not t["scope"]] == []
+    # The fastest of 5, like the baseline; through a kube port-forward at load 15+ on 2 cores even
+    # the fastest fresh connection was seen 130 ms above the baseline's, with no toxic left.
+    assert min(timed(live_http, "/healthz")) < baseline["/healthz"] + LEFTOVER_S

@@ -3,6 +3,6 @@
 import pytest
 
 
-@pytest.mark.latency(ms=100, target="db")
-def test_latency(live_url: str) -> None:
+@pytest.mark.clock(offset="+1h")
+def test_clock(live_url: str) -> None:
     pass

@@ -32,7 +32,20 @@ BAD = {
     "attach-on-local": (
         ["--sandbox-attach=3f9c2a1b"],
         {},
-        "*--sandbox-attach: the local backend cannot attach to a sandbox; keep one with*",
+        "*--sandbox-attach: the local backend cannot attach to a sandbox; keep one with "
+        "--sandbox-keep*",
+    ),
+    "attach-on-docker": (
+        ["--sandbox=docker", "--sandbox-image=app=myapp:dev", "--sandbox-attach=3f9c2a1b"],
+        {},
+        "*--sandbox-attach: the docker backend cannot attach to a sandbox; keep one with "
+        "--sandbox-keep*",
+    ),
+    "db-dsn-on-docker": (
+        ["--sandbox=docker", "--sandbox-image=app=myapp:dev", "--sandbox-db-dsn=postgresql://h/d"],
+        {},
+        "*--sandbox-db-dsn: the docker backend always runs its own PostgreSQL container; drop the "
+        "option or use --sandbox=kube*",
     ),
     "kube-namespace-prefix": (
         ["--sandbox=kube", "--sandbox-namespace-prefix=Bad_Prefix"],

@@ -103,14 +103,13 @@ def test_a_changed_app_command_does_not_reuse(
     remove_warm(isolated_state)
 
 
-def test_two_runs_at_once_get_two_sandboxes(
-    pytester: pytest.Pytester, isolated_state: IsolatedState
-) -> None:
-    pytester.makepyfile(test_clean=CLEAN_DB_TEST.replace("PAUSE = 0", "PAUSE = 2"))
-    pytester.runpytest_subprocess(*REUSE).assert_outcomes(passed=1)  # one warm sandbox
+def two_runs_at_once(pytester: pytest.Pytester, *options: str, timeout: float = 120) -> None:
+    """One run leaves a warm sandbox, then two start together: one claims it, one provisions."""
+    pytester.makepyfile(test_clean=CLEAN_DB_TEST.replace("PAUSE = 0", "PAUSE = 3"))
+    pytester.runpytest_subprocess(*options).assert_outcomes(passed=1)  # one warm sandbox
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "pytest", *REUSE],
+            [sys.executable, "-m", "pytest", *options],
             cwd=pytester.path,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -118,11 +117,17 @@ def test_two_runs_at_once_get_two_sandboxes(
         for _ in range(2)
     ]
     for proc in procs:
-        out, _ = proc.communicate(timeout=120)
+        out, _ = proc.communicate(timeout=timeout)
         assert proc.returncode == 0, out.decode()
     _, a, b = runs(pytester)
     assert a["id"] != b["id"]
     assert sorted([a["reused"], b["reused"]]) == [False, True]
+
+
+def test_two_runs_at_once_get_two_sandboxes(
+    pytester: pytest.Pytester, isolated_state: IsolatedState
+) -> None:
+    two_runs_at_once(pytester, *REUSE)
     assert len(isolated_state.sandboxes()) == 2
     remove_warm(isolated_state)
 
@@ -236,4 +241,36 @@ def test_warm_pool_is_filled_claimed_and_topped_up(
     time.sleep(0.5)
     assert len(isolated_state.sandboxes()) == 3  # two waiting plus the one the run gave back
     (isolated_state.path / "warm-pool.log").unlink()
+    remove_warm(isolated_state)
+
+
+SEED_MIGRATION = """
+import os, psycopg
+with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
+    conn.execute("create table if not exists seeds (id serial primary key, v text)")
+    conn.execute("insert into seeds (v) select 'seed' where not exists (select 1 from seeds)")
+"""
+
+
+def test_per_test_db_reset_never_empties_the_reuse_snapshot(
+    pytester: pytest.Pytester, isolated_state: IsolatedState
+) -> None:
+    # One reset module serves both: db_reset after each test must leave the reuse snapshot
+    # (schema livesandbox_snapshot) alone, so the next run still gets its seed row back.
+    pytester.makepyfile(migrate=SEED_MIGRATION)
+    pytester.makepyfile(
+        test_seed="""
+        def test_seed_row_is_there(live_http, live_db):
+            assert live_db.execute("select v from seeds").fetchall() == [("seed",)]
+            assert live_http.post("/items", json={"name": "dirty"}).status_code == 201
+        """
+    )
+    options = (
+        *REUSE,
+        f"--sandbox-migrate-cmd={sys.executable} migrate.py",
+        "--sandbox-db-reset=truncate",
+        "--sandbox-db-reset-keep=seeds",
+    )
+    for _ in range(2):
+        pytester.runpytest_subprocess(*options).assert_outcomes(passed=1)
     remove_warm(isolated_state)

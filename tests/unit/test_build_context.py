@@ -91,6 +91,9 @@ def test_bring_up_stages_overlapped_or_sequential() -> None:
     docker = {"build_s": 2.0, "push_s": 0.0, "db_ready_s": 1.0, "app_ready_s": 2.5}
     assert stages(docker) == [("build", 0.0, 2.0), ("db", 2.0, 3.0), ("app", 3.0, 4.5)]
     assert stages({"db_ready_s": 1.0}) == [("db", 0.0, 1.0)]
+    # kube with the app's pods made before PostgreSQL is ready: the lanes overlap
+    overlapped = {**kube, "images_ready_s": 3.6, "app_created_s": 3.7}
+    assert stages(overlapped)[-2:] == [("db", 0.4, 5.0), ("app", 3.7, 7.0)]
     assert "<title>push: 3.00s - 3.50s</title>" in bringup_svg(kube)
     assert bringup_svg({}) == ""
     assert stage_line(kube).startswith("stages: build 3.00s, push 0.50s; ready at: namespace")

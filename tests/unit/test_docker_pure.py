@@ -8,11 +8,7 @@ import time
 
 import pytest
 
-from pytest_livesandbox.backends.docker.backend import (
-    component_images,
-    container_port,
-    docker_sandbox_record,
-)
+from pytest_livesandbox.backends.docker.backend import component_images, container_port
 from pytest_livesandbox.backends.docker.resources import (
     CREATED_AT,
     EXPIRES_AT,
@@ -21,6 +17,7 @@ from pytest_livesandbox.backends.docker.resources import (
     PYTEST_PID,
     PYTEST_STARTED,
     DockerRecord,
+    docker_sandbox_record,
     sandbox_labels,
 )
 from pytest_livesandbox.errors import ProvisionError
@@ -30,7 +27,7 @@ from pytest_livesandbox.protocol import reap_reason
 def test_component_images_default_and_aliases() -> None:
     assert component_images(()) == (None, "postgres:15")
     assert component_images((("backend", "a:1"), ("db", "postgres:16"))) == ("a:1", "postgres:16")
-    with pytest.raises(ProvisionError, match="use app=IMAGE or postgres=IMAGE"):
+    with pytest.raises(ProvisionError, match="use app=IMAGE, postgres=IMAGE or fault-proxy=IMAGE"):
         component_images((("cache", "redis:7"),))
 
 
@@ -88,3 +85,19 @@ def test_expired_sandboxes_of_other_hosts_are_reaped_others_not() -> None:
     assert not reaped(DockerRecord("a", labels(**foreign)), older_than=None)
     expired = DockerRecord("a", labels(**foreign, **{EXPIRES_AT: "2020-01-01T00:00:00Z"}))
     assert expired.status == "expired" and reaped(expired, older_than=None)
+
+
+def test_warm_status_follows_the_lease_not_the_creating_pid() -> None:
+    import os
+    import time
+
+    from pytest_livesandbox.backends.docker.warm import warm_status
+    from pytest_livesandbox.lease import Lease
+
+    gone = DockerRecord("a", {PYTEST_PID: "999999999", HOST: "elsewhere"})
+    soon, past = time.time() + 60, time.time() - 1
+    assert warm_status(gone, Lease("warm", "r", soon, "k")) == "warm"
+    assert warm_status(gone, Lease("warm", "r", past, "k")) == "lapsed"
+    assert warm_status(gone, Lease("held", "r", soon, "k", pid=os.getpid())) == "running"
+    assert warm_status(gone, Lease("held", "r", soon, "k", pid=999999999)) == "orphaned"
+    assert warm_status(gone, None) == gone.status

@@ -18,6 +18,7 @@ import pytest
 
 from pytest_livesandbox.backends.kube import faultproxy as fp
 from pytest_livesandbox.backends.kube.artifacts import cut_log, pod_changes
+from pytest_livesandbox.backends.kube.gonepods import deletions, gone_logs
 from pytest_livesandbox.backends.kube.route import RouteSpec, parse_route, route_objects
 from pytest_livesandbox.chaos.markers import Fault
 from pytest_livesandbox.chaos.proxied import toxic_params
@@ -39,9 +40,9 @@ def test_proxy_deployment_passes_the_restricted_pod_security_standard() -> None:
     assert "hostNetwork" not in pod and "volumes" not in pod
     assert container["args"][-4:] == [
         "--route",
-        "app=18000=10.96.0.10:80",
+        "app=18000=10.96.0.10:80=http",
         "--route",
-        "db=15432=10.96.0.9:5432",
+        "db=15432=10.96.0.9:5432=tcp",
     ]
     assert container["readinessProbe"]["tcpSocket"]["port"] == 18000
 
@@ -195,3 +196,22 @@ def test_a_bad_command_line_route_stops_the_proxy() -> None:
     )
     assert done.returncode != 0
     assert "want NAME=LISTEN_PORT=HOST:PORT" in done.stderr
+
+
+def test_kept_logs_of_deleted_pods_are_handed_out_once_the_pod_is_gone(tmp_path: Path) -> None:
+    (tmp_path / "backend-1.backend.log").write_text("2026-12-01T08:00:05Z GET /x 404\n")
+    (tmp_path / "backend-1.deleted").write_text(str(T0.timestamp() + 5))
+    (tmp_path / "backend-2.backend.log").write_text("still listed\n")
+    assert gone_logs(str(tmp_path), {"backend-2"}) == {
+        "backend-1.backend": "2026-12-01T08:00:05Z GET /x 404\n"
+    }
+    assert gone_logs(None, set()) == {} and deletions(str(tmp_path / "nope")) == []
+    t0 = T0.timestamp()
+    text = pod_changes([], t0, t0 + 10, deletions(str(tmp_path)))
+    assert "pod/backend-1 deleted" in text
+    assert pod_changes([], t0 + 20, t0 + 30, deletions(str(tmp_path))) == ""
+
+
+def test_http_fault_params_reach_the_proxy_unchanged() -> None:
+    params = {"action": "status", "status": 503, "times": 2, "path": "/items*"}
+    assert toxic_params(Fault("http", "app", params)) == ("both", params)

@@ -14,6 +14,7 @@ from .postgres import logs_tail
 DEFAULT_POSTGRES_IMAGE = "postgres:15"
 APP_COMPONENTS = ("app", "backend")
 DB_COMPONENTS = ("postgres", "db")
+PROXY_COMPONENT = "fault-proxy"  # its image: see .faultproxy
 DEFAULT_APP_PORT = 8000
 
 
@@ -30,10 +31,11 @@ def component_images(images: tuple[tuple[str, str], ...]) -> tuple[str | None, s
             app = image
         elif component in DB_COMPONENTS:
             postgres = image
-        else:
+        elif component != PROXY_COMPONENT:
             raise ProvisionError(
                 f"--sandbox-image {component}={image}: the docker backend runs the components "
-                "app (alias backend) and postgres (alias db); use app=IMAGE or postgres=IMAGE"
+                "app (alias backend), postgres (alias db) and fault-proxy; use app=IMAGE, "
+                "postgres=IMAGE or fault-proxy=IMAGE"
             )
     return app, postgres
 

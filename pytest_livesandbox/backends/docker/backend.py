@@ -5,11 +5,18 @@ One sandbox on the daemon::
     network   livesandbox-<id>              private bridge network, nothing else on it
     container livesandbox-<id>-db           PostgreSQL, alias "db", 5432 -> 127.0.0.1:<port>
     volume    livesandbox-<id>-db-data      its data (survives a chaos kill + restart)
+    container livesandbox-<id>-proxy        the fault proxy (:mod:`.faultproxy`), alias
+                                            "fault-proxy": db route 15432 -> db:5432, app route
+                                            (http) 18000 -> 127.0.0.1:<endpoint port>, control
+                                            API 8474 -> 127.0.0.1:<port>
     container livesandbox-<id>-app          --sandbox-image app=IMAGE, alias "app"/"backend",
-                                            DATABASE_URL=postgresql://app:***@db:5432/app,
-                                            PORT=<its exposed port> -> 127.0.0.1:<port>
+                                            DATABASE_URL=postgresql://app:***@fault-proxy:15432
+                                            /app, PORT=<its exposed port> -> 127.0.0.1:<port>
 
-All of them carry our ownership labels (:mod:`.resources`), so teardown, ``livesandbox
+The test client reaches the app through the proxy (``live_url``), so ``latency``,
+``network_fault`` and ``http_fault`` act as on the local backend; with ``livesandbox_fault_proxy
+= false`` there is no proxy and the app names ``db:5432`` directly. All of them carry our
+ownership labels (:mod:`.resources`), so teardown, ``livesandbox
 gc`` and ``livesandbox down`` find them after a crash. Configure with::
 
     pytest --sandbox=docker --sandbox-image app=myapp:dev [--sandbox-image postgres=postgres:16]
@@ -29,7 +36,6 @@ import psycopg
 from testcontainers.core.network import Network
 
 from ...chaos.clock import clock_problems
-from ...chaos.driver import PROXY_KINDS
 from ...config import SandboxConfig
 from ...errors import (
     AppCrashed,
@@ -44,9 +50,10 @@ from ...images.pipeline import BuildResult, build_local
 from ...info import SandboxInfo, default_owner
 from ...lease import Lease
 from ...locations import state_root
-from ...protocol import ListScope, SandboxHealth, SandboxRecord
+from ...protocol import ListScope, SandboxHealth, SandboxRecord, own_sandbox_refusals
 from ...readiness import HttpReady, wait_until_ready
 from ...redaction import redact_error
+from ...reusekey import reuse_key
 from .app import (
     APP_COMPONENTS,
     DB_COMPONENTS,
@@ -56,6 +63,7 @@ from .app import (
 )
 from .chaos import DockerChaos
 from .clock import check_loaded, clock_mount
+from .faultproxy import ContainerProxy, proxy_image, proxy_off_problems, start_proxy
 from .health import docker_health
 from .host import connect, daemon_address, ensure_image, with_free_port
 from .migrate import migrate
@@ -64,11 +72,11 @@ from .resources import (
     COMPONENT,
     ENDPOINT,
     docker_records,
-    docker_sandbox_record,
     lease_file,
     remove_sandbox,
     sandbox_labels,
 )
+from .warm import claim, heal, image_parts, reuse_labels, save_warm, warm_record, write_lease
 
 if TYPE_CHECKING:
     from ...chaos.markers import ChaosPlan
@@ -82,11 +90,7 @@ class DockerBackend:
 
     name: ClassVar[str] = "docker"
     supported_faults: ClassVar[frozenset[str]] = DockerChaos.kinds
-    fault_hints: ClassVar[dict[str, str]] = dict.fromkeys(
-        PROXY_KINDS,
-        "the docker backend has no fault proxy in front of its containers yet; "
-        "run this test with --sandbox=local",
-    )
+    fault_hints: ClassVar[dict[str, str]] = {}
 
     def __init__(self) -> None:
         self._client: docker.DockerClient | None = None
@@ -115,6 +119,8 @@ class DockerBackend:
         ensure_image(self.client, pg_image, role="postgres")
         if app_image is not None:
             ensure_image(self.client, app_image, role="app")
+        if config.fault_proxy:
+            ensure_image(self.client, proxy_image(config.image), role="fault-proxy")
         workdir = state_root() / sandbox_id
         info = SandboxInfo(
             id=sandbox_id,
@@ -175,6 +181,8 @@ class DockerBackend:
             ttl=config.ttl,
             keep=config.keep,
         )
+        if config.reuse:  # labels cannot change later: the reuse key goes on at creation
+            labels |= reuse_labels(reuse_key(config, self))
         network = Network(docker_network_kw={"labels": labels})
         network.name = f"livesandbox-{info.id}"
         network.create()
@@ -189,13 +197,28 @@ class DockerBackend:
         info.extra["containers"]["db"] = db.name
         info.extra["volumes"] = [db.volume]
         self._secrets = [db.app_password, db.admin_password]
+        proxy = None
+        if config.fault_proxy:  # starts while PostgreSQL does
+            image = proxy_image(config.image)
+            port = self._app_port(config, app_image) if app_image is not None else None
+            proxy = start_proxy(self.client, info, network.name, labels, image, port)
         info.db = db.start(config.startup_timeout)
         info.timings["db_ready_s"] = round(time.perf_counter() - began, 4)
+        if proxy is not None:
+            proxy.wait(config.startup_timeout)
+            proxy.record(info)
+            info.timings["proxy_ready_s"] = round(time.perf_counter() - began, 4)
         if config.migrate_cmd and app_image is not None:
             migrate(self.client, config, info, app_image, network.name, labels, db.dsn_in_network())
         if app_image is not None:
-            self._start_app(config, info, app_image, network, labels, db)
+            self._start_app(config, info, app_image, network, labels, db, proxy)
             info.timings["app_ready_s"] = round(time.perf_counter() - began, 4)
+        if config.reuse:
+            save_warm(info)
+
+    def _app_port(self, config: SandboxConfig, image: str) -> int:
+        exposed = self.client.images.get(image).attrs.get("Config", {}).get("ExposedPorts")
+        return container_port(dict(config.app_env), exposed)
 
     def _start_app(
         self,
@@ -205,13 +228,14 @@ class DockerBackend:
         network: Network,
         labels: dict[str, str],
         db: ContainerPostgres,
+        proxy: ContainerProxy | None,
     ) -> None:
         app_env = dict(config.app_env)
-        exposed = self.client.images.get(image).attrs.get("Config", {}).get("ExposedPorts")
-        port = container_port(app_env, exposed)
+        port = self._app_port(config, image)
+        via = (proxy.db_host, proxy.db_port) if proxy is not None else ()
         env = {
             **app_env,
-            "DATABASE_URL": db.dsn_in_network(APP_SESSION_NAME),
+            "DATABASE_URL": db.dsn_in_network(APP_SESSION_NAME, *via),
             "PORT": str(port),
             "LIVESANDBOX_ID": info.id,
         }
@@ -251,7 +275,9 @@ class DockerBackend:
                 f"{image}`."
             ) from None
         wrapped = container.get_wrapped_container()
-        info.endpoint = f"http://127.0.0.1:{host_port}"
+        info.extra["app_direct"] = f"http://127.0.0.1:{host_port}"
+        # The tests' client goes through the proxy's app route (readiness too: the whole path).
+        info.endpoint = (proxy and proxy.endpoint) or f"http://127.0.0.1:{host_port}"
         check_loaded(config, info, wrapped)  # a clock that cannot move fails here, not later
         wait_until_ready(
             HttpReady(
@@ -303,25 +329,13 @@ class DockerBackend:
 
     def check_config(self, config: SandboxConfig) -> list[str]:
         """Settings the docker backend cannot honour."""
-        problems = []
-        if config.attach:
-            problems.append(
-                "--sandbox-attach: the docker backend cannot attach to a sandbox; keep one with "
-                "--sandbox-keep, or use --sandbox=kube to attach to a namespace"
-            )
-        if config.db_dsn:
-            problems.append(
-                "--sandbox-db-dsn: the docker backend always runs its own PostgreSQL container; "
-                "drop the option or use --sandbox=kube"
-            )
+        problems = own_sandbox_refusals(config, self.name, "PostgreSQL container")
         for component, _, _ in config.build:
             if component not in (*APP_COMPONENTS, *DB_COMPONENTS):
                 problems.append(
                     f"--sandbox-build {component}=...: the docker backend runs the components app "
                     "(alias backend) and postgres (alias db); build app=PATH"
                 )
-        if config.reuse:
-            problems.append("--sandbox-reuse: not on docker yet; use --sandbox=local or kube")
         try:
             app_image, _ = component_images(config.image)
         except ProvisionError as exc:
@@ -340,9 +354,9 @@ class DockerBackend:
         return DockerChaos(info, owner=owner)
 
     def fault_problems(self, plan: ChaosPlan, config: SandboxConfig) -> list[str]:
-        """A clock fault needs ``livesandbox_fake_clock`` on and an app image."""
+        """Proxy faults need the fault proxy; a clock fault ``livesandbox_fake_clock``."""
         has_app = any(c in APP_COMPONENTS for c, _ in config.image) or bool(config.build)
-        return clock_problems(plan, config, has_app=has_app)
+        return [*proxy_off_problems(plan, config), *clock_problems(plan, config, has_app=has_app)]
 
     def list_sandboxes(self, scope: ListScope) -> list[SandboxRecord]:
         """Sandboxes found by our labels on containers, networks and volumes."""
@@ -352,32 +366,42 @@ class DockerBackend:
             if os.environ.get("DOCKER_HOST") or os.path.exists("/var/run/docker.sock"):
                 raise ClusterUnreachable("no Docker daemon answered") from None
             return []  # no daemon configured here: nothing to list
-        return [docker_sandbox_record(rec) for rec in docker_records(client)]
+        return [warm_record(rec) for rec in docker_records(client)]
 
     def reap(self, record: SandboxRecord) -> None:
-        """Remove the sandbox's labelled resources and its local folder."""
-        remove_sandbox(self.client, record.id)
-        shutil.rmtree(state_root() / record.id, ignore_errors=True)
-        lease_file(record.id).remove()
+        """Remove the sandbox's labelled resources and its local folder.
+
+        Not if a run claimed it since it was listed (its lease changed): that run holds it now.
+        """
+        listed = record.handle[1] if isinstance(record.handle, tuple) else None
+        lease = lease_file(record.id)
+        with lease.locked():
+            if isinstance(record.handle, tuple) and lease.read() != listed:
+                return
+            remove_sandbox(self.client, record.id)
+            shutil.rmtree(state_root() / record.id, ignore_errors=True)
+            lease.remove()
 
     def renew_lease(self, info: SandboxInfo, until: float) -> None:
         """Extend the lease file in the state folder (container labels cannot change)."""
         lease_file(info.id).renew(info.run_id, until)
 
     def reuse_parts(self, config: SandboxConfig) -> dict[str, str]:
-        """Nothing beyond the options (reuse is refused by :meth:`check_config`)."""
-        return {}
+        """The images' ids (a rebuilt ``myapp:dev`` is another sandbox), by name if absent."""
+        return image_parts(self.client, component_images(config.image))
 
     def claim_warm(
         self, config: SandboxConfig, key: str, run_id: str, until: float
     ) -> SandboxInfo | None:
-        """No warm docker sandboxes yet."""
-        return None
+        """Claim a warm (or abandoned) docker sandbox of ``key`` (compare-and-set on its lease)."""
+        return claim(self.client, key, run_id, until)
 
     def keep_warm(self, info: SandboxInfo, until: float) -> None:
-        """Kept (``--sandbox-keep``) until ``until``; warm ones do not exist on docker."""
-        lease_file(info.id).write(Lease("kept", info.run_id, until))
+        """Warm for its reuse key (or kept: ``--sandbox-keep``) until ``until``."""
+        if info.extra.get("reuse_key"):
+            save_warm(info)
+        write_lease(info, until)
 
     def heal(self, info: SandboxInfo, config: SandboxConfig) -> dict[str, Any]:
-        """Nothing to heal: docker sandboxes are never reused."""
-        return {}
+        """The app container is restarted only when its health check fails."""
+        return heal(self.client, info, config)

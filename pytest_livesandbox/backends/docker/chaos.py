@@ -10,11 +10,13 @@ resource_limits           ``container.update`` memory/CPU limits; removal lifts 
                           reports ``oom_kills`` (the daemon's ``oom`` events)
 db_connections            ``ALTER ROLE app CONNECTION LIMIT`` + the app's sessions ended
 kill_db                   PostgreSQL container killed, started again after ``down_for``
+latency / network faults  toxics on the sandbox's fault-proxy container (its ``db`` or
+/ http_fault              ``app`` route; control API on a published loopback port), see
+                          :mod:`...chaos.proxied` and :mod:`.faultproxy`
 clock                     the app's libfaketime control file (bind-mounted from the sandbox
                           folder, :mod:`.clock`) rewritten; the app's ``Date`` header checked
 ========================  ==========================================================
 
-Latency and network faults need the local backend's fault proxy and are refused at collection.
 Every fault is written to the :class:`~.ledger.Ledger` first, so a dead worker's faults are
 undone by the next test::
 
@@ -32,25 +34,32 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ...chaos.clock import NEUTRAL_SPEC, control_fault, read_spec, write_spec
-from ...chaos.driver import CORE_KINDS, chaos_dir, db_problems, watch_recovery
+from ...chaos.driver import CORE_KINDS, PROXY_KINDS, chaos_dir, db_problems, watch_recovery
 from ...chaos.ledger import Ledger
 from ...chaos.ledgered import Handler, LedgeredDriver
 from ...chaos.markers import Fault
+from ...chaos.proxied import ProxiedFaults
 from ...errors import ChaosError
+from ...faultproxy.client import ProxyClient
 from ...info import SandboxInfo
 from . import effects
 from .clock import control_path, preload_missing, started_at
 
 
-class DockerChaos(LedgeredDriver):
+class DockerChaos(ProxiedFaults, LedgeredDriver):
     """The :class:`~.driver.ChaosDriver` of the docker backend."""
 
-    kinds: ClassVar[frozenset[str]] = CORE_KINDS | {"clock"}
+    kinds: ClassVar[frozenset[str]] = CORE_KINDS | PROXY_KINDS | {"clock"}
+    proxy_missing_hint = "this docker sandbox runs without it (livesandbox_fault_proxy = false)"
 
     def __init__(self, info: SandboxInfo, owner: str = "") -> None:
         self.info = info
         self.owner = owner
         self.ledger = Ledger(chaos_dir(info))
+        self.proxy = ProxyClient.from_info(info)
+
+    def _handlers(self) -> dict[str, Handler]:
+        return {**super()._handlers(), **self.proxy_handlers(), "clock": self._clock}
 
     def _guarded(self, kind: str, undo: dict[str, Any], act: Callable[[], Any]) -> tuple[str, Any]:
         key = self.ledger.add(kind, undo, self.owner)
@@ -93,9 +102,6 @@ class DockerChaos(LedgeredDriver):
             return effect
 
         return undo
-
-    def _handlers(self) -> dict[str, Handler]:
-        return {**super()._handlers(), "clock": self._clock}
 
     def _clock(self, fault: Fault, record: dict[str, Any]) -> Callable[[], dict[str, Any]]:
         control = control_path(self.info)
@@ -147,7 +153,9 @@ class DockerChaos(LedgeredDriver):
     # ----------------------------------------------------------------- repair, baseline
 
     def _undo_effect(self, kind: str, undo: dict[str, Any]) -> None:
-        if kind == "clock":
+        if kind == "toxic":
+            self.undo_toxic(undo)
+        elif kind == "clock":
             write_spec(Path(undo["control"]))
         elif kind == "evict":
             app = effects.container(self.info, undo.get("component", "backend"))
@@ -157,8 +165,10 @@ class DockerChaos(LedgeredDriver):
             effects.restore_resources(self.info, undo)
 
     def repair(self, *, only_stale: bool) -> list[str]:
-        """Undo recorded faults; a clock moved behind the plugin's back goes back too."""
+        """Undo recorded faults (stale ones, or all), clear stray toxics and a moved clock."""
         done = super().repair(only_stale=only_stale)
+        if not only_stale and self.proxy is not None and self.proxy.clear():
+            done.append("removed stray toxics from the fault proxy")
         control = control_path(self.info)
         if (
             not only_stale
@@ -175,6 +185,7 @@ class DockerChaos(LedgeredDriver):
         if not self.ledger.empty():
             kinds = sorted({e["kind"] for e in self.ledger.entries().values()})
             problems.append(f"faults still recorded as active: {', '.join(kinds)}")
+        problems.extend(self.toxic_problems())
         problems.extend(effects.baseline_problems(self.info, timeout))
         control = control_path(self.info)
         if control is not None and read_spec(control) not in (None, NEUTRAL_SPEC):

@@ -50,7 +50,14 @@ RECOVERY_TIMEOUT_S = 30.0
 EVICT_GRACE_S = 10
 CPU_PERIOD_US = 100_000
 MiB = 1024 * 1024
-_COMPONENTS = {"backend": "app", "app": "app", "db": "db", "postgres": "db"}
+_COMPONENTS = {
+    "backend": "app",
+    "app": "app",
+    "db": "db",
+    "postgres": "db",
+    "proxy": "proxy",
+    "fault-proxy": "proxy",
+}
 
 
 def container(info: SandboxInfo, component: str, client: docker.DockerClient | None = None) -> Any:

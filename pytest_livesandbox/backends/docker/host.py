@@ -70,7 +70,7 @@ def ensure_image(client: docker.DockerClient, ref: str, *, role: str) -> None:
         client.images.pull(ref)
     except docker.errors.DockerException as exc:
         reason = getattr(exc, "explanation", None) or str(exc)
-        option = "app=IMAGE" if role == "app" else "postgres=IMAGE"
+        option = f"{role}=IMAGE"
         raise ProvisionError(
             f"the {role} image {ref!r} is not on this Docker host and could not be pulled "
             f"({reason}).\nHint: build or load it first (`docker build -t {ref} .` or "

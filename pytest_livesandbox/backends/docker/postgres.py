@@ -186,9 +186,14 @@ class ContainerPostgres:
                 sql.SQL("ALTER SCHEMA public OWNER TO {}").format(sql.Identifier(APP_USER))
             )
 
-    def dsn_in_network(self, application_name: str = "") -> str:
-        """The app role's URL as containers on the sandbox network reach the server."""
-        url = self._url(APP_USER, self.app_password, NETWORK_ALIAS, PG_PORT)
+    def dsn_in_network(
+        self, application_name: str = "", host: str = NETWORK_ALIAS, port: int = PG_PORT
+    ) -> str:
+        """The app role's URL as containers on the sandbox network reach the server.
+
+        ``host``/``port`` name another way there (the fault proxy's db route).
+        """
+        url = self._url(APP_USER, self.app_password, host, port)
         return SecretUrl(f"{url}?application_name={application_name}" if application_name else url)
 
     @staticmethod

@@ -5,10 +5,11 @@ For a failed test (the recorder in :mod:`..report.artifacts` calls this and reda
 - ``logs/<pod>.<container>.log``: each container's log lines stamped inside ``[since, until]``
   (the API's ``sinceSeconds`` plus ``timestamps=true``, cut to the window), at most
   ``LOG_LIMIT_BYTES`` per container; ``....previous.log`` from the container before a restart;
+  pods deleted meanwhile (an eviction, a rollout) too, from what :mod:`.gonepods` kept;
 - ``events.txt``: the namespace's events in the window (time, type, reason, object, count,
   message);
 - ``pods.txt``: pod status changes in the window (restarts with the last termination's reason
-  and exit code, e.g. ``OOMKilled``; readiness and other condition flips; phase).
+  and exit code, e.g. ``OOMKilled``; readiness and other condition flips; phase; deletions).
 
 Every API read runs in a thread pool, so a failed test costs about one round trip::
 
@@ -28,7 +29,9 @@ from typing import Any
 from kubernetes.client import ApiException
 
 from ...info import SandboxInfo
+from ...locations import state_root
 from .client import KubeTarget, connect
+from .gonepods import GonePods, deletions, gone_logs
 
 LOG_LIMIT_BYTES = 512 << 10
 WORKERS = 8
@@ -87,6 +90,21 @@ class Collector:
     def __init__(self, targets: dict[str, KubeTarget]) -> None:
         self.targets = targets  # the backend's clients by sandbox id (controller process)
         self.own: dict[str, KubeTarget] = {}
+        self.watchers: dict[str, GonePods] = {}
+
+    def watch(self, info: SandboxInfo, target: KubeTarget) -> None:
+        """Keep the logs of pods deleted while the run goes on (the provisioning process)."""
+        assert info.namespace is not None
+        folder = state_root() / f"gone-pods-{info.id}"
+        self.watchers[info.id] = GonePods(target.api.configuration, info.namespace, folder)
+        self.watchers[info.id].start()
+        info.extra["gone_pods"] = str(folder)
+
+    def stop(self, info: SandboxInfo) -> None:
+        """Stop watching; the kept logs go."""
+        watcher = self.watchers.pop(info.id, None)
+        if watcher is not None:
+            watcher.close()
 
     def collect(self, info: SandboxInfo, since: float, until: float, dest: Path) -> list[Path]:
         """The window's artifacts of ``info``'s namespace (none without one)."""
@@ -101,17 +119,29 @@ class Collector:
                 allow_context=None,
                 check_production=False,
             )
-        return collect(target, info.namespace, since, until, dest)
+        gone = info.extra.get("gone_pods")
+        return collect(target, info.namespace, since, until, dest, gone)
 
 
 def collect(
-    target: KubeTarget, namespace: str, since: float, until: float, dest: Path
+    target: KubeTarget,
+    namespace: str,
+    since: float,
+    until: float,
+    dest: Path,
+    gone: str | None = None,
 ) -> list[Path]:
-    """Write the window's logs, events and pod changes under ``dest``; return the files."""
+    """Write the window's logs, events and pod changes under ``dest``; return the files.
+
+    ``gone`` is the folder where :mod:`.gonepods` keeps the logs of deleted pods.
+    """
     core = target.core
     pods = core.list_namespaced_pod(namespace).items
+    listed = {pod.metadata.name for pod in pods}
     since_s = max(1, math.ceil(time.time() - since + SLACK_S))
     jobs: list[tuple[Path, Callable[[], str]]] = []
+    for name, text in gone_logs(gone, listed).items():
+        jobs.append((dest / "logs" / f"{name}.log", lambda text=text: text))  # type: ignore[misc]
     for pod in pods:
         name = pod.metadata.name
         statuses = {
@@ -148,7 +178,7 @@ def collect(
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
         written.append(path)
-    changes = pod_changes(pods, since, until)
+    changes = pod_changes(pods, since, until, deletions(gone))
     if changes:
         dest.mkdir(parents=True, exist_ok=True)
         (dest / "pods.txt").write_text(changes, encoding="utf-8")
@@ -202,12 +232,21 @@ def events_text(core: Any, namespace: str, since: float, until: float) -> str:
     return "".join(f"{line}\n" for _, line in sorted(rows))
 
 
-def pod_changes(pods: list[Any], since: float, until: float) -> str:
-    """Restarts, terminations and condition flips of ``pods`` inside the window."""
+def pod_changes(
+    pods: list[Any], since: float, until: float, deleted: list[tuple[float, str]] | None = None
+) -> str:
+    """Restarts, terminations and condition flips of ``pods`` inside the window.
+
+    ``deleted``: ``(time, pod)`` of pods deleted (their deletion asked for) meanwhile.
+    """
     rows: list[tuple[float, str]] = []
 
     def inside(t: float | None) -> bool:
         return t is not None and since - SLACK_S <= t <= until + SLACK_S
+
+    for at, gone in deleted or []:
+        if inside(at):
+            rows.append((at, f"{_iso(at)} pod/{gone} deleted (logs/{gone}.*: kept until it went)"))
 
     for pod in pods:
         name = pod.metadata.name

@@ -60,7 +60,7 @@ def attach_namespace(
         {"kind": "Deployment", **serialize(d)}
         for d in target.apps.list_namespaced_deployment(namespace).items
     ]
-    info.db = _attached_database(config, info, target, namespace, forward)
+    info.db = attached_database(config, info, target, namespace, forward)
     endpoint = mf.endpoint_target(services + deployments)
     if config.url_template:
         info.endpoint = render_url_template(
@@ -76,13 +76,14 @@ def attach_namespace(
         )
 
 
-def _attached_database(
+def attached_database(
     config: SandboxConfig,
     info: SandboxInfo,
     target: KubeTarget,
     namespace: str,
     forward: Forward,
 ) -> DatabaseInfo | None:
+    """The sandbox's database: our Secrets' credentials, reached by a port-forward."""
     if config.db_dsn:
         return pg.external_database(config.db_dsn)
     try:

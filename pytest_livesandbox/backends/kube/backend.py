@@ -9,8 +9,10 @@ Bring-up, on any cluster the kubeconfig reaches (a production-looking context is
 2. PostgreSQL (:mod:`..postgres.kube`) and the Secret ``livesandbox-db`` (key ``url``: the app's
    DSN) unless ``--sandbox-db-dsn`` names an external database; reachable from the tests through a
    port-forward on 127.0.0.1, with an app role that is not a superuser;
-3. the app's manifests with image overrides; wait for the rollout (failing fast with pod states,
-   events and log tails) and for the health path to answer through a port-forward (or the public
+3. the app's manifests with image overrides, created while PostgreSQL initialises (their pods
+   wait for the database in an init container; a ``--sandbox-migrate-cmd`` Job runs first:
+   :mod:`..kube.bringup`); wait for the rollout (failing fast with pod states, events and log
+   tails) and for the health path to answer through a port-forward (or the public
    ``--sandbox-url-template`` URL).
 
 Teardown deletes the namespace (only if it carries our labels) and waits until it is gone;
@@ -20,7 +22,6 @@ Teardown deletes the namespace (only if it carries our labels) and waits until i
 from __future__ import annotations
 
 import contextlib
-import secrets
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -33,10 +34,9 @@ from ...errors import (
     SandboxError,
     TeardownError,
 )
-from ...info import DatabaseInfo, SandboxInfo, default_owner
+from ...info import SandboxInfo, default_owner
 from ...lease import Lease
 from ...locations import state_root
-from ...postgres.roles import APP_SESSION_NAME
 from ...protocol import ListScope, SandboxHealth, SandboxRecord
 from ...readiness import HttpReady, wait_until_ready
 from ...redaction import redact_error
@@ -45,15 +45,15 @@ from . import faultproxy as fp
 from . import manifests as mf
 from . import postgres as pg
 from . import sandboxes
-from .attach import attach_namespace, await_postgres
+from .attach import attach_namespace
+from .bringup import external_database, own_database
 from .chaos import KubeChaos
 from .checks import config_problems
 from .client import KubeTarget, connect
 from .clock import check_loaded, instrument
 from .diagnose import api_error
 from .health import kube_health, target_for
-from .images import build_problems, start_build, use_build
-from .migrate import run_migration
+from .images import build_problems, start_build
 from .names import (
     EXPIRES_AT,
     check_url_template,
@@ -64,7 +64,7 @@ from .names import (
 )
 from .namespace import delete_namespace, guard_rails, namespace_body
 from .portforward import PortForwarder
-from .proxy_setup import NamespaceProxy, proxy_fault_problems, start_proxy, with_image_hint
+from .proxy_setup import NamespaceProxy, proxy_fault_problems, with_image_hint
 from .public_url import await_public_url
 from .reaper import ReaperInstaller
 from .rollout import RolloutReady
@@ -131,6 +131,16 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
         if config.url_template:
             check_url_template(config.url_template)
         route = parse_route(config.route, config.url_template)
+        namespace = namespace_name(config.namespace_prefix, info.id)
+        objs: list[dict[str, Any]] = []
+        pending = None
+        if not config.attach:
+            # Everything that can be wrong with the input is checked before anything is created.
+            built_components = [component for component, _, _ in config.build]
+            objs = self._app_objects(config, info, namespace, built_components)
+            # --sandbox-build: inputs checked now; build and push need no cluster, so they run
+            # while we connect and the namespace and PostgreSQL come up (failure: teardown).
+            pending = start_build(config)
         target = self.connect(config)
         self._targets[info.id] = target
         info.extra.update(
@@ -143,16 +153,7 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
             attach_namespace(config, info, target, deadline, self._forward)
             info.timings["app_ready_s"] = round(time.monotonic() - began, 4)
             return
-
-        namespace = namespace_name(config.namespace_prefix, info.id)
-        # Everything that can be wrong with the input is checked before anything is created.
-        built_components = [component for component, _, _ in config.build]
-        objs = self._app_objects(config, info, namespace, built_components)
         check_route_target(target, route)
-        # --sandbox-build: inputs checked now; build and push run while the namespace and
-        # PostgreSQL come up; the app objects wait for the pushed digest (failure: teardown).
-        pending = start_build(config)
-        db_image = dict(config.image).get(pg.COMPONENT, pg.DEFAULT_IMAGE)
         sha = git_sha(config.app_cwd)
         # Leased from the start, with room for the start-up: a run killed now still lapses.
         lease = Lease("held", info.run_id, time.time() + config.startup_timeout + config.lease)
@@ -165,54 +166,23 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
         target.core.create_namespace(body)
         info.namespace = namespace
         info.extra["created_namespace"] = True
+        self._artifacts.watch(info, target)  # logs of pods deleted during a test
         info.extra["expires_at"] = body["metadata"]["annotations"][EXPIRES_AT]
         if sha:
             info.extra["git_sha"] = sha
         mf.create_objects(target.api, namespace, guard_rails())
         info.timings["namespace_s"] = round(time.monotonic() - began, 4)
 
-        app_password = secrets.token_hex(16)
-        self._passwords[info.id] = [app_password]
-        proxy: NamespaceProxy | None = None
-        if config.db_dsn:
-            info.db = pg.external_database(config.db_dsn)
-            proxy = start_proxy(config, target, namespace, objs, None)
-            if proxy is not None:
-                proxy.wait(target, deadline - time.monotonic())
-            app_secret = pg.app_secret(config.db_dsn, **pg.db_parts(info.db))
-        else:
-            admin_password = secrets.token_hex(16)
-            self._passwords[info.id].append(admin_password)
-            secret, service, statefulset = pg.postgres_objects(db_image, admin_password)
-            mf.create_objects(target.api, namespace, [secret, service, statefulset])
-            info.extra["postgres_in_namespace"] = True  # health() watches its pod
-            host = target.core.read_namespaced_service(pg.NAME, namespace).spec.cluster_ip
-            # The proxy's pod starts while PostgreSQL does; the app's DATABASE_URL names its db
-            # Service, so latency and network faults on "db" sit between the app and the server.
-            proxy = start_proxy(config, target, namespace, objs, f"{host}:{pg.PORT}")
-            if proxy is not None and proxy.db_host:
-                host = proxy.db_host
-            in_cluster = DatabaseInfo(host, pg.PORT, pg.APP_DB, pg.APP_USER, app_password)
-            info.db = await_postgres(
-                self._forward, target, info, namespace, admin_password, app_password, deadline
-            )
-            if proxy is not None:
-                proxy.wait(target, deadline - time.monotonic())
-            # The app starts once its role logs in: no app sees a half-made database, none
-            # needs to retry (or crash-loop) through PostgreSQL's start-up.
-            # application_name marks the app's sessions (chaos db_connections ends them).
-            url = f"{in_cluster.url()}?application_name={APP_SESSION_NAME}"
-            app_secret = pg.app_secret(url, **pg.db_parts(in_cluster))
-        use_build(pending, info, objs, began)  # built images: their digests in objs
-        mf.create_objects(target.api, namespace, [app_secret])
-        if config.migrate_cmd:  # before any app pod starts: a Job with the app's image
-            info.timings["migrate_s"] = run_migration(
-                target, namespace, objs, config.migrate_cmd, deadline, info.extra
-            )
         clock_map = instrument(config, objs, info)  # libfaketime into the app pods (fake_clock)
-        mf.create_objects(target.api, namespace, [clock_map, *objs] if clock_map else objs)
-        info.timings["db_ready_s"] = round(time.monotonic() - began, 4)
-
+        if clock_map is not None:  # before any app pod: its volume names the ConfigMap
+            mf.create_objects(target.api, namespace, [clock_map])
+        passwords = self._passwords[info.id] = []
+        if config.db_dsn:
+            proxy = external_database(config, info, target, objs, pending, (began, deadline))
+        else:
+            proxy = own_database(
+                config, info, target, objs, pending, self._forward, passwords, (began, deadline)
+            )
         self._await_app(config, info, target, namespace, objs, deadline, proxy)
         check_loaded(config, info, target)  # the app pods really read the clock's control file
         info.timings["app_ready_s"] = round(time.monotonic() - began, 4)
@@ -275,8 +245,10 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
             # The control API listens on the pod's loopback: reached through the API server only.
             control = self._forward(target, info, namespace, fp.SELECTOR, fp.CONTROL_PORT, "proxy")
             info.extra["fault_proxy"] = {"control_port": control.port, "routes": proxy.routes}
+        app_selector = None
         if endpoint is not None:
             selector, port, probed = endpoint
+            app_selector = selector
             if proxy is not None and "app" in proxy.routes:
                 selector, port = fp.SELECTOR, fp.ROUTE_PORTS["app"]  # the client goes through it
             forwarder = self._forward(target, info, namespace, selector, port, "app")
@@ -294,6 +266,7 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
                         probe=probe.check if probe else None,
                         probe_hint=probe.hint if probe else None,
                         probed=probed,
+                        probe_selector=app_selector,
                         secrets=secrets_,
                     ),
                     timeout=max(deadline - time.monotonic(), 0.1),
@@ -331,6 +304,7 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
         """Stop the port-forwards; delete the namespace we made (never an attached one)."""
         for forwarder in self._forwarders.pop(info.id, []):
             forwarder.close()
+        self._artifacts.stop(info)
         target = self._targets.pop(info.id, None)
         with contextlib.suppress(OSError):
             (state_root() / f"{info.id}.template.lock").unlink(missing_ok=True)

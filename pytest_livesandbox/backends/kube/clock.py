@@ -59,6 +59,8 @@ VOLUME = "livesandbox-clock"
 SIDECAR = "livesandbox-clock"
 LIB_DIR = "/livesandbox-faketime"
 CLOCK_DIR = "/livesandbox-clock"
+#: The variables :func:`instrument` adds to app containers (the migration Job leaves them out).
+CLOCK_ENV = frozenset(preload_env(Path(LIB_DIR), Path(CLOCK_DIR)))
 _WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet")
 # PID 1 without a SIGTERM handler ignores it: the pod would wait out its grace period.
 _SIDECAR_SCRIPT = (

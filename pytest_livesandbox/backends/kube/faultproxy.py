@@ -4,7 +4,7 @@ The same stdlib proxy the local backend runs (``faultproxy/server.py``), in its 
 (``cluster/images/fault-proxy.recipe``; ``--sandbox-image fault-proxy=REF`` on other clusters)::
 
     app --DATABASE_URL--> Service livesandbox-proxy-db:5432 --> proxy :15432 --> PostgreSQL
-    tests --port-forward--> proxy pod :18000 --> Service livesandbox-proxy-app-upstream --> app
+    tests --port-forward--> proxy pod :18000 (http) --> livesandbox-proxy-app-upstream --> app
     tests --port-forward--> proxy pod 127.0.0.1:8474 (control API, never behind a Service)
 
 Routes are given on the command line (``--route NAME=PORT=HOST:PORT``, upstreams by ClusterIP so no
@@ -28,6 +28,8 @@ DEFAULT_IMAGE = "localhost/livesandbox/fault-proxy:1"
 CONTROL_PORT = 8474
 #: route name -> the port the proxy listens on for it in the pod
 ROUTE_PORTS = {"db": 15432, "app": 18000}
+#: route name -> its protocol: the app route parses HTTP/1.1 (``http_fault``, test scopes)
+ROUTE_PROTOCOLS = {"db": "tcp", "app": "http"}
 DB_SERVICE = "livesandbox-proxy-db"
 #: our own Service in front of the app's pods: the app route's upstream
 APP_UPSTREAM_SERVICE = "livesandbox-proxy-app-upstream"
@@ -104,7 +106,7 @@ def route_args(upstreams: dict[str, str]) -> list[str]:
         raise ValueError(f"unknown fault-proxy routes {unknown}; known: {sorted(ROUTE_PORTS)}")
     args = []
     for name, upstream in sorted(upstreams.items()):
-        args += ["--route", f"{name}={ROUTE_PORTS[name]}={upstream}"]
+        args += ["--route", f"{name}={ROUTE_PORTS[name]}={upstream}={ROUTE_PROTOCOLS[name]}"]
     return args
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client as k8s
@@ -25,6 +26,8 @@ from ...errors import ConfigError
 from ...info import MANAGED_BY
 from ...postgres.migrate import migration_failed
 from . import manifests as mf
+from .clock import CLOCK_ENV
+from .dbwait import INIT_NAME, add_db_wait
 from .names import MANAGED_BY_LABEL
 from .postgres import APP_SECRET
 from .postgres import NAME as PG_SERVICE
@@ -44,27 +47,72 @@ def run_migration(
 ) -> float:
     """Run ``cmd`` as the migration Job before the app's objects exist; return the seconds taken.
 
+    :func:`start_migration` then :func:`finish_migration`, one after the other.
+    """
+    started = start_migration(target, namespace, objs, cmd, deadline, extra)
+    return finish_migration(started, deadline)
+
+
+@dataclass
+class StartedMigration:
+    """A migration Job created (:func:`start_migration`), not yet waited for."""
+
+    target: Any
+    namespace: str
+    job: dict[str, Any]
+    cmd: tuple[str, ...]
+    began: float
+
+
+def start_migration(
+    target: Any,
+    namespace: str,
+    objs: list[dict[str, Any]],
+    cmd: tuple[str, ...],
+    deadline: float,
+    extra: dict[str, Any],
+    *,
+    wait_image: str | None = None,
+) -> StartedMigration:
+    """Create the migration Job with the app's image; do not wait for it.
+
     ``{python}`` (this interpreter's path) becomes ``python3`` inside the image. The Job's
     manifest (no secret in it: ``DATABASE_URL`` comes from the Secret) is kept in ``extra`` as
-    ``migrate_job``, so a ``kill_db`` that empties the database can migrate it again.
+    ``migrate_job``, so a ``kill_db`` that empties the database can migrate it again. With
+    ``wait_image`` (the sandbox's PostgreSQL image) the Job is made while PostgreSQL still
+    starts: its pod waits in :mod:`.dbwait`'s init container until the app role logs in;
+    without it the Job is made once the database Service routes.
     """
     began = time.monotonic()
     cmd = tuple("python3" if part == sys.executable else part for part in cmd)
-    remaining = max(deadline - time.monotonic(), 1.0)
-    job = migration_job(objs, cmd, remaining)
+    job = migration_job(objs, cmd, max(deadline - time.monotonic(), 1.0))
+    if wait_image is not None:
+        add_db_wait([job], wait_image)
     extra["migrate_job"] = job
-    code, logs, why = run_job(target, namespace, job, remaining)
+    if wait_image is None:
+        _await_db_service(target, namespace, deadline)
+    k8s.BatchV1Api(target.api).create_namespaced_job(namespace, job)
+    return StartedMigration(target, namespace, job, cmd, began)
+
+
+def finish_migration(started: StartedMigration, deadline: float) -> float:
+    """Wait for the Job of :func:`start_migration`; the seconds since it started.
+
+    A run that could not connect (``OperationalError``: the path to a server that just became
+    Ready, Service or fault proxy pod, may lag it by a moment) is tried again, as after a
+    kill_db; any other failure raises :class:`~pytest_livesandbox.errors.MigrationFailed`.
+    """
+    target, namespace, job, began = started.target, started.namespace, started.job, started.began
+    code, logs, why = await_job(target, namespace, max(deadline - time.monotonic(), 1.0))
     if code != 0 and "OperationalError" in logs:
-        # The path to a server that just became Ready (Service, fault proxy pod) may lag it by
-        # a moment: a run that could not connect is tried again, as after a kill_db.
-        again = rerun_migration(
-            target, namespace, job, max(remaining - (time.monotonic() - began), 1.0)
-        )
+        again = rerun_migration(target, namespace, job, max(deadline - time.monotonic(), 1.0))
         if not again:
             return round(time.monotonic() - began, 4)
     if code != 0:
         last = "\n".join(logs.splitlines()[-20:])
-        raise migration_failed(cmd, why, last, f"kubectl -n {namespace} logs job/{JOB_NAME}")
+        raise migration_failed(
+            started.cmd, why, last, f"kubectl -n {namespace} logs job/{JOB_NAME}"
+        )
     return round(time.monotonic() - began, 4)
 
 
@@ -136,7 +184,8 @@ def migration_job(objs: list[dict[str, Any]], cmd: tuple[str, ...], deadline_s: 
         "name": "migrate",
         "image": app["image"],
         "command": list(cmd),
-        "env": copy.deepcopy(app.get("env") or []),
+        # Not the clock's preload: the Job has no libfaketime volume (backends/kube/clock.py).
+        "env": copy.deepcopy([e for e in app.get("env") or [] if e.get("name") not in CLOCK_ENV]),
     }
     for key in ("envFrom", "resources", "imagePullPolicy", "workingDir", "securityContext"):
         if key in app:
@@ -187,8 +236,13 @@ def run_job(target: Any, namespace: str, job: Any, timeout: float) -> tuple[int 
     ``code`` is ``None`` when it did not finish (timeout, image or container problems).
     """
     _await_db_service(target, namespace, time.monotonic() + timeout)
+    k8s.BatchV1Api(target.api).create_namespaced_job(namespace, job)
+    return await_job(target, namespace, timeout)
+
+
+def await_job(target: Any, namespace: str, timeout: float) -> tuple[int | None, str, str]:
+    """Wait for the migration Job made before; ``(code, logs, why)`` as :func:`run_job`."""
     batch = k8s.BatchV1Api(target.api)
-    batch.create_namespaced_job(namespace, job)
     deadline = time.monotonic() + timeout
     stuck_since = 0.0
     while time.monotonic() < deadline:
@@ -219,16 +273,30 @@ def _pods(target: Any, namespace: str) -> list[Any]:
 
 
 def _logs(target: Any, namespace: str) -> str:
+    # The migration's own log; the database wait's when the migration never started.
     for pod in _pods(target, namespace):
-        try:
-            return str(target.core.read_namespaced_pod_log(pod.metadata.name, namespace))
-        except k8s.ApiException:
-            continue
+        for container in ("migrate", INIT_NAME):
+            try:
+                text = str(
+                    target.core.read_namespaced_pod_log(
+                        pod.metadata.name, namespace, container=container
+                    )
+                )
+            except k8s.ApiException:
+                continue
+            if text.strip() or container == INIT_NAME:
+                return text
     return ""
 
 
 def _exit(target: Any, namespace: str) -> tuple[int | None, str]:
     for pod in _pods(target, namespace):
+        for state in pod.status.init_container_statuses or []:
+            done = state.state.terminated
+            if done is not None and done.exit_code:
+                return int(
+                    done.exit_code
+                ), f"could not start: {state.name} exited with code {done.exit_code}"
         for state in pod.status.container_statuses or []:
             done = state.state.terminated
             if done is not None:

@@ -122,6 +122,7 @@ class NamespaceRecord:
     labels: dict[str, str] = field(default_factory=dict)
     lease: Lease | None = None
     resource_version: str = ""
+    annotations: dict[str, str] = field(default_factory=dict)
 
     @property
     def age(self) -> float:
@@ -150,6 +151,7 @@ def record_of(ns: Any) -> NamespaceRecord:
         labels=dict(labels),
         lease=lease_of(annotations, labels),
         resource_version=ns.metadata.resource_version or "",
+        annotations=dict(annotations),
     )
 
 

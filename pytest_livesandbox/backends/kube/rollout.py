@@ -33,7 +33,8 @@ class RolloutReady:
     """Ready when ``probe()`` passes (if given) and every workload has its replicas ready.
 
     ``probed`` names the workload ``probe`` speaks for: its pods need only be running, since the
-    probe itself proves they answer (saves a readiness-probe period).
+    probe itself proves they answer (saves a readiness-probe period). With ``probe_selector``
+    (``k=v,...``) the probe waits for a pod of those labels whose containers all run.
     """
 
     def __init__(
@@ -47,6 +48,7 @@ class RolloutReady:
         probe: Callable[[], bool] | None = None,
         probe_hint: Callable[[], str] | None = None,
         probed: tuple[str, str] | None = None,
+        probe_selector: str | None = None,
         secrets: Sequence[str] = (),
     ) -> None:
         self.target = target
@@ -57,6 +59,7 @@ class RolloutReady:
         self.probe = probe
         self.probe_hint = probe_hint
         self.probed = probed
+        self.probe_labels = _labels(probe_selector)
         self.secrets = secrets
         self._began = time.monotonic()
         self._pods: list[Any] = []
@@ -87,9 +90,22 @@ class RolloutReady:
             error = AppCrashed if kind in ("crash", "oom") else RolloutFailed
             raise error(f"{self.what} cannot start: {text}\n{details}")
         if self.probe is not None:
-            if not any(_running(p) for p in self._pods) or not self.probe():
+            if not any(self._probe_target(p) for p in self._pods) or not self.probe():
                 return False
         return all(self._ready(kind, name) for kind, name in self.workloads)
+
+    def _probe_target(self, pod: Any) -> bool:
+        # Probe only once a pod behind the endpoint runs its containers: a port-forward to a pod
+        # still in its init containers fails only after a round trip through the API server.
+        if not _running(pod):
+            return False
+        if self.probe_labels is None:
+            return True
+        labels = pod.metadata.labels or {}
+        if any(labels.get(k) != v for k, v in self.probe_labels.items()):
+            return False
+        statuses = pod.status.container_statuses or []
+        return bool(statuses) and all(cs.state and cs.state.running for cs in statuses)
 
     def _ready(self, kind: str, name: str) -> bool:
         if (kind, name) == self.probed:
@@ -131,6 +147,17 @@ class RolloutReady:
 def _replicas_ready(wanted: int | None, ready: int | None, obj: Any) -> bool:
     generation_seen = (obj.status.observed_generation or 0) >= (obj.metadata.generation or 0)
     return generation_seen and (ready or 0) >= (1 if wanted is None else wanted)
+
+
+def _labels(selector: str | None) -> dict[str, str] | None:
+    """``a=b,c=d`` as a dict (the equality selectors :func:`..manifests.endpoint_target` makes).
+
+    >>> _labels("app=web,tier=api"), _labels(None)
+    ({'app': 'web', 'tier': 'api'}, None)
+    """
+    if not selector:
+        return None
+    return dict(part.split("=", 1) for part in selector.split(",") if "=" in part)
 
 
 def _running(pod: Any) -> bool:

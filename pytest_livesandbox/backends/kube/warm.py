@@ -7,12 +7,17 @@ that carries the ``resourceVersion`` the change was decided on, so the API serve
 
     renew(core, namespace, run_id, until)             # the running pytest, every few seconds
     claim_namespace(core, key, backend, run_id, until)   # -> NamespaceRecord or None
-    hand_back(core, namespace, key, until)            # end of a --sandbox-reuse run: warm
+    hand_back(core, namespace, key, until, app)       # end of a --sandbox-reuse run: warm
+
+A warm namespace remembers where its app's port-forward goes (``livesandbox/app-forward``), so
+a claim reads two Secrets and opens two port-forwards, nothing more: no listing of Services and
+Deployments (and no import of the apps/v1 client, a large part of a fresh process's claim).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -26,15 +31,17 @@ from ...info import SandboxInfo
 from ...lease import Lease
 from ...readiness import HttpReady, wait_until_ready
 from . import postgres as pg
-from .attach import Forward, attach_namespace
+from .attach import Forward, attach_namespace, attached_database
 from .names import BACKEND_LABEL, REUSE_KEY_LABEL, expires_at, lease_annotations
 from .namespace import NamespaceRecord, list_sandboxes, record_of
 
 if TYPE_CHECKING:
+    from .artifacts import Collector
     from .client import KubeTarget
     from .portforward import PortForwarder
 
 RESTARTED_AT = "livesandbox/restarted-at"
+APP_FORWARD = "livesandbox/app-forward"  # JSON [selector, port] of the app's port-forward
 ATTACH_PROBE_S = 3.0  # how long a claimed sandbox's app may take to answer before a restart
 
 
@@ -82,11 +89,28 @@ def claim_namespace(
     return None
 
 
-def hand_back(core: Any, name: str, key: str, until: float) -> None:
-    """Mark the namespace warm for ``key`` (kept, without one) until ``until`` (the run ends)."""
+def hand_back(
+    core: Any, name: str, key: str, until: float, app: tuple[str, int | str] | None = None
+) -> None:
+    """Mark the namespace warm for ``key`` (kept, without one) until ``until`` (the run ends).
+
+    ``app``: the app's port-forward target ``(selector, port)``, for the next run's claim.
+    """
     lease = Lease("warm" if key else "kept", "", until, key=key)
     labels = {REUSE_KEY_LABEL: key} if key else {}
-    _patch(core, name, None, {"labels": labels, "annotations": lease_annotations(lease)})
+    annotations = lease_annotations(lease)
+    if app is not None:
+        annotations[APP_FORWARD] = json.dumps(list(app))
+    _patch(core, name, None, {"labels": labels, "annotations": annotations})
+
+
+def app_forward(ns: NamespaceRecord) -> tuple[str, int | str] | None:
+    """The app's port-forward target a warm namespace remembers (``None``: not recorded)."""
+    try:
+        selector, port = json.loads(ns.annotations[APP_FORWARD])
+    except (KeyError, ValueError, TypeError):
+        return None
+    return str(selector), port if isinstance(port, int) else str(port)
 
 
 def restart_deployments(apps: Any, namespace: str) -> list[str]:
@@ -117,6 +141,7 @@ class WarmNamespaces:
     _targets: dict[str, KubeTarget]
     _forwarders: dict[str, list[PortForwarder]]
     _forward: Forward
+    _artifacts: Collector
     demo_manifests: ClassVar[Path]
 
     def connect(self, config: SandboxConfig) -> KubeTarget:
@@ -166,21 +191,48 @@ class WarmNamespaces:
         )
         deadline = time.monotonic() + ATTACH_PROBE_S
         try:
-            attach_namespace(replace(config, attach=ns.name), info, target, deadline, self._forward)
+            app = app_forward(ns)
+            if app is None or config.url_template:  # a namespace handed back before it was kept
+                attach_namespace(
+                    replace(config, attach=ns.name), info, target, deadline, self._forward
+                )
+            else:
+                self._reattach(config, info, target, ns.name, app, deadline)
         except StartupTimeout:
             info.extra["app_unhealthy"] = True
         info.extra.update(attached=False, created_namespace=True)  # ours: teardown deletes it
         return info
 
+    def _reattach(
+        self,
+        config: SandboxConfig,
+        info: SandboxInfo,
+        target: KubeTarget,
+        namespace: str,
+        app: tuple[str, int | str],
+        deadline: float,
+    ) -> None:
+        """The claim's attach: Secrets, the database's and the app's port-forwards, one probe."""
+        info.namespace = namespace
+        info.db = attached_database(config, info, target, namespace, self._forward)
+        info.endpoint = self._forward(target, info, namespace, app[0], app[1], "app").url
+        probe = HttpReady(info.endpoint + config.health_path, what=f"the app in {namespace}")
+        wait_until_ready(probe, timeout=max(deadline - time.monotonic(), 0.1))
+
     def keep_warm(self, info: SandboxInfo, until: float) -> None:
         """Stop the port-forwards; mark the namespace warm for its reuse key (or kept)."""
+        app: tuple[str, int | str] | None = None
         for forwarder in self._forwarders.pop(info.id, []):
+            if forwarder.name == "app":
+                app = (forwarder.selector, forwarder.remote_port)
             forwarder.close()
+        self._artifacts.stop(info)
         target = self._targets.pop(info.id, None)
         if target is None or info.namespace is None or info.extra.get("attached"):
             return  # an attached namespace is not ours to lease
         try:
-            hand_back(target.core, info.namespace, str(info.extra.get("reuse_key") or ""), until)
+            key = str(info.extra.get("reuse_key") or "")
+            hand_back(target.core, info.namespace, key, until, app)
         finally:
             target.close()
 

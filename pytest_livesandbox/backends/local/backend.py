@@ -46,7 +46,7 @@ from ...postgres.embedded import (
 from ...postgres.migrate import MIGRATE_LOG
 from ...postgres.migrate import run_local as run_migrations
 from ...processes import terminate
-from ...protocol import ListScope, SandboxHealth, SandboxRecord
+from ...protocol import ListScope, SandboxHealth, SandboxRecord, own_sandbox_refusals
 from ...readiness import HttpReady, wait_until_ready
 from ...redaction import redact_error
 from .app import AppProcess
@@ -318,17 +318,7 @@ class LocalBackend:
 
     def check_config(self, config: SandboxConfig) -> list[str]:
         """Settings the local backend cannot honour."""
-        problems = []
-        if config.attach:
-            problems.append(
-                "--sandbox-attach: the local backend cannot attach to a sandbox; keep one with "
-                "--sandbox-keep and reach it through `livesandbox ls`, or use --sandbox=kube"
-            )
-        if config.db_dsn:
-            problems.append(
-                "--sandbox-db-dsn: the local backend always runs its own embedded PostgreSQL; "
-                "drop the option or use --sandbox=kube"
-            )
+        problems = own_sandbox_refusals(config, self.name, "embedded PostgreSQL")
         if config.build:
             problems.append(
                 "--sandbox-build: the local backend runs the app as a process "

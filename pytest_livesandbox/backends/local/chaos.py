@@ -34,8 +34,9 @@ from ...chaos.driver import CORE_KINDS, PROXY_KINDS, db_problems
 from ...chaos.ledger import Ledger
 from ...chaos.ledgered import Handler, LedgeredDriver
 from ...chaos.markers import Fault
+from ...chaos.proxied import ProxiedFaults
 from ...errors import ChaosError, StartupTimeout
-from ...faultproxy.client import ProxyClient, toxic_counters
+from ...faultproxy.client import ProxyClient
 from ...info import SandboxInfo
 from ...processes import process_alive
 from ...readiness import HttpReady, wait_until_ready
@@ -53,7 +54,6 @@ from .clock import (
 from .launcher import supervisor_state
 from .limits import CGROUP_LIST, apply_limits, cgroup_writable, forced_mode, undo_limits
 
-TOXIC_TTL_S = 900.0  # a hung (not dead) owner loses its toxics after this long
 RECOVERY_TIMEOUT_S = 30.0
 _names = iter(range(1, 1 << 30))
 
@@ -62,10 +62,12 @@ if TYPE_CHECKING:
     from ...config import SandboxConfig
 
 
-class LocalChaos(LedgeredDriver):
+class LocalChaos(ProxiedFaults, LedgeredDriver):
     """The :class:`~.driver.ChaosDriver` of the local backend."""
 
     kinds: ClassVar[frozenset[str]] = CORE_KINDS | PROXY_KINDS | {"clock"}
+    proxy_missing_hint = "this sandbox runs without it (livesandbox_fault_proxy = false)"
+    toxic_owner_pid = None  # the proxy runs here: it drops the toxics of a dead test process
 
     def __init__(self, info: SandboxInfo, owner: str = "") -> None:
         if not info.workdir:
@@ -81,7 +83,7 @@ class LocalChaos(LedgeredDriver):
     def _handlers(self) -> dict[str, Handler]:
         return {
             **super()._handlers(),
-            **dict.fromkeys(PROXY_KINDS, self._toxic),
+            **self.proxy_handlers(),
             "clock": self._clock,
         }
 
@@ -123,51 +125,6 @@ class LocalChaos(LedgeredDriver):
             return {"restored_spec": NEUTRAL_SPEC}
 
         return undo
-
-    def _toxic(self, fault: Fault, record: dict[str, Any]) -> Callable[[], dict[str, Any]]:
-        if self.proxy is None:
-            raise ChaosError(
-                f"{fault.kind} needs the fault proxy, but this sandbox runs without it "
-                "(livesandbox_fault_proxy = false)"
-            )
-        params: dict[str, Any] = dict(fault.params)
-        if fault.kind != "http":
-            params = {k: float(v) for k, v in fault.params.items() if k != "direction"}
-        direction = str(fault.params.get("direction", "both"))
-        if fault.kind == "latency" and direction == "both":
-            # ms is what one request/response exchange gains: half on the way in, half out.
-            params = {"ms": params["ms"] / 2, "jitter": params.get("jitter", 0.0) / 2}
-        key = self.ledger.add("toxic", {"route": fault.target}, self.owner)
-        try:
-            toxic = self.proxy.add_toxic(
-                fault.target,
-                fault.kind,
-                direction,
-                params,
-                owner=self.owner,
-                ttl_s=TOXIC_TTL_S,
-                scope=str(record.get("scope", "")),
-            )
-        except BaseException:
-            self.ledger.remove(key)
-            raise
-        self.ledger.update(key, {"route": fault.target, "id": toxic["id"]})
-        record["toxic_id"] = toxic["id"]
-
-        def undo() -> dict[str, Any]:
-            assert self.proxy is not None
-            removed = self.proxy.remove_toxic(fault.target, toxic["id"])
-            self.ledger.remove(key)
-            return toxic_counters(removed, fault.kind)
-
-        return undo
-
-    def counters(self, record: dict[str, Any]) -> dict[str, Any]:
-        """What a proxy fault in force has affected so far (``hits``, ``requests_seen``)."""
-        if self.proxy is None or "toxic_id" not in record:
-            raise ChaosError(f"{record.get('kind')} on {record.get('target')} counts nothing")
-        toxic = self.proxy.toxic(str(record["target"]), str(record["toxic_id"]))
-        return toxic_counters(toxic, str(record.get("kind")))
 
     def _app_pid(self) -> int:
         pid = supervisor_state(self.workdir).get("pid")
@@ -289,11 +246,8 @@ class LocalChaos(LedgeredDriver):
         return done
 
     def _undo_effect(self, kind: str, undo: dict[str, Any]) -> None:
-        if kind == "toxic" and self.proxy is not None:
-            if "id" in undo:
-                self.proxy.remove_toxic(undo["route"], undo["id"])
-            else:
-                self.proxy.clear()
+        if kind == "toxic":
+            self.undo_toxic(undo)
         elif kind == "limits" and undo:
             undo_limits(undo)
         elif kind == "clock":
@@ -305,15 +259,7 @@ class LocalChaos(LedgeredDriver):
         if not self.ledger.empty():
             kinds = sorted({e["kind"] for e in self.ledger.entries().values()})
             problems.append(f"faults still recorded as active: {', '.join(kinds)}")
-        if self.proxy is not None:
-            try:
-                toxics = self.proxy.toxics()
-            except ChaosError as exc:
-                problems.append(str(exc))
-            else:
-                if toxics:
-                    names = ", ".join(f"{t['kind']} on {t['route']}" for t in toxics)
-                    problems.append(f"the fault proxy still has toxics: {names}")
+        problems.extend(self.toxic_problems())
         if (self.workdir / CGROUP_LIST).exists():
             problems.append("the app still runs under a chaos cgroup limit")
         clock = self.info.extra.get("fake_clock")

@@ -15,7 +15,6 @@ import json
 import os
 import signal
 import time
-import urllib.request
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from ...info import SandboxInfo
 from ...lease import Lease, LeaseFile, lease_path
 from ...locations import state_root
 from ...processes import process_alive, start_time
-from ...readiness import HttpReady, wait_until_ready
+from ...readiness import HttpReady, answers, wait_until_ready
 from .launcher import supervisor_state
 from .records import LocalRecord, local_records
 
@@ -118,7 +117,7 @@ def heal(info: SandboxInfo, config: SandboxConfig) -> dict[str, Any]:
     if not direct:
         return {"app_restarted": False}
     url = str(direct) + config.health_path
-    if _answers(url):
+    if answers(url, PROBE_TIMEOUT):
         return {"app_restarted": False}
     probe = HttpReady(url, what="the reused app")
     workdir = Path(str(info.workdir))
@@ -130,16 +129,6 @@ def heal(info: SandboxInfo, config: SandboxConfig) -> dict[str, Any]:
     began = time.monotonic()
     wait_until_ready(probe, timeout=config.startup_timeout)
     return {"app_restarted": True, "app_restart_s": round(time.monotonic() - began, 4)}
-
-
-def _answers(url: str) -> bool:
-    # One plain request (an HTTP client with TLS set up costs more than the whole reset).
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(url, timeout=PROBE_TIMEOUT) as response:
-            return 200 <= int(response.status) < 400
-    except (OSError, ValueError):
-        return False
 
 
 def _postgres_alive(info: SandboxInfo, pid: int) -> bool:

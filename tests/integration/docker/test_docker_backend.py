@@ -166,7 +166,7 @@ def test_kill_9_leaves_labelled_containers_that_gc_reaps(
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     left = docker_scope.leftovers()
-    assert len(left) == 4, left  # app, db, network, volume
+    assert len(left) == 5, left  # app, db, fault proxy, network, volume
     sandbox_id = left[0].split("-")[1]
     ls = cli("ls", "--backend", "docker", "--owner", docker_scope.owner)
     row = next(line for line in ls.stdout.splitlines() if line.startswith(sandbox_id))
@@ -186,7 +186,7 @@ def test_keep_then_down(
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*kept running*", "*remove it with: livesandbox down *"])
     kept = docker_scope.containers()
-    assert len(kept) == 2
+    assert len(kept) == 3, kept  # app, db, fault proxy
     sandbox_id = kept[0].split("-")[1]
     gc = cli("gc", "--backend", "docker", "--owner", docker_scope.owner)
     assert "0 sandbox(es) removed" in gc.stdout  # kept on purpose, not expired

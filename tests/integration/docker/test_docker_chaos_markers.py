@@ -23,7 +23,7 @@ def reports(path: Path) -> dict[str, Any]:
     return found
 
 
-def test_markers_have_real_effects_and_latency_is_refused(
+def test_markers_have_real_effects_and_clock_is_refused(
     pytester: pytest.Pytester, isolated_state: IsolatedState, docker_scope: DockerScope
 ) -> None:
     pytester.makeini(
@@ -42,7 +42,7 @@ def test_markers_have_real_effects_and_latency_is_refused(
     result = pytester.runpytest_subprocess("-n", "2", "--sandbox-report=r.jsonl")
     result.assert_outcomes(passed=7, errors=1)
     result.stdout.fnmatch_lines(
-        ["*test_latency: @latency: not supported on --sandbox=docker*--sandbox=local*"]
+        ["*test_clock: @clock: not supported on --sandbox=docker*--sandbox=local*"]
     )
     found = reports(pytester.path / "r.jsonl")
     evict = found["test_evict"]["chaos"][0]

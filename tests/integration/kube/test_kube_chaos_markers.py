@@ -36,7 +36,13 @@ def test_markers_have_real_effects_next_to_a_latency_test(
     pytester.makepyfile(
         test_chaos=(EXAMPLES / "chaos_containers.py").read_text(),
         # Once refused on kube (no proxy in the namespace); now it runs like any other test.
-        test_latency=(EXAMPLES / "chaos_unsupported.py").read_text(),
+        test_latency="""
+            import pytest
+
+            @pytest.mark.latency(ms=100, target="db")
+            def test_latency(live_http):
+                assert live_http.get("/items").status_code == 200
+            """,
     )
     result = pytester.runpytest_subprocess(
         "-n", "2", f"--sandbox={backend}", "--sandbox-report=r.jsonl"

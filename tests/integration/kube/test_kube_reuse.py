@@ -17,7 +17,7 @@ from kubernetes.client import ApiException
 
 from pytest_livesandbox.backends.kube.names import REUSE_KEY_LABEL, sandbox_labels
 from pytest_livesandbox.backends.kube.namespace import delete_namespace, namespace_body
-from pytest_livesandbox.backends.kube.warm import claim_namespace
+from pytest_livesandbox.backends.kube.warm import APP_FORWARD, claim_namespace
 from pytest_livesandbox.lease import Lease
 from tests.conftest import REPO, IsolatedState
 
@@ -82,6 +82,9 @@ def test_second_run_claims_the_warm_namespace_with_a_clean_database(
         kube_dir.runpytest_subprocess(*opts).assert_outcomes(passed=1)
         ls = cli("ls", "--backend", "kube", "--owner", owner).stdout
         assert " warm " in ls, ls
+        (first_ns,) = (json.loads(line)["ns"] for line in (kube_dir.path / "ids.txt").open())
+        annotations = core.read_namespace(first_ns).metadata.annotations
+        assert json.loads(annotations[APP_FORWARD])[1], annotations  # the claim's short attach
         second = kube_dir.runpytest_subprocess(*opts, "--sandbox-report=r.jsonl")
         second.assert_outcomes(passed=1)
         second.stdout.fnmatch_lines(["*(kube) reused, ready in *"])

@@ -73,11 +73,21 @@ def test_gke_example_runs_over_the_routed_https_url(
 
 INGRESS_TEST = """
 import httpx
+import pytest
 
 def test_public(live_url, livesandbox):
     assert live_url.startswith("https://sb-")
     assert livesandbox.info.extra["route"]["spec"] == "ingress:traefik"
     assert httpx.get(live_url + "/healthz").status_code == 200
+
+# Scoped to this test: its X-Livesandbox-Test header crosses the router to the proxy pod.
+@pytest.mark.http_fault(status=503, times=1, path="/healthz")
+def test_public_http_fault(live_http):
+    assert live_http.base_url.scheme == "https"
+    # Without the header (another test's request): never faulted.
+    assert httpx.get(str(live_http.base_url).rstrip("/") + "/healthz").status_code == 200
+    assert live_http.get("/healthz").status_code == 503
+    assert live_http.get("/healthz").status_code == 200
 """
 
 
@@ -85,8 +95,13 @@ def test_ingress_route_is_made_awaited_and_removed(
     pytester: pytest.Pytester, isolated_state: IsolatedState, ci_env: None
 ) -> None:
     example(pytester, "kube", INGRESS_TEST)
-    result = pytester.runpytest_subprocess(TEMPLATE, "--sandbox-route=ingress:traefik")
-    result.assert_outcomes(passed=1)
+    result = pytester.runpytest_subprocess(
+        TEMPLATE, "--sandbox-route=ingress:traefik", "--sandbox-report=r.jsonl"
+    )
+    result.assert_outcomes(passed=2)
+    events = run_events(pytester.path / "r.jsonl")
+    (fault,) = next(e for e in events if e.get("nodeid", "").endswith("http_fault"))["chaos"]
+    assert (fault["hits"], fault["requests_seen"]) == (1, 2), fault
     isolated_state.assert_clean()
 
 
@@ -210,4 +225,46 @@ def test_a_failed_test_carries_its_pod_logs_events_and_pod_changes(
     assert "Pod/backend-" in events, events
     assert str(files[0]) in (pytester.path / "j.xml").read_text()
     assert files[0].name in (pytester.path / "r.html").read_text()
+    isolated_state.assert_clean()
+
+
+EVICTED = """
+import time
+
+import httpx
+from kubernetes.client import ApiException
+
+def test_fails_after_an_eviction(live_url, chaos, livesandbox):
+    with httpx.Client(base_url=live_url, timeout=10) as client:
+        assert client.get("/items/535353").status_code == 404  # the evicted pod logs this
+    record = chaos.evict("backend")  # returns once the replacement is Ready
+    core = chaos.driver.target.core
+    for _ in range(300):  # until the API has forgotten the pod and its logs
+        try:
+            core.read_namespaced_pod(record["pod"], livesandbox.info.namespace)
+        except ApiException as exc:
+            assert exc.status == 404
+            break
+        time.sleep(0.2)
+    else:
+        raise RuntimeError("the evicted pod did not go within 60 s")
+    assert False, f"on purpose; evicted {record['pod']}"
+"""
+
+
+def test_logs_of_a_pod_deleted_during_the_test_are_kept(
+    pytester: pytest.Pytester, isolated_state: IsolatedState, kube_client: Any
+) -> None:
+    example(pytester, "kube", EVICTED)
+    result = pytester.runpytest_subprocess("--sandbox-report=r.jsonl")
+    result.assert_outcomes(failed=1)
+    (finished,) = [
+        e for e in run_events(pytester.path / "r.jsonl") if e["event"] == "test_finished"
+    ]
+    evicted = finished["chaos"][0]["pod"]
+    files = {Path(p).name: Path(p) for p in finished["artifacts"]}
+    log = files.get(f"{evicted}.backend.log")
+    assert log is not None, sorted(files)
+    assert "GET /items/535353 404" in log.read_text(), log.read_text()[-2000:]
+    assert f"pod/{evicted} deleted" in files["pods.txt"].read_text()
     isolated_state.assert_clean()

@@ -1,0 +1,195 @@
+"""The fault proxy as a container on a docker sandbox's network: the local backend's stdlib proxy.
+
+::
+
+    app   --DATABASE_URL--> fault-proxy:15432 (tcp)  --> db:5432
+    tests --> 127.0.0.1:<endpoint port> --> fault-proxy:18000 (http) --> app:<PORT>
+    tests --> 127.0.0.1:<control port>  --> fault-proxy:8474 (control API)
+
+The image only has to provide ``python3`` (3.9+): the proxy's own files come from the installed
+plugin (:data:`~pytest_livesandbox.faultproxy.SERVER_FILES`), copied into the container before it
+starts, so the container always runs the plugin's version. The default image is
+``localhost/livesandbox/fault-proxy:1`` (``scripts/docker-up`` loads it; nothing is pulled); any
+other is ``--sandbox-image fault-proxy=python:3.12-slim``. It runs as uid 65532 with every
+capability dropped; its ports are published on 127.0.0.1 only::
+
+    proxy = start_proxy(client, info, network.name, labels, image, app_port=8000)
+    proxy.wait(timeout=30)          # the control API answers: routes listen
+    proxy.db_host, proxy.db_port    # what the app's DATABASE_URL names
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import docker
+import docker.errors
+
+from ...chaos.driver import PROXY_KINDS
+from ...chaos.markers import ChaosPlan
+from ...config import SandboxConfig
+from ...errors import ProvisionError
+from ...faultproxy import SERVER_FILES
+from ...faultproxy.client import EXTRA_KEY, ProxyClient
+from ...info import SandboxInfo
+from ...postgres.embedded import free_port
+from .host import with_free_port
+from .postgres import logs_tail
+from .resources import COMPONENT
+
+COMPONENT_NAME = "fault-proxy"
+DEFAULT_IMAGE = "localhost/livesandbox/fault-proxy:1"
+ALIAS = "fault-proxy"
+CONTROL_PORT = 8474
+#: route name -> the port the proxy listens on in its container
+ROUTE_PORTS = {"db": 15432, "app": 18000}
+CODE_DIR = "/opt/livesandbox-faultproxy"
+RUN_AS = "65532:65532"
+IMAGE_HINT = (
+    "Hint: the fault proxy needs an image with python3: `scripts/docker-up` loads "
+    f"{DEFAULT_IMAGE} here; elsewhere pass --sandbox-image fault-proxy=python:3.12-slim (any "
+    "image with python3 works: the proxy's code comes from the plugin), or turn the proxy off "
+    "with livesandbox_fault_proxy = false."
+)
+
+
+def proxy_image(images: tuple[tuple[str, str], ...]) -> str:
+    """``--sandbox-image fault-proxy=REF``, else :data:`DEFAULT_IMAGE`."""
+    return dict(images).get(COMPONENT_NAME, DEFAULT_IMAGE)
+
+
+def proxy_off_problems(plan: ChaosPlan, config: SandboxConfig) -> list[str]:
+    """Proxy faults need the fault proxy (``livesandbox_fault_proxy``, default on)."""
+    return [
+        f"@{fault.marker}: needs the fault proxy, which is off "
+        "(livesandbox_fault_proxy = false); turn it on or drop the marker"
+        for fault in plan.faults
+        if fault.kind in PROXY_KINDS and not config.fault_proxy
+    ]
+
+
+def code_archive() -> bytes:
+    """The proxy's files as a tar, for ``put_archive`` into the container's ``/``."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        folder = tarfile.TarInfo(CODE_DIR.lstrip("/"))
+        folder.type, folder.mode, folder.mtime = tarfile.DIRTYPE, 0o755, int(time.time())
+        tar.addfile(folder)
+        for path in SERVER_FILES:
+            data = path.read_bytes()
+            entry = tarfile.TarInfo(f"{CODE_DIR.lstrip('/')}/{path.name}")
+            entry.size, entry.mode, entry.mtime = len(data), 0o644, int(time.time())
+            tar.addfile(entry, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def command(app_port: int | None) -> list[str]:
+    """The server's arguments: routes to ``db`` and (with an app) to ``app:<app_port>``."""
+    routes = [f"db={ROUTE_PORTS['db']}=db:5432=tcp"]
+    if app_port is not None:
+        routes.append(f"app={ROUTE_PORTS['app']}=app:{app_port}=http")
+    args = ["--listen-host", "0.0.0.0", "--control-host", "0.0.0.0"]
+    args += ["--control-port", str(CONTROL_PORT)]
+    for route in routes:
+        args += ["--route", route]
+    return args
+
+
+@dataclass
+class ContainerProxy:
+    """The proxy container of one sandbox and its published ports."""
+
+    container: Any
+    control_port: int
+    app_port: int | None
+    db_host: str = ALIAS
+    db_port: int = ROUTE_PORTS["db"]
+
+    @property
+    def endpoint(self) -> str | None:
+        """``http://127.0.0.1:<port>``: the app through the proxy (None without an app)."""
+        return f"http://127.0.0.1:{self.app_port}" if self.app_port else None
+
+    def wait(self, timeout: float) -> float:
+        """Seconds until the control API answers (its routes listen before it does)."""
+        began = time.monotonic()
+        client = ProxyClient(self.control_port, timeout=1.0)
+        while not client.health():
+            self.container.reload()
+            if self.container.status in ("exited", "dead"):
+                code = self.container.attrs.get("State", {}).get("ExitCode")
+                raise ProvisionError(
+                    f"the fault proxy container exited with code {code} at start-up.\n"
+                    f"Last log lines:\n{logs_tail(self.container)}\n{IMAGE_HINT}"
+                )
+            if time.monotonic() - began > timeout:
+                raise ProvisionError(
+                    f"the fault proxy's control API (127.0.0.1:{self.control_port}) did not "
+                    f"answer within {timeout:g}s.\nLast log lines:\n{logs_tail(self.container)}"
+                )
+            time.sleep(0.05)
+        return time.monotonic() - began
+
+    def record(self, info: SandboxInfo) -> None:
+        """Put the proxy into ``info`` (chaos drivers and xdist workers find it there)."""
+        routes = {"db": f"db:5432 via {ALIAS}:{self.db_port}"}
+        if self.app_port is not None:
+            routes["app"] = f"app via {ALIAS}:{ROUTE_PORTS['app']}"
+        info.extra[EXTRA_KEY] = {"control_port": self.control_port, "routes": routes}
+        if self.app_port is not None:
+            info.extra["proxy_app_port"] = self.app_port
+
+
+def start_proxy(
+    client: docker.DockerClient,
+    info: SandboxInfo,
+    network: str,
+    labels: dict[str, str],
+    image: str,
+    app_port: int | None,
+) -> ContainerProxy:
+    """Create the container, copy the proxy's code in, start it (not waiting for it)."""
+    name = f"livesandbox-{info.id}-proxy"
+    info.extra["containers"]["proxy"] = name
+    made: list[Any] = []
+
+    def start(control_port: int) -> ContainerProxy:
+        app_host_port = free_port() if app_port is not None else None
+        ports: dict[str, Any] = {f"{CONTROL_PORT}/tcp": ("127.0.0.1", control_port)}
+        if app_host_port is not None:
+            ports[f"{ROUTE_PORTS['app']}/tcp"] = ("127.0.0.1", app_host_port)
+        networking = {network: client.api.create_endpoint_config(aliases=[ALIAS])}
+        container = client.containers.create(
+            image,
+            entrypoint=["python3", "-I", "-S", f"{CODE_DIR}/server.py"],
+            command=command(app_port),
+            name=name,
+            labels={**labels, COMPONENT: "proxy"},
+            user=RUN_AS,
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            environment={"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"},
+            ports=ports,
+            network=network,
+            networking_config=networking,
+        )
+        made.append(container)
+        container.put_archive("/", code_archive())
+        container.start()
+        return ContainerProxy(container, control_port, app_host_port)
+
+    def remove_failed() -> None:
+        if made:
+            made.pop().remove(force=True)
+
+    try:
+        proxy, _ = with_free_port(start, remove_failed)
+    except docker.errors.ImageNotFound:
+        raise ProvisionError(
+            f"the fault proxy image {image!r} is not on this Docker host.\n{IMAGE_HINT}"
+        ) from None
+    return proxy
