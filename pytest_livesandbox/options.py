@@ -234,10 +234,10 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         "fake_clock",
         "choice",
-        "Preload libfaketime into the app (local backend) so the clock marker can move its "
-        "clock: off (default), on (a missing library or a statically linked app fails the "
-        "run), auto (when the library is installed). Debian's libfaketime 0.9.10 breaks "
-        "time.sleep in Python >= 3.11 apps: see docs/chaos.md#clock.",
+        "Preload libfaketime into the app (its process, container or pods) so the clock "
+        "marker can move its clock: off (default), on (a missing library or a statically "
+        "linked app fails the run), auto (when the library is installed). Debian's "
+        "libfaketime 0.9.10 breaks time.sleep in Python >= 3.11 apps: see docs/chaos.md#clock.",
         default="off",
         choices=("auto", "on", "off"),
     ),
@@ -341,8 +341,9 @@ ENVIRONMENT: tuple[tuple[str, str], ...] = (
     ),
     (
         "LIVESANDBOX_FAKETIME_LIB",
-        "Path of the libfaketime shared object the local backend preloads into the app for the "
-        "`clock` marker (default: `libfaketimeMT.so.1` from Debian's `libfaketime` package, "
+        "Path of the libfaketime shared object preloaded into the app (copied into its "
+        "container or a ConfigMap on docker/kube) for the `clock` marker (default: "
+        "`libfaketimeMT.so.1` from Debian's `libfaketime` package, "
         "found under `/usr/lib/*/faketime/`).",
     ),
 )

@@ -198,51 +198,65 @@ class RoleMaker:
         role = DbRole(self.unique_name(name), self.dbname, privileges, settings, login)
         password = secrets.token_hex(16)
         conn = self._admin()
-        missing = [t for t in privileges if not _table_exists(conn, t)]
+        # Tables that get INSERT need their own sequences (bigserial ids): one query for them;
+        # a table that does not exist fails the batch below (nothing is created then).
+        inserts = [t for t, names in privileges.items() if "INSERT" in names]
+        found = _tables_and_sequences(conn, inserts) if inserts else {}
+        missing = [t for t in inserts if t not in found]
         if missing:
-            raise RoleError(
-                f"grants: no table {', '.join(map(repr, missing))} in database "
-                f"{self.dbname!r}; its tables: {', '.join(_tables(conn)) or 'none'}"
-            )
-        self.made.append(role)  # from here on drop_all() removes whatever was made
-        conn.execute(
+            raise self._no_tables(conn, missing)
+        # One round trip: CREATE ROLE, the grants and the settings as one simple-protocol query.
+        ident = sql.Identifier(role.name)
+        statements: list[sql.Composable] = [
             sql.SQL("CREATE ROLE {} {} PASSWORD {}").format(
-                sql.Identifier(role.name),
+                ident,
                 sql.SQL("LOGIN" if login else "NOLOGIN"),
                 sql.Literal(scram_verifier(password, secrets.token_bytes(16))),
             )
-        )
+        ]
         for table, names in privileges.items():
-            conn.execute(
+            statements.append(
                 sql.SQL("GRANT {} ON TABLE {} TO {}").format(
-                    sql.SQL(", ").join(sql.SQL(n) for n in names),
-                    _table_ident(table),
-                    sql.Identifier(role.name),
+                    sql.SQL(", ").join(sql.SQL(n) for n in names), _table_ident(table), ident
                 )
             )
-            if "INSERT" in names:
-                # bigserial ids: INSERT needs the table's own sequences too.
-                for seq in _owned_sequences(conn, table):
-                    conn.execute(
-                        sql.SQL("GRANT USAGE ON SEQUENCE {} TO {}").format(
-                            sql.Identifier(*seq.split(".", 1)), sql.Identifier(role.name)
-                        )
+            # bigserial ids: INSERT needs the table's own sequences too.
+            for seq in found.get(table, []):
+                statements.append(
+                    sql.SQL("GRANT USAGE ON SEQUENCE {} TO {}").format(
+                        sql.Identifier(*seq.split(".", 1)), ident
                     )
+                )
         for key, value in settings.items():
-            conn.execute(
+            statements.append(
                 sql.SQL("ALTER ROLE {} IN DATABASE {} SET {} = {}").format(
-                    sql.Identifier(role.name),
+                    ident,
                     sql.Identifier(self.dbname),
                     sql.SQL(".").join(sql.Identifier(p) for p in key.split(".")),
                     sql.Literal(value),
                 )
             )
+        try:
+            # One implicit transaction: on any error nothing of it stays.
+            conn.execute(sql.SQL("; ").join(statements))
+        except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
+            absent = [
+                t for t in privileges if t not in _tables_and_sequences(conn, list(privileges))
+            ]
+            raise self._no_tables(conn, absent) from None
+        self.made.append(role)  # from here on drop_all() removes it
         if login:
             role.dsn = SecretUrl(
                 DatabaseInfo(self.db.host, self.db.port, self.dbname, role.name, password).url()
             )
             role.conn = psycopg.connect(role.dsn, autocommit=True, connect_timeout=10)
         return role
+
+    def _no_tables(self, conn: psycopg.Connection[Any], missing: list[str]) -> RoleError:
+        return RoleError(
+            f"grants: no table {', '.join(map(repr, missing))} in database "
+            f"{self.dbname!r}; its tables: {', '.join(_tables(conn)) or 'none'}"
+        )
 
     def drop_all(self) -> list[str]:
         """Drop every role made here (sessions ended, privileges revoked); returns problems."""
@@ -271,25 +285,44 @@ class RoleMaker:
 
 
 def _drop_role(conn: psycopg.Connection[Any], name: str, *, owned: bool) -> None:
+    """End the role's sessions, drop what it owns here (``owned``) and the role: one round trip.
+
+    A role that is not there (its ``CREATE`` failed, or someone dropped it) is no problem.
+    """
     role = sql.Identifier(name)
-    conn.execute(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (name,)
-    )
-    if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone():
-        return
+    statements: list[sql.Composable] = [
+        sql.SQL("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = {}").format(
+            sql.Literal(name)
+        )
+    ]
     if owned:
         # Privileges (and whatever the test let it create) in this database go with DROP OWNED.
-        conn.execute(sql.SQL("DROP OWNED BY {}").format(role))
-    conn.execute(sql.SQL("DROP ROLE {}").format(role))
+        statements.append(sql.SQL("DROP OWNED BY {}").format(role))
+    statements.append(sql.SQL("DROP ROLE {}").format(role))
+    try:
+        conn.execute(sql.SQL("; ").join(statements))
+    except psycopg.errors.UndefinedObject:
+        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(role))
 
 
 def _table_ident(table: str) -> sql.Composable:
     return sql.Identifier(*table.split(".", 1)) if "." in table else sql.Identifier(table)
 
 
-def _table_exists(conn: psycopg.Connection[Any], table: str) -> bool:
-    row = conn.execute("SELECT to_regclass(%s)", (_quoted(table),)).fetchone()
-    return bool(row and row[0])
+def _tables_and_sequences(conn: psycopg.Connection[Any], tables: list[str]) -> dict[str, list[str]]:
+    """The tables of ``tables`` that exist -> their own sequences."""
+    if not tables:
+        return {}
+    rows = conn.execute(
+        "SELECT t.name, to_regclass(t.quoted) IS NOT NULL, ARRAY("
+        " SELECT sn.nspname || '.' || s.relname FROM pg_depend d"
+        " JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'"
+        " JOIN pg_namespace sn ON sn.oid = s.relnamespace"
+        " WHERE d.refobjid = to_regclass(t.quoted) AND d.deptype IN ('a', 'i'))"
+        " FROM unnest(%s::text[], %s::text[]) AS t(name, quoted)",
+        (tables, [_quoted(t) for t in tables]),
+    ).fetchall()
+    return {str(name): [str(seq) for seq in seqs] for name, exists, seqs in rows if exists}
 
 
 def _quoted(table: str) -> str:
@@ -301,16 +334,5 @@ def _tables(conn: psycopg.Connection[Any]) -> list[str]:
         "SELECT CASE WHEN schemaname = 'public' THEN tablename "
         "ELSE schemaname || '.' || tablename END FROM pg_tables "
         "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"
-    ).fetchall()
-    return [str(r[0]) for r in rows]
-
-
-def _owned_sequences(conn: psycopg.Connection[Any], table: str) -> list[str]:
-    rows = conn.execute(
-        "SELECT sn.nspname || '.' || s.relname FROM pg_depend d "
-        "JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S' "
-        "JOIN pg_namespace sn ON sn.oid = s.relnamespace "
-        "WHERE d.refobjid = to_regclass(%s) AND d.deptype IN ('a', 'i')",
-        (_quoted(table),),
     ).fetchall()
     return [str(r[0]) for r in rows]

@@ -249,10 +249,10 @@ def test_bad_clock_and_role_input_are_collection_errors(
     static.write_bytes(STATIC_ELF)
     static.chmod(0o755)
     cases = {
-        "--sandbox=docker": "not supported on --sandbox=docker: the docker backend does not "
-        "mount libfaketime*--sandbox=local",
-        "--sandbox=kube": "not supported on --sandbox=kube: the kube backends do not mount "
-        "libfaketime*",
+        "--sandbox=docker": "this sandbox runs no app",
+        "--sandbox=docker --sandbox-image=app=myapp:dev": "the app runs without libfaketime "
+        "(livesandbox_fake_clock = off, the default)*",
+        "--sandbox=kube": "the app runs without libfaketime (livesandbox_fake_clock = off*",
         "--sandbox-fake-clock=off": "the app runs without libfaketime (livesandbox_fake_clock "
         "= off, the default); set livesandbox_fake_clock = on*",
         f"--sandbox-app-cmd={static} --sandbox-fake-clock=on": "the app command's program "

@@ -35,6 +35,7 @@ import docker.errors
 import psycopg
 from testcontainers.core.network import Network
 
+from ...chaos.clock import clock_problems
 from ...chaos.driver import proxy_off_problems
 from ...config import SandboxConfig
 from ...errors import (
@@ -64,9 +65,10 @@ from .app import (
     window_logs,
 )
 from .chaos import DockerChaos
+from .clock import check_loaded, clock_mount
 from .faultproxy import ContainerProxy, proxy_image, start_proxy
 from .health import docker_health
-from .host import connect, daemon_address, ensure_image, with_free_port
+from .host import connect, daemon_address, ensure_image, refused_step, with_free_port
 from .migrate import migrate
 from .postgres import ContainerPostgres, LoopbackContainer, logs_tail
 from .resources import (
@@ -91,10 +93,7 @@ class DockerBackend:
 
     name: ClassVar[str] = "docker"
     supported_faults: ClassVar[frozenset[str]] = DockerChaos.kinds
-    fault_hints: ClassVar[dict[str, str]] = {
-        "clock": "the docker backend does not mount libfaketime into the app container yet; "
-        "run this test with --sandbox=local",
-    }
+    fault_hints: ClassVar[dict[str, str]] = {}
 
     def __init__(self) -> None:
         self._client: docker.DockerClient | None = None
@@ -150,18 +149,7 @@ class DockerBackend:
             self._provision(config, info, app_image, pg_image)
         except docker.errors.DockerException as exc:
             self.teardown(info)
-            reason = getattr(exc, "explanation", None) or str(exc)
-            hint = ""
-            if os.environ.get("TESTCONTAINERS_RYUK_DISABLED", "").lower() in ("false", "0"):
-                hint = (
-                    "\nHint: TESTCONTAINERS_RYUK_DISABLED=false makes testcontainers start its "
-                    "Ryuk reaper, whose image comes from Docker Hub; unset it (`livesandbox gc` "
-                    "is the reaper here)."
-                )
-            raise redact_error(
-                ProvisionError(f"the Docker daemon refused a step of the set-up: {reason}{hint}"),
-                self._secrets,
-            ) from None
+            raise redact_error(refused_step(exc), self._secrets) from None
         except psycopg.Error as exc:
             self.teardown(info)
             raise DatabaseStartError(
@@ -243,6 +231,8 @@ class DockerBackend:
             "PORT": str(port),
             "LIVESANDBOX_ID": info.id,
         }
+        clock_env, clock_volumes = clock_mount(config, info)
+        env.update(clock_env)
         name = f"livesandbox-{info.id}-app"
         info.extra["containers"]["app"] = name
         info.extra["app_port"] = port
@@ -259,6 +249,8 @@ class DockerBackend:
                 .with_kwargs(labels={**labels, COMPONENT: "app", ENDPOINT: endpoint})
                 .with_loopback_port(port, host_port)
             )
+            for host_dir, mount in clock_volumes.items():
+                container.with_volume_mapping(host_dir, mount["bind"], mount["mode"])
             made.append(container)
             return container.start()
 
@@ -279,6 +271,7 @@ class DockerBackend:
         # The tests' client goes through the proxy's app route (readiness too: the whole path).
         info.endpoint = (proxy and proxy.endpoint) or f"http://127.0.0.1:{host_port}"
         probes = probe_lines(config.health_path)  # our probe's access-log lines: not the app's
+        check_loaded(config, info, wrapped)  # a clock that cannot move fails here, not later
         wait_until_ready(
             HttpReady(
                 info.endpoint + config.health_path,
@@ -341,8 +334,12 @@ class DockerBackend:
         return DockerChaos(info, owner=owner)
 
     def fault_problems(self, plan: ChaosPlan, config: SandboxConfig) -> list[str]:
-        """Proxy faults need the fault proxy (``livesandbox_fault_proxy``, default on)."""
-        return proxy_off_problems(plan, config.fault_proxy)
+        """Proxy faults need the fault proxy; a clock fault ``livesandbox_fake_clock``."""
+        has_app = any(c in APP_COMPONENTS for c, _ in config.image) or bool(config.build)
+        return [
+            *proxy_off_problems(plan, config.fault_proxy),
+            *clock_problems(plan, config, has_app=has_app),
+        ]
 
     def list_sandboxes(self, scope: ListScope) -> list[SandboxRecord]:
         """Sandboxes found by our labels on containers, networks and volumes."""

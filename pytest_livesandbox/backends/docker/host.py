@@ -100,3 +100,16 @@ def with_free_port(start: Callable[[int], T], cleanup: Callable[[], None]) -> tu
                 raise
             cleanup()
     raise AssertionError("unreachable")
+
+
+def refused_step(exc: docker.errors.DockerException) -> ProvisionError:
+    """The error for a set-up step the daemon refused (with the Ryuk hint where it applies)."""
+    reason = getattr(exc, "explanation", None) or str(exc)
+    hint = ""
+    if os.environ.get("TESTCONTAINERS_RYUK_DISABLED", "").lower() in ("false", "0"):
+        hint = (
+            "\nHint: TESTCONTAINERS_RYUK_DISABLED=false makes testcontainers start its "
+            "Ryuk reaper, whose image comes from Docker Hub; unset it (`livesandbox gc` "
+            "is the reaper here)."
+        )
+    return ProvisionError(f"the Docker daemon refused a step of the set-up: {reason}{hint}")

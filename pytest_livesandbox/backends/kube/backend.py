@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ...chaos.clock import clock_problems
 from ...chaos.driver import proxy_off_problems
 from ...config import SandboxConfig
 from ...errors import (
@@ -52,6 +53,7 @@ from .bringup import external_database, own_database
 from .chaos import KubeChaos
 from .checks import config_problems
 from .client import KubeTarget, connect
+from .clock import check_loaded, instrument
 from .diagnose import api_error
 from .health import kube_health, target_for
 from .images import build_problems, start_build
@@ -85,10 +87,7 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
     demo_manifests: ClassVar[Path] = DEMO_MANIFESTS
     supported_faults: ClassVar[frozenset[str]] = KubeChaos.kinds
     deployers: ClassVar[tuple[str, ...]] = ("apply", "argocd")
-    fault_hints: ClassVar[dict[str, str]] = {
-        "clock": "the kube backends do not mount libfaketime into the app pod yet; "
-        "run this test with --sandbox=local",
-    }
+    fault_hints: ClassVar[dict[str, str]] = {}
 
     def __init__(self) -> None:
         self._targets: dict[str, KubeTarget] = {}
@@ -180,6 +179,9 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
         mf.create_objects(target.api, namespace, guard_rails())
         info.timings["namespace_s"] = round(time.monotonic() - began, 4)
 
+        clock_map = instrument(config, objs, info)  # libfaketime into the app pods (fake_clock)
+        if clock_map is not None:  # before any app pod: its volume names the ConfigMap
+            mf.create_objects(target.api, namespace, [clock_map])
         passwords = self._passwords[info.id] = []
         if config.db_dsn:
             proxy = external_database(config, info, target, objs, pending, (began, deadline))
@@ -191,6 +193,7 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
             built = list((info.extra.get("digests") or {}).items())  # --sandbox-build's refs
             objs = sync_with_argocd(target, config, info, labels, built, proxy, began, deadline)
         self._await_app(config, info, target, namespace, objs, deadline, proxy)
+        check_loaded(config, info, target)  # the app pods really read the clock's control file
         info.timings["app_ready_s"] = round(time.monotonic() - began, 4)
 
     def _app_objects(
@@ -360,8 +363,11 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
         return KubeChaos(info, owner=owner)
 
     def fault_problems(self, plan: ChaosPlan, config: SandboxConfig) -> list[str]:
-        """Proxy faults need the fault proxy (``livesandbox_fault_proxy``, default on)."""
-        return proxy_off_problems(plan, config.fault_proxy)
+        """Proxy faults need the fault proxy; a clock fault ``livesandbox_fake_clock``."""
+        return [
+            *proxy_off_problems(plan, config.fault_proxy),
+            *clock_problems(plan, config, has_app=True),
+        ]
 
     def list_sandboxes(self, scope: ListScope) -> list[SandboxRecord]:
         """Namespaces labelled as ours (and as this backend's) in the scope's cluster."""

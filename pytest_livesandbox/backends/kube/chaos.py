@@ -55,6 +55,7 @@ from ...info import SandboxInfo
 from ...readiness import HttpReady, wait_until_ready
 from . import postgres as pg
 from .client import KubeTarget, connect
+from .clock import clock_fault, moved_problems, reset_moved
 from .faultproxy import NAME as PROXY_DEPLOYMENT
 from .migrate import rerun_migration
 from .names import COMPONENT_LABEL
@@ -69,7 +70,7 @@ parse_quantity: Callable[[str], Any] = k8s_utils.parse_quantity
 class KubeChaos(ProxiedFaults, LedgeredDriver):
     """The :class:`~.driver.ChaosDriver` of the kube backend."""
 
-    kinds: ClassVar[frozenset[str]] = CORE_KINDS | PROXY_KINDS
+    kinds: ClassVar[frozenset[str]] = CORE_KINDS | PROXY_KINDS | {"clock"}
     proxy_missing_hint = (
         "this sandbox's namespace has no fault proxy (livesandbox_fault_proxy = false, or an "
         "attached sandbox)"
@@ -87,7 +88,8 @@ class KubeChaos(ProxiedFaults, LedgeredDriver):
         self.proxy = ProxyClient.from_info(info)
 
     def _handlers(self) -> dict[str, Handler]:
-        return {**super()._handlers(), **self.proxy_handlers()}
+        clock = clock_fault(lambda: self.target, self.info, self.ledger, self.owner)
+        return {**super()._handlers(), **self.proxy_handlers(), "clock": clock}
 
     @property
     def target(self) -> KubeTarget:
@@ -338,11 +340,13 @@ class KubeChaos(ProxiedFaults, LedgeredDriver):
         done = super().repair(only_stale=only_stale)
         if not only_stale and self.proxy is not None and self.proxy.clear():
             done.append("removed stray toxics from the fault proxy")
-        return done
+        return done + ([] if only_stale else reset_moved(self.target, self.info))
 
     def _undo_effect(self, kind: str, undo: dict[str, Any]) -> None:
         if kind == "toxic":
             self.undo_toxic(undo)
+        elif kind == "clock":
+            reset_moved(self.target, self.info, always=True)
         elif kind == "resource_limits" and undo:
             self._set_resources(undo["deployment"], int(undo["index"]), undo["resources"])
             self._wait_rollout(undo["deployment"])
@@ -354,6 +358,7 @@ class KubeChaos(ProxiedFaults, LedgeredDriver):
             kinds = sorted({e["kind"] for e in self.ledger.entries().values()})
             problems.append(f"faults still recorded as active: {', '.join(kinds)}")
         problems.extend(self.toxic_problems())
+        problems.extend(moved_problems(self.target, self.info))
         path = self.dir / BASELINE_FILE
         saved = json.loads(path.read_text()) if path.exists() else {}
         deadline = time.monotonic() + timeout

@@ -26,6 +26,7 @@ from ...errors import ConfigError
 from ...info import MANAGED_BY
 from ...postgres.migrate import migration_failed
 from . import manifests as mf
+from .clock import CLOCK_ENV
 from .dbwait import INIT_NAME, add_db_wait
 from .names import MANAGED_BY_LABEL
 from .postgres import APP_SECRET
@@ -183,7 +184,8 @@ def migration_job(objs: list[dict[str, Any]], cmd: tuple[str, ...], deadline_s: 
         "name": "migrate",
         "image": app["image"],
         "command": list(cmd),
-        "env": copy.deepcopy(app.get("env") or []),
+        # Not the clock's preload: the Job has no libfaketime volume (backends/kube/clock.py).
+        "env": copy.deepcopy([e for e in app.get("env") or [] if e.get("name") not in CLOCK_ENV]),
     }
     for key in ("envFrom", "resources", "imagePullPolicy", "workingDir", "securityContext"):
         if key in app:

@@ -46,7 +46,7 @@ def test_markers_have_real_effects_and_clock_is_refused(
     )
     result.assert_outcomes(passed=7, errors=1)
     result.stdout.fnmatch_lines(
-        ["*test_clock: @clock: not supported on --sandbox=docker*--sandbox=local*"]
+        ["*test_clock: @clock: the app runs without libfaketime (livesandbox_fake_clock = off*"]
     )
     found = reports(pytester.path / "r.jsonl")
     evict = found["test_evict"]["chaos"][0]

@@ -28,14 +28,3 @@ def test_roles_are_made_used_and_dropped_in_the_container(
     assert len(set(names.read_text().split())) == 4
     assert docker_scope.leftovers() == []
     isolated_state.assert_clean()
-
-
-def test_the_clock_marker_is_refused_at_collection(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(
-        "import pytest\n\n@pytest.mark.clock(offset='+1h')\ndef test_c():\n    pass\n"
-    )
-    result = pytester.runpytest("--collect-only", "--sandbox=docker", "-p", "no:cacheprovider")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(
-        ["*test_c: @clock: not supported on --sandbox=docker: *libfaketime*--sandbox=local"]
-    )
