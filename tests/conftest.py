@@ -20,6 +20,27 @@ DEMO_APP_CMD = f"{sys.executable} {DEMO_APP}"
 CLUSTER_CACHE = Path(os.environ.get("LIVESANDBOX_CACHE") or Path.home() / ".cache" / "livesandbox")
 
 
+def _load_kubernetes_client() -> None:
+    """Import every API and model of the kubernetes client now, before any pytester run.
+
+    The client (37+) imports its modules lazily, and an in-process pytester run removes the
+    modules first imported inside it when it ends: a later test then meets a second copy of
+    ``V1Namespace`` that the API's validation refuses ("Input should be a valid dictionary or
+    instance of V1Namespace"). Loaded up front, they are part of pytester's snapshot.
+    """
+    try:
+        import kubernetes.client
+        import kubernetes.stream
+        import kubernetes.watch
+    except ImportError:  # the kube extra is not installed: no kube tests either
+        return
+    for name in kubernetes.client.__all__:
+        getattr(kubernetes.client, name)
+
+
+_load_kubernetes_client()
+
+
 @dataclass
 class IsolatedState:
     """A private LIVESANDBOX_STATE_DIR for one inner run, and what it may have leaked."""

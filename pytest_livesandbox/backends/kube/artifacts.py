@@ -29,9 +29,8 @@ from typing import Any
 from kubernetes.client import ApiException
 
 from ...info import SandboxInfo
-from ...locations import state_root
 from .client import KubeTarget, connect
-from .gonepods import GonePods, deletions, gone_logs
+from .gonepods import GonePods, deletions, gone_logs, gone_pods_folder
 
 LOG_LIMIT_BYTES = 512 << 10
 WORKERS = 8
@@ -95,7 +94,7 @@ class Collector:
     def watch(self, info: SandboxInfo, target: KubeTarget) -> None:
         """Keep the logs of pods deleted while the run goes on (the provisioning process)."""
         assert info.namespace is not None
-        folder = state_root() / f"gone-pods-{info.id}"
+        folder = gone_pods_folder(info.id)
         self.watchers[info.id] = GonePods(target.api.configuration, info.namespace, folder)
         self.watchers[info.id].start()
         info.extra["gone_pods"] = str(folder)

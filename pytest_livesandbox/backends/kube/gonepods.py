@@ -25,9 +25,21 @@ from kubernetes import client as k8s
 from kubernetes import watch as k8s_watch
 from kubernetes.client import ApiException
 
+from ...locations import state_root
+
 LOG_LIMIT_BYTES = 512 << 10
 _watch: Any = k8s_watch
 WATCH_S = 30  # one watch request; then it is made again (and after an error, 0.5 s later)
+
+
+def gone_pods_folder(sandbox_id: str) -> Path:
+    """Where the logs of a sandbox's deleted pods are kept (this machine's state folder)."""
+    return state_root() / f"gone-pods-{sandbox_id}"
+
+
+def remove_gone_pods(sandbox_id: str) -> None:
+    """Drop what a run killed before its teardown left (``livesandbox gc`` reaping it)."""
+    shutil.rmtree(gone_pods_folder(sandbox_id), ignore_errors=True)
 
 
 class GonePods:

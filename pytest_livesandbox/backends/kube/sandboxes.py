@@ -24,6 +24,7 @@ from ...info import SandboxInfo
 from ...protocol import ListScope, SandboxRecord
 from .argocd import delete_application, list_ours
 from .client import connect, kubeconfig_files
+from .gonepods import remove_gone_pods
 from .names import BACKEND_LABEL, OWNER_LABEL, SANDBOX_ID_LABEL
 from .namespace import NamespaceRecord, delete_namespace, list_sandboxes, record_of
 
@@ -159,3 +160,4 @@ def reap_record(record: SandboxRecord) -> None:
     delete_namespace(handle.core, handle.name, sandbox_id=handle.sandbox_id)
     # The chaos lock and (empty) ledger a killed run left on this machine go with it.
     remove_chaos_dir(SandboxInfo(handle.sandbox_id, record.backend, "", record.owner, 0.0))
+    remove_gone_pods(handle.sandbox_id)

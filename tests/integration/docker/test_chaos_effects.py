@@ -102,5 +102,5 @@ def test_failure_artifacts_are_the_containers_logs_of_the_window(
         if "GET /items?artifact-probe=1 200" in text or time.monotonic() > deadline:
             break
         time.sleep(0.1)
-    assert {p.name for p in paths} == {"app.log", "db.log"}
+    assert {p.name for p in paths} == {"app.log", "db.log", "proxy.log"}
     assert "GET /items?artifact-probe=1 200" in text

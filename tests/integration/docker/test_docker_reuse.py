@@ -63,7 +63,7 @@ def test_second_run_reuses_the_same_containers_with_a_clean_database(
     first.assert_outcomes(passed=1)
     first.stdout.fnmatch_lines(["*(docker) ready in *kept warm (reuse key *"])
     before = container_ids(docker_scope)
-    assert len(before) == 2, before
+    assert len(before) == 3, before  # db, fault proxy, app
     labels = docker_scope.client.containers.get(next(iter(before.values()))).labels
     ls = scoped("ls", docker_scope).stdout
     assert " warm " in ls and labels[REUSE_KEY] in ls, ls
@@ -95,7 +95,7 @@ def test_a_changed_config_provisions_a_fresh_sandbox(
     one, two = runs(pytester)
     assert one["id"] != two["id"] and two["reused"] is False
     both = container_ids(docker_scope)
-    assert set(first) < set(both) and len(both) == 4
+    assert set(first) < set(both) and len(both) == 6
     keys = {docker_scope.client.containers.get(cid).labels[REUSE_KEY] for cid in both.values()}
     assert len(keys) == 2, keys
     remove_warm(docker_scope, isolated_state)

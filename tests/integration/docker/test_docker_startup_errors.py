@@ -76,7 +76,7 @@ def run(pytester: pytest.Pytester, image: str, *args: str) -> pytest.RunResult:
 def assert_reads_like_local(out: str) -> None:
     """The app's own last words, redacted, and none of our probe's access-log lines."""
     assert "Last output:" in out, out
-    assert "starting with postgresql://app:***@db:5432/app" in out, out
+    assert "starting with postgresql://app:***@fault-proxy:15432/app" in out, out
     assert "GET /readyz" not in out, out
     assert not re.search(r"postgresql://app:(?!\*\*\*)[^@]+@", out), out
 
@@ -95,7 +95,7 @@ def test_crashing_app_shows_its_last_words_without_probe_lines(
             f"*AppCrashed: the app container (image {noisy_image}) exited with code 3 during "
             "start-up.",
             "Last output:",
-            "starting with postgresql://app:***@db:5432/app*",
+            "starting with postgresql://app:***@fault-proxy:15432/app*",
             "fatal: cannot reach the cache at redis://cache:6379",
             "Hint: run the image yourself with DATABASE_URL and PORT set*",
         ]
@@ -120,7 +120,7 @@ def test_never_ready_app_times_out_with_one_probe_line_and_its_output(
             "*StartupTimeout: the app (http://127.0.0.1:*/readyz) was not ready after *s.",
             "Last probe: HTTP 503: .",
             "Last output:",
-            "starting with postgresql://app:***@db:5432/app*",
+            "starting with postgresql://app:***@fault-proxy:15432/app*",
             "Hint: check the health path (--sandbox-health-path)*",
         ]
     )
