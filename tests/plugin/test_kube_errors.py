@@ -7,7 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import IsolatedState
+from tests.conftest import REPO, IsolatedState
+
+# The demo app's manifests from this checkout: an installed wheel has no default to fall back on,
+# and the manifests are checked before the cluster is asked (the error here is the cluster's).
+MANIFESTS = f"--sandbox-manifests={REPO / 'examples' / 'demo_app' / 'k8s'}"
 
 KUBECONFIG = """
 apiVersion: v1
@@ -33,7 +37,9 @@ def kubeconfig(path: Path, context: str, server: str) -> Path:
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     pytester.makepyfile(test_x=TESTS)
-    return pytester.runpytest_subprocess("-p", "no:cacheprovider", "--sandbox=kube", *args)
+    return pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--sandbox=kube", MANIFESTS, *args
+    )
 
 
 def test_missing_kubeconfig_names_the_fix(
@@ -140,7 +146,11 @@ def test_gke_without_credentials_says_how_to_log_in(
     monkeypatch.setenv("CLOUDSDK_CONFIG", str(pytester.path / "gcloud"))
     pytester.makepyfile(test_x=TESTS)
     result = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", "--sandbox=gke", "--sandbox-gke-cluster=acme-dev/europe-west1/sb"
+        "-p",
+        "no:cacheprovider",
+        "--sandbox=gke",
+        "--sandbox-gke-cluster=acme-dev/europe-west1/sb",
+        MANIFESTS,
     )
     result.assert_outcomes(errors=2)
     if shutil.which("gcloud") is None:
