@@ -260,6 +260,11 @@ def clock_problems(plan: ChaosPlan, config: SandboxConfig, *, has_app: bool) -> 
     """
     if not any(fault.kind == "clock" for fault in plan.faults):
         return []
+    return clock_setup_problems(config, has_app=has_app)
+
+
+def clock_setup_problems(config: SandboxConfig, *, has_app: bool) -> list[str]:
+    """What keeps this run from moving the app's clock at all (every backend, local too)."""
     if not has_app:
         return ["@clock: this sandbox runs no app"]
     if config.fake_clock == "off":

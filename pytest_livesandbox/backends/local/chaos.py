@@ -30,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ...chaos.clock import clock_setup_problems
 from ...chaos.driver import CORE_KINDS, PROXY_KINDS, db_problems, proxy_off_problems
 from ...chaos.ledger import Ledger
 from ...chaos.ledgered import Handler, LedgeredDriver
@@ -45,7 +46,6 @@ from .clock import (
     INSTALL_HINT,
     NEUTRAL_SPEC,
     executable,
-    find_faketime,
     loaded_in,
     read_spec,
     static_command,
@@ -296,15 +296,9 @@ def local_fault_problems(plan: ChaosPlan, config: SandboxConfig) -> list[str]:
 
 
 def _clock_problems(config: SandboxConfig) -> list[str]:
-    if not config.app_cmd:
-        return ["@clock: this sandbox runs no app"]
-    if config.fake_clock == "off":
-        return [
-            "@clock: the app runs without libfaketime (livesandbox_fake_clock = off, the "
-            "default); set livesandbox_fake_clock = on to move its clock"
-        ]
-    if find_faketime() is None:
-        return [f"@clock: moving the app's clock needs libfaketime; {INSTALL_HINT}"]
+    problems = clock_setup_problems(config, has_app=bool(config.app_cmd))
+    if problems or not config.app_cmd:  # no app: already said
+        return problems
     static = static_command(config.app_cmd)
     if static:
         return [
