@@ -37,7 +37,8 @@ def test_proxy_deployment_passes_the_restricted_pod_security_standard() -> None:
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
-    assert "hostNetwork" not in pod and "volumes" not in pod
+    assert "hostNetwork" not in pod
+    assert [v["configMap"]["name"] for v in pod["volumes"]] == [fp.CODE_CONFIGMAP]  # no hostPath
     assert container["args"][-4:] == [
         "--route",
         "app=18000=10.96.0.10:80=http",

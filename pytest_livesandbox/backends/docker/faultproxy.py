@@ -7,8 +7,10 @@
     tests --> 127.0.0.1:<control port>  --> fault-proxy:8474 (control API)
 
 The image only has to provide ``python3`` (3.9+): the proxy's own files come from the installed
-plugin (:data:`~pytest_livesandbox.faultproxy.SERVER_FILES`), copied into the container before it
-starts, so the container always runs the plugin's version. The default image is
+plugin (:data:`~pytest_livesandbox.faultproxy.SERVER_FILES`), copied into the container's
+:data:`~pytest_livesandbox.faultproxy.CODE_DIR` before it starts and run by
+:data:`~pytest_livesandbox.faultproxy.CONTAINER_COMMAND` (as the kube pod runs them), so the
+container always runs the plugin's version. The default image is
 ``localhost/livesandbox/fault-proxy:1`` (``scripts/docker-up`` loads it; nothing is pulled); any
 other is ``--sandbox-image fault-proxy=python:3.12-slim``. It runs as uid 65532 with every
 capability dropped; its ports are published on 127.0.0.1 only::
@@ -30,7 +32,7 @@ import docker
 import docker.errors
 
 from ...errors import ProvisionError
-from ...faultproxy import SERVER_FILES
+from ...faultproxy import CODE_DIR, CONTAINER_COMMAND, SERVER_FILES
 from ...faultproxy.client import EXTRA_KEY, ProxyClient
 from ...info import SandboxInfo
 from ...postgres.embedded import free_port
@@ -44,7 +46,6 @@ ALIAS = "fault-proxy"
 CONTROL_PORT = 8474
 #: route name -> the port the proxy listens on in its container
 ROUTE_PORTS = {"db": 15432, "app": 18000}
-CODE_DIR = "/opt/livesandbox-faultproxy"
 RUN_AS = "65532:65532"
 IMAGE_HINT = (
     "Hint: the fault proxy needs an image with python3: `scripts/docker-up` loads "
@@ -152,7 +153,7 @@ def start_proxy(
         networking = {network: client.api.create_endpoint_config(aliases=[ALIAS])}
         container = client.containers.create(
             image,
-            entrypoint=["python3", "-I", "-S", f"{CODE_DIR}/server.py"],
+            entrypoint=list(CONTAINER_COMMAND),
             command=command(app_port),
             name=name,
             labels={**labels, COMPONENT: "proxy"},

@@ -30,6 +30,7 @@ from ...chaos.clock import clock_problems
 from ...chaos.driver import proxy_off_problems
 from ...config import SandboxConfig
 from ...errors import (
+    AppCrashed,
     ConfigError,
     RolloutFailed,
     SandboxError,
@@ -283,8 +284,8 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
                     interval=0.1,
                     max_interval=0.25,
                 )
-            except RolloutFailed as exc:
-                raise with_image_hint(exc) from None
+            except (RolloutFailed, AppCrashed) as exc:  # the clock sidecar: the proxy's image
+                raise with_image_hint(exc, fp.proxy_image(config.image)) from None
         if config.url_template:
             await_public_url(config, info, target, namespace, deadline, objs, proxy)
 

@@ -98,7 +98,7 @@ def instrument(
             else "the app manifests have no workload with a pod template"
         )
         raise ProvisionError(f"--sandbox-fake-clock=on: {why}; or set it to auto/off")
-    image = dict(config.image).get(fp.COMPONENT, fp.DEFAULT_IMAGE)
+    image = fp.proxy_image(config.image)
     env = preload_env(Path(LIB_DIR) / library.name, Path(CLOCK_DIR) / CONTROL_FILE)
     containers: list[str] = []
     for template in templates:

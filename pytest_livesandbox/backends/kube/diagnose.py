@@ -94,6 +94,8 @@ def describe_exit(term: Any) -> str:
     """``exited with code 3 (Error)`` / ``was OOMKilled (exit code 137)``."""
     if term.reason == "OOMKilled":
         return f"was OOMKilled (exit code {term.exit_code})"
+    if term.reason == "StartError" and term.message:  # e.g. the command is not in the image
+        return f"exited with code {term.exit_code} (StartError: {term.message})"
     return f"exited with code {term.exit_code} ({term.reason or 'Error'})"
 
 

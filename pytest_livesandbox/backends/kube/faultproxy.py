@@ -1,7 +1,14 @@
-"""The fault proxy inside a kube/gke sandbox namespace: one Deployment and its Services.
+"""The fault proxy inside a kube/gke sandbox namespace: one Deployment, its code and its Services.
 
-The same stdlib proxy the local backend runs (``faultproxy/server.py``), in its own image
-(``cluster/images/fault-proxy.recipe``; ``--sandbox-image fault-proxy=REF`` on other clusters)::
+The same stdlib proxy the local backend runs (``faultproxy/server.py``): the installed plugin's
+files (:data:`~pytest_livesandbox.faultproxy.SERVER_FILES`) in a ConfigMap
+``livesandbox-fault-proxy-code``, mounted read-only at
+:data:`~pytest_livesandbox.faultproxy.CODE_DIR` and run by
+:data:`~pytest_livesandbox.faultproxy.CONTAINER_COMMAND` (as the docker container runs them). So
+the proxy always matches the plugin, and the image only has to provide ``python3`` (3.9+): the
+default ``localhost/livesandbox/fault-proxy:1`` (``cluster/build-images``), on GKE e.g.
+``--sandbox-image fault-proxy=python:3.12-slim``. The code's digest is a pod template annotation,
+so other code rolls the pod::
 
     app --DATABASE_URL--> Service livesandbox-proxy-db:5432 --> proxy :15432 --> PostgreSQL
     tests --port-forward--> proxy pod :18000 (http) --> livesandbox-proxy-app-upstream --> app
@@ -10,15 +17,18 @@ The same stdlib proxy the local backend runs (``faultproxy/server.py``), in its 
 Routes are given on the command line (``--route NAME=PORT=HOST:PORT``, upstreams by ClusterIP so no
 lookup sits on the data path) and open before the pod is Ready. The pod passes the ``restricted``
 Pod Security Standard (non-root, no privilege escalation, every capability dropped, RuntimeDefault
-seccomp, read-only root filesystem): legal on GKE Autopilot::
+seccomp, read-only root filesystem, a ConfigMap volume only): legal on GKE Autopilot::
 
-    objs = proxy_objects(image, {"db": "10.96.3.4:5432", "app": "10.96.7.1:80"})
+    code = server_code()
+    objs = [code_configmap(code),
+            deployment(image, {"db": "10.96.3.4:5432", "app": "10.96.7.1:80"}, code_digest(code))]
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from ...faultproxy import CODE_DIR, CONTAINER_COMMAND, code_digest, server_code
 from ...info import MANAGED_BY
 from .names import COMPONENT_LABEL, MANAGED_BY_LABEL
 
@@ -36,7 +46,10 @@ APP_UPSTREAM_SERVICE = "livesandbox-proxy-app-upstream"
 APP_UPSTREAM_PORT = 80
 LABELS = {COMPONENT_LABEL: COMPONENT, MANAGED_BY_LABEL: MANAGED_BY}
 SELECTOR = f"{COMPONENT_LABEL}={COMPONENT},{MANAGED_BY_LABEL}={MANAGED_BY}"
-RUN_AS = 65532  # the image's unprivileged user
+RUN_AS = 65532  # an unprivileged user (the image need not know it)
+#: the ConfigMap holding the plugin's proxy files, and the pod template annotation of their digest
+CODE_CONFIGMAP = "livesandbox-fault-proxy-code"
+CODE_ANNOTATION = "livesandbox/fault-proxy-code"
 
 #: securityContexts that pass the ``restricted`` Pod Security Standard
 RESTRICTED_POD = {
@@ -50,6 +63,11 @@ RESTRICTED_CONTAINER = {
     "readOnlyRootFilesystem": True,
     "capabilities": {"drop": ["ALL"]},
 }
+
+
+def proxy_image(images: tuple[tuple[str, str], ...]) -> str:
+    """``--sandbox-image fault-proxy=REF`` (the clock sidecar's too), else :data:`DEFAULT_IMAGE`."""
+    return dict(images).get(COMPONENT, DEFAULT_IMAGE)
 
 
 def _meta(name: str) -> dict[str, Any]:
@@ -99,6 +117,13 @@ def app_upstream_service(selector: str, port: int | str) -> dict[str, Any]:
     }
 
 
+def code_configmap(code: dict[str, str]) -> dict[str, Any]:
+    """The ConfigMap of the proxy's files (``server_code()``; ~50 KB of the 1 MiB allowed)."""
+    meta = _meta(CODE_CONFIGMAP)
+    meta["annotations"] = {CODE_ANNOTATION: code_digest(code)}
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": dict(code)}
+
+
 def route_args(upstreams: dict[str, str]) -> list[str]:
     """``--route`` arguments for ``{"db": "HOST:PORT", ...}`` (known route names only)."""
     unknown = sorted(set(upstreams) - set(ROUTE_PORTS))
@@ -110,14 +135,21 @@ def route_args(upstreams: dict[str, str]) -> list[str]:
     return args
 
 
-def deployment(image: str, upstreams: dict[str, str]) -> dict[str, Any]:
-    """The proxy's Deployment: one replica, Ready once every route's port accepts connections."""
+def deployment(image: str, upstreams: dict[str, str], digest: str | None = None) -> dict[str, Any]:
+    """The proxy's Deployment: one replica, Ready once every route's port accepts connections.
+
+    It runs :data:`CODE_CONFIGMAP`'s files with the image's ``python3``; ``digest`` (of those
+    files, computed when not given) is in the pod template, so other code rolls the pod.
+    """
+    if digest is None:
+        digest = code_digest(server_code())
     ports = [{"name": f"route-{n}", "containerPort": ROUTE_PORTS[n]} for n in sorted(upstreams)]
     probe_port = ROUTE_PORTS[sorted(upstreams)[0]] if upstreams else CONTROL_PORT
     container = {
         "name": COMPONENT,
         "image": image,
         "imagePullPolicy": "IfNotPresent",
+        "command": list(CONTAINER_COMMAND),
         "args": [
             "--listen-host",
             "0.0.0.0",
@@ -125,7 +157,12 @@ def deployment(image: str, upstreams: dict[str, str]) -> dict[str, Any]:
             str(CONTROL_PORT),
             *route_args(upstreams),
         ],
+        "env": [
+            {"name": "PYTHONUNBUFFERED", "value": "1"},
+            {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
+        ],
         "ports": ports,
+        "volumeMounts": [{"name": "code", "mountPath": CODE_DIR, "readOnly": True}],
         "readinessProbe": {
             "tcpSocket": {"port": probe_port},
             "periodSeconds": 1,
@@ -145,13 +182,22 @@ def deployment(image: str, upstreams: dict[str, str]) -> dict[str, Any]:
             "replicas": 1,
             "selector": {"matchLabels": {COMPONENT_LABEL: COMPONENT}},
             "template": {
-                "metadata": {"labels": dict(LABELS)},
+                "metadata": {
+                    "labels": dict(LABELS),
+                    "annotations": {CODE_ANNOTATION: digest},
+                },
                 "spec": {
                     "terminationGracePeriodSeconds": 1,
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
                     "securityContext": dict(RESTRICTED_POD),
                     "containers": [container],
+                    "volumes": [
+                        {
+                            "name": "code",
+                            "configMap": {"name": CODE_CONFIGMAP, "defaultMode": 0o444},
+                        }
+                    ],
                 },
             },
         },

@@ -6,18 +6,25 @@ Called by the kube backend while PostgreSQL starts, so the proxy's pod comes up 
                                   app=("app.kubernetes.io/component=backend", 8000))
     proxy.db_host        # ClusterIP the app's DATABASE_URL names (None without a db route)
     proxy.workload       # ("Deployment", "livesandbox-fault-proxy"): awaited with the app
+
+The pod runs the plugin's own proxy files from a ConfigMap with the image's ``python3``; an image
+without python3 (for the proxy, or for the clock sidecar that uses the same image) is one
+``RolloutFailed`` naming the image and the fix (:func:`with_image_hint`).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from ...config import SandboxConfig
-from ...errors import RolloutFailed
+from ...errors import AppCrashed, RolloutFailed
+from ...faultproxy import code_digest, server_code
 from . import faultproxy as fp
 from . import manifests as mf
 from .client import KubeTarget
+from .clock import SIDECAR as CLOCK_SIDECAR
 
 # The argocd deployer's app route selects nothing until the sync tells which pods serve the app.
 PENDING_SELECTOR = "livesandbox/app=pending"
@@ -28,6 +35,24 @@ IMAGE_HINT = (
     "--sandbox-image fault-proxy=REGISTRY/IMAGE, or run without chaos proxying "
     "(livesandbox_fault_proxy = false)."
 )
+# The runtime's words for a command that is not in the image (runc; crun; older runc).
+_NO_PYTHON = re.compile(
+    r'(?:exec: )?"?python3"?:? (?:executable file not found in \$PATH'
+    r"|stat python3: no such file or directory)"
+    r"|executable file `python3` not found[^\n]*"
+)
+_NO_PYTHON_FIX = {
+    fp.COMPONENT: (
+        "the fault proxy runs the plugin's own code (ConfigMap {cm}) with the image's python3.\n"
+        "Hint: pass --sandbox-image fault-proxy=IMAGE with python3 3.9+ (any such image works, "
+        "e.g. python:3.12-slim), or run without the proxy (livesandbox_fault_proxy = false)."
+    ),
+    CLOCK_SIDECAR: (
+        "the app pods' clock sidecar {side} uses the fault proxy's image and needs python3 and "
+        "sh.\nHint: pass --sandbox-image fault-proxy=IMAGE with python3 3.9+ and sh (e.g. "
+        "python:3.12-slim), or run without the fake clock (livesandbox_fake_clock = off)."
+    ),
+}
 
 
 @dataclass
@@ -53,6 +78,8 @@ class NamespaceProxy:
         """Services first (their ClusterIPs are the routes' upstreams), then the Deployment."""
         core: Any = target.core
         proxy = cls(namespace, image)
+        code = server_code()  # the plugin's proxy, mounted into the pod: any python3 image runs it
+        core.create_namespaced_config_map(namespace, fp.code_configmap(code))
         if app is not None:
             svc = core.create_namespaced_service(namespace, fp.app_upstream_service(*app))
             proxy.routes["app"] = f"{svc.spec.cluster_ip}:{fp.APP_UPSTREAM_PORT}"
@@ -61,7 +88,8 @@ class NamespaceProxy:
             proxy.routes["db"] = db_upstream
             svc = core.create_namespaced_service(namespace, fp.db_service())
             proxy.db_host = str(svc.spec.cluster_ip)
-        target.apps.create_namespaced_deployment(namespace, fp.deployment(image, proxy.routes))
+        body = fp.deployment(image, proxy.routes, code_digest(code))
+        target.apps.create_namespaced_deployment(namespace, body)
         return proxy
 
     def wait(self, target: KubeTarget, timeout: float) -> None:
@@ -86,8 +114,8 @@ class NamespaceProxy:
                 interval=0.1,
                 max_interval=0.25,
             )
-        except RolloutFailed as exc:
-            raise with_image_hint(exc) from None
+        except (RolloutFailed, AppCrashed) as exc:
+            raise with_image_hint(exc, self.image) from None
 
 
 def start_proxy(
@@ -107,7 +135,7 @@ def start_proxy(
     app = (endpoint[0], endpoint[1]) if endpoint is not None else None
     if config.deployer == "argocd":  # the app's Service is known after the sync: point_app_route
         app = (PENDING_SELECTOR, PENDING_PORT)
-    image = dict(config.image).get(fp.COMPONENT, fp.DEFAULT_IMAGE)
+    image = fp.proxy_image(config.image)
     return NamespaceProxy.create(target, namespace, image, db_upstream=db_upstream, app=app)
 
 
@@ -127,9 +155,24 @@ def point_app_route(
     target.core.patch_namespaced_service(fp.APP_UPSTREAM_SERVICE, namespace, {"spec": spec})
 
 
-def with_image_hint(exc: RolloutFailed) -> RolloutFailed:
-    """The rollout error of the proxy's pod, with how to provide its image."""
+def with_image_hint(exc: RolloutFailed | AppCrashed, image: str) -> RolloutFailed | AppCrashed:
+    """A rollout error of the proxy's pod (or the clock sidecar's), with how to provide its image.
+
+    ``image`` is the fault proxy's (:func:`.faultproxy.proxy_image`). An image without python3
+    gets its own short error instead of the crash report::
+
+        RolloutFailed: the fault proxy's image 'postgres:15' has no python3 (container
+        fault-proxy: exec: "python3": executable file not found in $PATH): the fault proxy runs ...
+    """
     text = str(exc)
-    if fp.COMPONENT in text and "Image" in text:
+    first = text.split("\n", 1)[0]
+    found = _NO_PYTHON.search(text)
+    for container, fix in _NO_PYTHON_FIX.items():
+        if found and f"container {container}" in first:
+            return RolloutFailed(
+                f"the fault proxy's image {image!r} has no python3 (container {container}: "
+                f"{found.group(0)}): " + fix.format(cm=fp.CODE_CONFIGMAP, side=CLOCK_SIDECAR)
+            )
+    if isinstance(exc, RolloutFailed) and fp.COMPONENT in text and "Image" in text:
         return RolloutFailed(f"{text}\n{IMAGE_HINT}")
     return exc
