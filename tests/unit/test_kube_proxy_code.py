@@ -138,8 +138,8 @@ def test_an_image_without_python3_is_one_short_error_with_the_fix(
     assert isinstance(got, RolloutFailed)
     text = str(got)
     assert text.startswith(
-        "the fault proxy's image 'localhost/livesandbox/postgres:15' has no python3 "
-        "(container fault-proxy: "
+        "the fault proxy in namespace sandbox-x cannot start: the fault proxy's image "
+        "'localhost/livesandbox/postgres:15' has no python3 (container fault-proxy: "
     )
     assert "--sandbox-image fault-proxy=IMAGE with python3" in text
     assert "livesandbox_fault_proxy = false" in text
@@ -152,7 +152,10 @@ def test_the_clock_sidecar_without_python3_names_the_fake_clock_setting() -> Non
         f"{RUNC}"
     )
     text = str(with_image_hint(exc, "localhost/livesandbox/postgres:15"))
-    assert text.startswith("the fault proxy's image 'localhost/livesandbox/postgres:15' has no")
+    assert text.startswith(
+        "the app in namespace sandbox-x cannot start: the fault proxy's image "
+        "'localhost/livesandbox/postgres:15' has no python3 (container livesandbox-clock: "
+    )
     assert f"clock sidecar {SIDECAR}" in text and "livesandbox_fake_clock = off" in text
 
 

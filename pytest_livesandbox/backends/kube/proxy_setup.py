@@ -161,17 +161,19 @@ def with_image_hint(exc: RolloutFailed | AppCrashed, image: str) -> RolloutFaile
     ``image`` is the fault proxy's (:func:`.faultproxy.proxy_image`). An image without python3
     gets its own short error instead of the crash report::
 
-        RolloutFailed: the fault proxy's image 'postgres:15' has no python3 (container
-        fault-proxy: exec: "python3": executable file not found in $PATH): the fault proxy runs ...
+        RolloutFailed: the fault proxy in namespace sandbox-3f9c cannot start: the fault proxy's
+        image 'postgres:15' has no python3 (container fault-proxy: exec: "python3": executable
+        file not found in $PATH): the fault proxy runs the plugin's own code ... Hint: ...
     """
     text = str(exc)
-    first = text.split("\n", 1)[0]
+    what, _, first = text.split("\n", 1)[0].rpartition(" cannot start: ")
     found = _NO_PYTHON.search(text)
     for container, fix in _NO_PYTHON_FIX.items():
-        if found and f"container {container}" in first:
+        if found and first.startswith(f"container {container}"):
             return RolloutFailed(
-                f"the fault proxy's image {image!r} has no python3 (container {container}: "
-                f"{found.group(0)}): " + fix.format(cm=fp.CODE_CONFIGMAP, side=CLOCK_SIDECAR)
+                f"{what or 'a pod'} cannot start: the fault proxy's image {image!r} has no "
+                f"python3 (container {container}: {found.group(0)}): "
+                + fix.format(cm=fp.CODE_CONFIGMAP, side=CLOCK_SIDECAR)
             )
     if isinstance(exc, RolloutFailed) and fp.COMPONENT in text and "Image" in text:
         return RolloutFailed(f"{text}\n{IMAGE_HINT}")
