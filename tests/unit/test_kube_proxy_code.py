@@ -13,12 +13,14 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from types import SimpleNamespace as NS
 
 import pytest
 
 from pytest_livesandbox import faultproxy
 from pytest_livesandbox.backends.kube import faultproxy as fp
 from pytest_livesandbox.backends.kube.clock import SIDECAR
+from pytest_livesandbox.backends.kube.diagnose import describe_exit
 from pytest_livesandbox.backends.kube.proxy_setup import with_image_hint
 from pytest_livesandbox.errors import AppCrashed, RolloutFailed
 from pytest_livesandbox.faultproxy.client import ProxyClient
@@ -171,3 +173,10 @@ def test_other_failures_keep_their_report() -> None:
     )
     text = str(with_image_hint(missing, "localhost/livesandbox/fault-proxy:missing"))
     assert text.startswith(str(missing)) and "Hint: the fault proxy's image must be" in text
+
+
+def test_a_start_error_says_why_the_container_did_not_start() -> None:
+    start = NS(reason="StartError", message=RUNC, exit_code=128)
+    assert describe_exit(start) == f"exited with code 128 (StartError: {RUNC})"
+    crash = NS(reason="Error", message="x", exit_code=1)
+    assert describe_exit(crash) == "exited with code 1 (Error)"

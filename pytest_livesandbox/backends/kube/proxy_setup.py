@@ -31,9 +31,9 @@ PENDING_SELECTOR = "livesandbox/app=pending"
 PENDING_PORT = 8000
 IMAGE_HINT = (
     "Hint: the fault proxy's image must be on the node or pullable: on this repository's cluster "
-    "`bash cluster/build-images fault-proxy`; elsewhere push it and pass "
-    "--sandbox-image fault-proxy=REGISTRY/IMAGE, or run without chaos proxying "
-    "(livesandbox_fault_proxy = false)."
+    "`bash cluster/build-images fault-proxy`; elsewhere any image with python3 works (the "
+    "proxy's code comes from the plugin), e.g. --sandbox-image fault-proxy=python:3.12-slim; or "
+    "run without chaos proxying (livesandbox_fault_proxy = false)."
 )
 # The runtime's words for a command that is not in the image (runc; crun; older runc).
 _NO_PYTHON = re.compile(
