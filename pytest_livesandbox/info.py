@@ -1,7 +1,8 @@
 """What every backend produces: :class:`SandboxInfo`, plain JSON-serialisable data.
 
 ``SandboxInfo`` crosses the xdist controller/worker boundary and is written to reports; passwords
-travel only in :meth:`SandboxInfo.to_json` with ``secrets=True`` and never appear in ``repr`` or
+and :attr:`SandboxInfo.tokens` (e.g. the fault proxy's control token) travel only in
+:meth:`SandboxInfo.to_json` with ``secrets=True`` and never appear in ``repr`` or
 :meth:`SandboxInfo.public`::
 
     db = DatabaseInfo("127.0.0.1", 5432, "app", "app", "pw")
@@ -142,10 +143,15 @@ class SandboxInfo:
     workdir: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    #: secrets other than the database's, by name (``fault_proxy``: the control API's token);
+    #: like the passwords: blanked in :meth:`public`, redacted from every report
+    tokens: dict[str, str] = field(default_factory=dict, repr=False)
 
     def to_json(self, *, secrets: bool = False) -> dict[str, Any]:
-        """A JSON-ready dict; passwords only with ``secrets=True`` (worker handover)."""
+        """A JSON-ready dict; passwords and tokens only with ``secrets=True`` (worker handover)."""
         data = asdict(self)
+        if not secrets:
+            data["tokens"] = dict.fromkeys(self.tokens, "")
         if self.db is not None and not secrets:
             data["db"]["password"] = ""
             data["db"]["admin_password"] = ""
@@ -157,10 +163,11 @@ class SandboxInfo:
         return self.to_json(secrets=False)
 
     def secret_values(self) -> list[str]:
-        """The passwords this sandbox knows, for redaction of reports and artifacts."""
+        """The passwords and tokens this sandbox knows, for redaction of reports and artifacts."""
+        tokens = [t for t in self.tokens.values() if t]
         if self.db is None:
-            return []
-        return [p for p in (self.db.password, self.db.admin_password) if p]
+            return tokens
+        return [p for p in (self.db.password, self.db.admin_password) if p] + tokens
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SandboxInfo:

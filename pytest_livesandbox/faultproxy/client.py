@@ -1,7 +1,8 @@
 """Talk to the fault proxy's control API from any process (stdlib ``http.client``).
 
-The proxy's address travels in :attr:`SandboxInfo.extra` (``fault_proxy``), so xdist workers
-reach it without the backend objects::
+The proxy's address travels in :attr:`SandboxInfo.extra` (``fault_proxy``) and its control
+token, when it has one (the docker proxy), in :attr:`SandboxInfo.tokens` (``fault_proxy``), so
+xdist workers and reusing runs reach it without the backend objects::
 
     client = ProxyClient.from_info(info)
     toxic = client.add_toxic("db", "latency", "downstream", {"ms": 150}, owner="gw0")
@@ -24,12 +25,22 @@ EXTRA_KEY = "fault_proxy"
 
 
 class ProxyClient:
-    """A thin JSON-over-HTTP client; each call opens one loopback connection."""
+    """A thin JSON-over-HTTP client; each call opens one loopback connection.
 
-    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 5.0) -> None:
+    With a ``token`` every request carries ``Authorization: Bearer <token>`` (never shown in
+    ``repr`` or in error messages).
+    """
+
+    def __init__(
+        self, port: int, host: str = "127.0.0.1", timeout: float = 5.0, token: str = ""
+    ) -> None:
         self.host = host
         self.port = port
         self.timeout = timeout
+        self._token = token
+
+    def __repr__(self) -> str:
+        return f"ProxyClient({self.host}:{self.port}, token={'***' if self._token else None})"
 
     @classmethod
     def from_info(cls, info: SandboxInfo) -> ProxyClient | None:
@@ -37,7 +48,7 @@ class ProxyClient:
         data = info.extra.get(EXTRA_KEY)
         if not data:
             return None
-        return cls(int(data["control_port"]))
+        return cls(int(data["control_port"]), token=info.tokens.get(EXTRA_KEY, ""))
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         """One control call; raises :class:`ChaosError` on transport errors or non-2xx."""
@@ -45,6 +56,8 @@ class ProxyClient:
         try:
             payload = json.dumps(body).encode() if body is not None else None
             headers = {"Content-Type": "application/json"} if payload else {}
+            if self._token:
+                headers["Authorization"] = f"Bearer {self._token}"
             conn.request(method, path, body=payload, headers=headers)
             response = conn.getresponse()
             data = json.loads(response.read() or b"null")
@@ -55,6 +68,11 @@ class ProxyClient:
             ) from None
         finally:
             conn.close()
+        if response.status == 401:
+            raise ChaosError(
+                f"fault proxy: {method} {path} -> 401: {data}. Hint: the sandbox's control "
+                "token is missing or not this proxy's (a reused sandbox's secrets.json lost?)"
+            )
         if response.status >= 300:
             raise ChaosError(f"fault proxy: {method} {path} -> {response.status}: {data}")
         return data

@@ -5,7 +5,7 @@ PostgreSQL::
 
     python server.py --state-file /tmp/x/proxy.json [--parent-pid 1234]
     python server.py --listen-host 0.0.0.0 --control-port 8474 --route db=15432=postgres:5432 \
-        --route app=18000=app:8000=http
+        --route app=18000=app:8000=http --token-file /opt/livesandbox-faultproxy/control-token
 
 Modules: this one (routes, the control API, the process), :mod:`link` (a proxied connection
 and the toxics' effects), :mod:`sockets` (its two sockets), :mod:`toxics` (what a toxic is),
@@ -16,8 +16,10 @@ container or pod.
 It writes ``{"pid", "control_port"}`` to the state file (when given) once it listens; routes
 given with ``--route NAME=PORT=HOST:PORT[=PROTOCOL]`` listen on ``--listen-host`` from the start
 (the pod and container forms). The control API listens on ``--control-host`` (loopback unless a
-container publishes it). Routes and toxics are managed over HTTP (``Connection: close``, JSON
-bodies):
+container publishes it). With ``--token-file`` every control request must carry
+``Authorization: Bearer <the file's content>``, else it gets ``401 {"error": ...}`` (the docker
+proxy: its control port is reachable from the sandbox network). Routes and toxics are managed
+over HTTP (``Connection: close``, JSON bodies):
 
 =========================================  ===================================================
 ``GET  /health``                           ``{"ok": true}``
@@ -60,6 +62,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hmac
 import json
 import os
 import signal
@@ -154,9 +157,19 @@ class Route:
 class Proxy:
     """All routes plus the control API."""
 
-    def __init__(self, listen_host: str = "127.0.0.1") -> None:
+    def __init__(self, listen_host: str = "127.0.0.1", token: bytes = b"") -> None:
         self.routes: dict[str, Route] = {}
         self.listen_host = listen_host
+        self.token = token  # empty: no Authorization needed (a proxy on loopback only)
+
+    def authorized(self, header: str) -> bool:
+        """Whether an ``Authorization`` header value carries the token (constant time)."""
+        if not self.token:
+            return True
+        scheme, _, given = header.strip().partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        return hmac.compare_digest(given.strip().encode("latin-1"), self.token)
 
     def sweep(self) -> None:
         """Drop expired toxics and those whose owner process died."""
@@ -230,14 +243,19 @@ class Proxy:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
             lines = head.decode("latin-1").split("\r\n")
             method, path, _ = lines[0].split(" ", 2)
-            length = 0
+            length, authorization = 0, ""
             for line in lines[1:]:
                 name, _, value = line.partition(":")
                 if name.strip().lower() == "content-length":
                     length = int(value.strip())
-            raw = await reader.readexactly(length) if length else b""
-            body = json.loads(raw) if raw.strip() else {}
-            status, payload = await self.handle(method, path, body)
+                elif name.strip().lower() == "authorization":
+                    authorization = value
+            if self.authorized(authorization):
+                raw = await reader.readexactly(length) if length else b""
+                body = json.loads(raw) if raw.strip() else {}
+                status, payload = await self.handle(method, path, body)
+            else:
+                status, payload = 401, {"error": "unauthorized: this proxy needs its control token"}
         except (ValueError, asyncio.IncompleteReadError, TimeoutError) as exc:
             status, payload = 400, {"error": f"bad request: {exc}"}
         data = json.dumps(payload).encode()
@@ -258,14 +276,15 @@ async def serve(
     control_port: int = 0,
     routes: list[str] | None = None,
     control_host: str = "127.0.0.1",
+    token: bytes = b"",
 ) -> None:
     """Listen for control requests until SIGTERM/SIGINT (or the parent's death).
 
     ``routes`` (``NAME=LISTEN_PORT=HOST:PORT[=PROTOCOL]``) are opened before the state file is
     written, so a proxy in a pod serves its routes from the start (its readiness probe checks
-    their ports).
+    their ports). With a ``token`` control requests need ``Authorization: Bearer <token>``.
     """
-    proxy = Proxy(listen_host)
+    proxy = Proxy(listen_host, token)
     for spec in routes or []:
         name, _, rest = spec.partition("=")
         port_text, _, rest = rest.partition("=")
@@ -282,7 +301,8 @@ async def serve(
             )
     # In a pod the control API stays on loopback: reached through the API server's port-forward
     # (which connects to the pod's loopback), never through a Service. A container publishes it
-    # on the host's loopback, so it listens on the container's address there.
+    # on the host's loopback, so it listens on the container's address there, where the
+    # sandbox network reaches it too: that one is started with --token-file.
     server = await asyncio.start_server(proxy.control, control_host, control_port)
     port = int(server.sockets[0].getsockname()[1])
     if state_file:
@@ -316,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--listen-host", default="127.0.0.1", help="address routes bind")
     parser.add_argument("--control-port", type=int, default=0, help="control API port")
     parser.add_argument("--control-host", default="127.0.0.1", help="address the control API binds")
+    parser.add_argument("--token-file", default="", help="control requests need this token")
     parser.add_argument(
         "--route",
         action="append",
@@ -323,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         help="NAME=LISTEN_PORT=HOST:PORT[=tcp|http], repeatable",
     )
     args = parser.parse_args(argv)
+    token = read_token(args.token_file) if args.token_file else b""
     asyncio.run(
         serve(
             args.state_file,
@@ -331,9 +353,22 @@ def main(argv: list[str] | None = None) -> int:
             args.control_port,
             args.route,
             args.control_host,
+            token,
         )
     )
     return 0
+
+
+def read_token(path: str) -> bytes:
+    """The control token in ``path`` (surrounding whitespace dropped); never printed."""
+    try:
+        with open(path, "rb") as handle:
+            token = handle.read().strip()
+    except OSError as exc:
+        raise SystemExit(f"--token-file {path}: cannot read it ({exc.strerror})") from None
+    if not token:
+        raise SystemExit(f"--token-file {path}: the file is empty (want the control token)")
+    return token
 
 
 if __name__ == "__main__":

@@ -149,7 +149,7 @@ class DockerBackend:
             self._provision(config, info, app_image, pg_image)
         except docker.errors.DockerException as exc:
             self.teardown(info)
-            raise redact_error(refused_step(exc), self._secrets) from None
+            raise redact_error(refused_step(exc), [*self._secrets, *info.secret_values()]) from None
         except psycopg.Error as exc:
             self.teardown(info)
             raise DatabaseStartError(
@@ -157,7 +157,7 @@ class DockerBackend:
             ) from None
         except BaseException as exc:
             self.teardown(info)
-            redact_error(exc, self._secrets)
+            redact_error(exc, [*self._secrets, *info.secret_values()])
             raise
         return info
 

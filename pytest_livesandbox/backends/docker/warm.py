@@ -5,7 +5,8 @@ volume when the sandbox is made (``livesandbox/reuse-key``), and the lease lives
 folder (``<state>/<id>.lease.json``, as on the local backend). A claim is a compare-and-set on
 that lease under ``flock``: of two runs starting at once exactly one gets a given warm
 sandbox. What a reusing run needs to reconnect is in ``<state>/<id>/warm.json`` (no passwords)
-and ``<state>/<id>/secrets.json`` (mode 0600, never printed)::
+and ``<state>/<id>/secrets.json`` (mode 0600, never printed: the passwords and the fault proxy's
+control token, :attr:`SandboxInfo.tokens`)::
 
     labels |= reuse_labels(key)                      # at creation, when --sandbox-reuse
     save_warm(info)                                  # the sandbox is up / handed back
@@ -71,7 +72,7 @@ def image_parts(client: docker.DockerClient, images: tuple[str | None, str]) -> 
 
 
 def save_warm(info: SandboxInfo) -> None:
-    """Write what a reusing run needs: the public info and, mode 0600, the passwords."""
+    """Write what a reusing run needs: the public info and, mode 0600, passwords and tokens."""
     if info.workdir is None or info.db is None:
         return
     folder = Path(info.workdir)
@@ -80,7 +81,8 @@ def save_warm(info: SandboxInfo) -> None:
     tmp.replace(folder / WARM_FILE)
     fd = os.open(folder / SECRETS_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
-        json.dump({"password": info.db.password, "admin_password": info.db.admin_password}, handle)
+        secret = {"password": info.db.password, "admin_password": info.db.admin_password}
+        json.dump({**secret, "tokens": info.tokens}, handle)
 
 
 def write_lease(info: SandboxInfo, until: float) -> None:
@@ -149,6 +151,7 @@ def _attached_info(sandbox_id: str, run_id: str, containers: list[Any]) -> Sandb
     if not db_running:
         return None
     info.db = replace(info.db, password=secret["password"], admin_password=secret["admin_password"])
+    info.tokens = {str(k): str(v) for k, v in (secret.get("tokens") or {}).items()}
     info.run_id = run_id
     return info
 
