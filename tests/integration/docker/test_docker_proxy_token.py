@@ -72,7 +72,9 @@ def test_the_app_network_cannot_control_the_proxy(livesandbox):
         assert status == 401, (method, path, status, body)
         assert body == {{"error": "unauthorized: this proxy needs its control token"}}
     proxy = ProxyClient.from_info(info)
-    assert proxy is not None and proxy.toxics() == []  # nothing was installed
+    assert proxy is not None  # the probe's toxics (500 ms, no owner) were not installed; the
+    # plugin's own (another worker's chaos test) may be there
+    assert [t for t in proxy.toxics() if not t["owner"] or t["params"].get("ms") == 500] == []
     for name in info.extra["containers"].values():
         assert token not in json.dumps(client.containers.get(name).attrs), name
     code, output = app.exec_run(
