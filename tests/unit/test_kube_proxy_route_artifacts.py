@@ -10,7 +10,6 @@ import datetime as dt
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace as NS
 
@@ -24,7 +23,7 @@ from pytest_livesandbox.chaos.markers import Fault
 from pytest_livesandbox.chaos.proxied import toxic_params
 from pytest_livesandbox.errors import ConfigError
 from pytest_livesandbox.faultproxy import server as proxy_module
-from pytest_livesandbox.faultproxy.client import ProxyClient
+from tests.unit.proxyprocess import assert_db_route_forwards, free_port, running_proxy
 
 T0 = dt.datetime(2026, 12, 1, 8, 0, tzinfo=dt.UTC)
 
@@ -148,42 +147,24 @@ def test_pod_changes_show_restarts_and_readiness_flips_in_the_window() -> None:
 
 def test_proxy_opens_command_line_routes_on_the_listen_host(tmp_path: Path) -> None:
     upstream = socket.create_server(("127.0.0.1", 0))
-    control = socket.create_server(("127.0.0.1", 0))
-    control_port = control.getsockname()[1]
-    control.close()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        route_port = s.getsockname()[1]
+    route_port, control_port = free_port(), free_port()
     state = tmp_path / "proxy.json"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            proxy_module.__file__,
-            "--state-file",
-            str(state),
-            "--listen-host",
-            "0.0.0.0",
-            "--control-port",
-            str(control_port),
-            "--route",
-            f"db={route_port}=127.0.0.1:{upstream.getsockname()[1]}",
-        ]
-    )
+    cmd = [
+        sys.executable,
+        proxy_module.__file__,
+        "--state-file",
+        str(state),
+        "--listen-host",
+        "0.0.0.0",
+        "--control-port",
+        str(control_port),
+        "--route",
+        f"db={route_port}=127.0.0.1:{upstream.getsockname()[1]}",
+    ]
     try:
-        deadline = time.monotonic() + 10
-        while not state.exists():
-            assert proc.poll() is None and time.monotonic() < deadline, "proxy did not start"
-            time.sleep(0.02)
-        routes = ProxyClient(control_port).routes()
-        assert routes["db"]["listen_port"] == route_port
-        with socket.create_connection(("127.0.0.1", route_port), timeout=5) as client:
-            conn, _ = upstream.accept()
-            client.sendall(b"ping")
-            assert conn.recv(4) == b"ping"
-            conn.close()
+        with running_proxy(cmd, state):
+            assert_db_route_forwards(control_port, route_port, upstream)
     finally:
-        proc.terminate()
-        proc.wait(5)
         upstream.close()
 
 
