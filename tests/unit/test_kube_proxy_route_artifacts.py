@@ -44,7 +44,33 @@ def test_proxy_deployment_passes_the_restricted_pod_security_standard() -> None:
         "--route",
         "db=15432=10.96.0.9:5432=tcp",
     ]
-    assert container["readinessProbe"]["tcpSocket"]["port"] == 18000
+    # Readiness on a port that goes nowhere: a route's connection would go upstream.
+    assert container["readinessProbe"]["tcpSocket"]["port"] == fp.READY_PORT
+    assert container["args"][4:6] == ["--ready-port", str(fp.READY_PORT)]
+
+
+def test_the_ready_port_accepts_while_the_upstream_is_down(tmp_path: Path) -> None:
+    route_port, ready_port, down = free_port(), free_port(), free_port()
+    state = tmp_path / "proxy.json"
+    cmd = [
+        sys.executable,
+        proxy_module.__file__,
+        "--state-file",
+        str(state),
+        "--control-port",
+        str(free_port()),
+        "--ready-port",
+        str(ready_port),
+        "--route",
+        f"app={route_port}=127.0.0.1:{down}=http",
+    ]
+    with running_proxy(cmd, state):
+        with socket.create_connection(("127.0.0.1", ready_port), timeout=5) as probe:
+            assert probe.recv(1) == b""  # accepted, closed: nothing sent, no reset
+        with socket.create_connection(("127.0.0.1", route_port), timeout=5) as client:
+            client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            with pytest.raises(ConnectionResetError):  # the upstream's refusal, passed on
+                client.recv(1)
 
 
 def test_unknown_route_names_are_refused() -> None:
