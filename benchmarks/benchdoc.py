@@ -1,4 +1,10 @@
-"""Write one benchmark's section into docs/benchmarks.md, leaving the other sections alone."""
+"""Write one benchmark's section into docs/benchmarks.md, leaving the other sections alone.
+
+Importing it also drops ``PYTHONDONTWRITEBYTECODE`` for the measured subprocesses: some shells
+here export it, and with the plugin installed editable every run would then compile its ~130
+modules and pytest would rewrite their asserts again (~0.4 s a run, ours and the peers' alike
+when the plugin is installed); a pip-installed plugin has its .pyc from the install.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ import re
 from pathlib import Path
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 HEADER = (
     "# Benchmarks\n\n"
     "Each section is written by its script in `benchmarks/` and compares against a peer run in\n"

@@ -276,13 +276,17 @@ async def serve(
     control_port: int = 0,
     routes: list[str] | None = None,
     control_host: str = "127.0.0.1",
+    ready_port: int = 0,
     token: bytes = b"",
 ) -> None:
     """Listen for control requests until SIGTERM/SIGINT (or the parent's death).
 
     ``routes`` (``NAME=LISTEN_PORT=HOST:PORT[=PROTOCOL]``) are opened before the state file is
-    written, so a proxy in a pod serves its routes from the start (its readiness probe checks
-    their ports). With a ``token`` control requests need ``Authorization: Bearer <token>``.
+    written, so a proxy in a pod serves its routes from the start. ``ready_port`` (on
+    ``listen_host``) opens last and only accepts and closes: a pod's readiness probe checks it,
+    not a route, whose connections go upstream (an app or database still starting would reset
+    them and take the proxy out of its Services, which the app needs to reach its database).
+    With a ``token`` control requests need ``Authorization: Bearer <token>``.
     """
     proxy = Proxy(listen_host, token)
     for spec in routes or []:
@@ -310,6 +314,9 @@ async def serve(
         with open(tmp, "w", encoding="utf-8") as handle:
             json.dump({"pid": os.getpid(), "control_port": port}, handle)
         os.replace(tmp, state_file)
+    ready = None
+    if ready_port:
+        ready = await asyncio.start_server(_accept_and_close, listen_host, ready_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -321,11 +328,17 @@ async def serve(
         if parent_pid and not pid_alive(parent_pid):
             break
     server.close()
+    if ready is not None:
+        ready.close()
     for route in proxy.routes.values():
         if route.server is not None:
             route.server.close()
         for link in list(route.links):
             link.close()
+
+
+async def _accept_and_close(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -336,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--listen-host", default="127.0.0.1", help="address routes bind")
     parser.add_argument("--control-port", type=int, default=0, help="control API port")
     parser.add_argument("--control-host", default="127.0.0.1", help="address the control API binds")
+    parser.add_argument("--ready-port", type=int, default=0, help="readiness port (accept, close)")
     parser.add_argument("--token-file", default="", help="control requests need this token")
     parser.add_argument(
         "--route",
@@ -353,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
             args.control_port,
             args.route,
             args.control_host,
+            args.ready_port,
             token,
         )
     )

@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
-import time
 from pathlib import Path
 from types import SimpleNamespace as NS
 
@@ -23,7 +21,7 @@ from pytest_livesandbox.backends.kube.clock import SIDECAR
 from pytest_livesandbox.backends.kube.diagnose import describe_exit
 from pytest_livesandbox.backends.kube.proxy_setup import with_image_hint
 from pytest_livesandbox.errors import AppCrashed, RolloutFailed
-from pytest_livesandbox.faultproxy.client import ProxyClient
+from tests.unit.proxyprocess import assert_db_route_forwards, free_port, running_proxy
 
 RUNC = (
     "failed to create containerd task: failed to create shim task: OCI runtime create failed: "
@@ -87,39 +85,19 @@ def _configmap_folder(root: Path, code: dict[str, str]) -> Path:
 def test_the_configmap_form_runs_as_the_pod_runs_it(tmp_path: Path) -> None:
     mount = _configmap_folder(tmp_path, faultproxy.server_code())
     upstream = socket.create_server(("127.0.0.1", 0))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        route_port = s.getsockname()[1]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        control_port = s.getsockname()[1]
+    route_port, control_port = free_port(), free_port()
     python, *flags, script = faultproxy.CONTAINER_COMMAND
     assert script == f"{faultproxy.CODE_DIR}/server.py"
     state = tmp_path / "proxy.json"
     route = f"db={route_port}=127.0.0.1:{upstream.getsockname()[1]}=tcp"
     args = ["--state-file", str(state), "--control-port", str(control_port), "--route", route]
-    proc = subprocess.Popen(
-        [python, *flags, str(mount / "server.py"), *args],
-        env={"PATH": os.environ["PATH"]},  # no PYTHONDONTWRITEBYTECODE: -B alone keeps .pyc out
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    # no PYTHONDONTWRITEBYTECODE: -B alone keeps .pyc out
+    cmd = [python, *flags, str(mount / "server.py"), *args]
     try:
-        deadline = time.monotonic() + 10
-        while not state.exists():
-            assert proc.poll() is None, proc.communicate()[0].decode()
-            assert time.monotonic() < deadline, "the proxy did not start in 10 s"
-            time.sleep(0.02)
-        assert json.loads(state.read_text())["control_port"] == control_port
-        assert ProxyClient(control_port).routes()["db"]["listen_port"] == route_port
-        with socket.create_connection(("127.0.0.1", route_port), timeout=5) as client:
-            conn, _ = upstream.accept()
-            client.sendall(b"ping")
-            assert conn.recv(4) == b"ping"
-            conn.close()
+        with running_proxy(cmd, state, env={"PATH": os.environ["PATH"]}):
+            assert json.loads(state.read_text())["control_port"] == control_port
+            assert_db_route_forwards(control_port, route_port, upstream)
     finally:
-        proc.terminate()
-        proc.wait(5)
         upstream.close()
         for folder in (mount, *mount.glob("..2026*")):
             folder.chmod(0o755)  # tmp_path cleanup; root could write anyway

@@ -10,7 +10,6 @@ import datetime as dt
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace as NS
 
@@ -24,7 +23,7 @@ from pytest_livesandbox.chaos.markers import Fault
 from pytest_livesandbox.chaos.proxied import toxic_params
 from pytest_livesandbox.errors import ConfigError
 from pytest_livesandbox.faultproxy import server as proxy_module
-from pytest_livesandbox.faultproxy.client import ProxyClient
+from tests.unit.proxyprocess import assert_db_route_forwards, free_port, running_proxy
 
 T0 = dt.datetime(2026, 12, 1, 8, 0, tzinfo=dt.UTC)
 
@@ -45,7 +44,33 @@ def test_proxy_deployment_passes_the_restricted_pod_security_standard() -> None:
         "--route",
         "db=15432=10.96.0.9:5432=tcp",
     ]
-    assert container["readinessProbe"]["tcpSocket"]["port"] == 18000
+    # Readiness on a port that goes nowhere: a route's connection would go upstream.
+    assert container["readinessProbe"]["tcpSocket"]["port"] == fp.READY_PORT
+    assert container["args"][4:6] == ["--ready-port", str(fp.READY_PORT)]
+
+
+def test_the_ready_port_accepts_while_the_upstream_is_down(tmp_path: Path) -> None:
+    route_port, ready_port, down = free_port(), free_port(), free_port()
+    state = tmp_path / "proxy.json"
+    cmd = [
+        sys.executable,
+        proxy_module.__file__,
+        "--state-file",
+        str(state),
+        "--control-port",
+        str(free_port()),
+        "--ready-port",
+        str(ready_port),
+        "--route",
+        f"app={route_port}=127.0.0.1:{down}=http",
+    ]
+    with running_proxy(cmd, state):
+        with socket.create_connection(("127.0.0.1", ready_port), timeout=5) as probe:
+            assert probe.recv(1) == b""  # accepted, closed: nothing sent, no reset
+        with socket.create_connection(("127.0.0.1", route_port), timeout=5) as client:
+            client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            with pytest.raises(ConnectionResetError):  # the upstream's refusal, passed on
+                client.recv(1)
 
 
 def test_unknown_route_names_are_refused() -> None:
@@ -148,42 +173,24 @@ def test_pod_changes_show_restarts_and_readiness_flips_in_the_window() -> None:
 
 def test_proxy_opens_command_line_routes_on_the_listen_host(tmp_path: Path) -> None:
     upstream = socket.create_server(("127.0.0.1", 0))
-    control = socket.create_server(("127.0.0.1", 0))
-    control_port = control.getsockname()[1]
-    control.close()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        route_port = s.getsockname()[1]
+    route_port, control_port = free_port(), free_port()
     state = tmp_path / "proxy.json"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            proxy_module.__file__,
-            "--state-file",
-            str(state),
-            "--listen-host",
-            "0.0.0.0",
-            "--control-port",
-            str(control_port),
-            "--route",
-            f"db={route_port}=127.0.0.1:{upstream.getsockname()[1]}",
-        ]
-    )
+    cmd = [
+        sys.executable,
+        proxy_module.__file__,
+        "--state-file",
+        str(state),
+        "--listen-host",
+        "0.0.0.0",
+        "--control-port",
+        str(control_port),
+        "--route",
+        f"db={route_port}=127.0.0.1:{upstream.getsockname()[1]}",
+    ]
     try:
-        deadline = time.monotonic() + 10
-        while not state.exists():
-            assert proc.poll() is None and time.monotonic() < deadline, "proxy did not start"
-            time.sleep(0.02)
-        routes = ProxyClient(control_port).routes()
-        assert routes["db"]["listen_port"] == route_port
-        with socket.create_connection(("127.0.0.1", route_port), timeout=5) as client:
-            conn, _ = upstream.accept()
-            client.sendall(b"ping")
-            assert conn.recv(4) == b"ping"
-            conn.close()
+        with running_proxy(cmd, state):
+            assert_db_route_forwards(control_port, route_port, upstream)
     finally:
-        proc.terminate()
-        proc.wait(5)
         upstream.close()
 
 

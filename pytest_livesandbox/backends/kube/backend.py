@@ -150,12 +150,7 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
             pending = start_build(config)
         target = self.connect(config)
         self._targets[info.id] = target
-        info.extra.update(
-            context=target.context,
-            server=target.server,
-            kubeconfig=target.kubeconfig,
-            namespace_prefix=config.namespace_prefix,
-        )
+        target.record(info, config.namespace_prefix)
         if config.attach:
             attach_namespace(config, info, target, deadline, self._forward)
             info.timings["app_ready_s"] = round(time.monotonic() - began, 4)

@@ -8,11 +8,12 @@ Called by :class:`~.backend.KubeBackend` once the namespace exists::
 With the sandbox's own PostgreSQL the order is the one a hand-written pipeline gets by applying
 everything at once, minus its races:
 
-1. PostgreSQL's StatefulSet (and the fault proxy) are created; the ``livesandbox-db`` Secret
-   at once (the DSN is known before the server runs);
+1. PostgreSQL's StatefulSet and the fault proxy's db Service are created; the
+   ``livesandbox-db`` Secret at once (the DSN is known before the server runs);
 2. as soon as ``--sandbox-build``'s digests are known, the app's workloads are created (or, with
    ``--sandbox-migrate-cmd``, the migration Job): their pods are scheduled, pull the image and
-   wait in :mod:`.dbwait`'s init container while PostgreSQL initialises;
+   wait in :mod:`.dbwait`'s init container while PostgreSQL initialises; then the rest of
+   the proxy (its pod is Ready long before PostgreSQL);
 3. PostgreSQL ready (the app role made, through a port-forward); the init containers let go;
 4. with a migration: its Job finishes, then the app's workloads are created.
 
@@ -69,8 +70,8 @@ def own_database(
     mf.create_objects(target.api, namespace, pg.postgres_objects(db_image, admin_password))
     info.extra["postgres_in_namespace"] = True  # health() watches its pod
     host = target.core.read_namespaced_service(pg.NAME, namespace).spec.cluster_ip
-    # The proxy's pod starts while PostgreSQL does; the app's DATABASE_URL names its db
-    # Service, so latency and network faults on "db" sit between the app and the server.
+    # The proxy's db Service first: the app's DATABASE_URL names it, so latency and network
+    # faults on "db" sit between the app and the server; its pod starts while PostgreSQL does.
     proxy = start_proxy(config, target, namespace, objs, f"{host}:{pg.PORT}")
     if proxy is not None and proxy.db_host:
         host = proxy.db_host
@@ -88,6 +89,8 @@ def own_database(
         )  # fmt: skip
     else:
         create_app(info, target, objs, began)
+    if proxy is not None:
+        proxy.finish(target)
     info.db = await_postgres(
         forward, target, info, namespace, admin_password, app_password, deadline
     )
@@ -115,6 +118,7 @@ def external_database(
     info.db = pg.external_database(config.db_dsn)
     proxy = start_proxy(config, target, namespace, objs, None)
     if proxy is not None:
+        proxy.finish(target)
         proxy.wait(target, deadline - time.monotonic())
     use_build(pending, info, objs, began)  # built images: their digests in objs
     mf.create_objects(target.api, namespace, [pg.app_secret(config.db_dsn, **pg.db_parts(info.db))])

@@ -22,6 +22,8 @@ from kubernetes.client import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from ...errors import ClusterUnreachable
+from ...info import SandboxInfo
+from .coreapi import CoreApi
 from .names import check_context_allowed
 
 PROBE_TIMEOUT = 5.0
@@ -43,13 +45,22 @@ class KubeTarget:
 
     @property
     def core(self) -> Any:
-        """The core/v1 API (pods, services, namespaces, ...)."""
-        return k8s.CoreV1Api(self.api)
+        """The core/v1 API (pods, services, namespaces, ...): :class:`~.coreapi.CoreApi`."""
+        return CoreApi(self.api)
 
     @property
     def apps(self) -> Any:
         """The apps/v1 API (deployments, statefulsets, ...)."""
         return k8s.AppsV1Api(self.api)
+
+    def record(self, info: SandboxInfo, namespace_prefix: str) -> None:
+        """Where the namespace lives, in ``info.extra`` (teardown, gc and reports read it)."""
+        info.extra.update(
+            context=self.context,
+            server=self.server,
+            kubeconfig=self.kubeconfig,
+            namespace_prefix=namespace_prefix,
+        )
 
     def close(self) -> None:
         """Release the connection pool."""

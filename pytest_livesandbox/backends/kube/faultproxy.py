@@ -36,6 +36,8 @@ COMPONENT = "fault-proxy"
 NAME = "livesandbox-fault-proxy"
 DEFAULT_IMAGE = "localhost/livesandbox/fault-proxy:1"
 CONTROL_PORT = 8474
+#: accepts and closes, nothing else: the readiness probe's port (a route's would go upstream)
+READY_PORT = 8475
 #: route name -> the port the proxy listens on for it in the pod
 ROUTE_PORTS = {"db": 15432, "app": 18000}
 #: route name -> its protocol: the app route parses HTTP/1.1 (``http_fault``, test scopes)
@@ -136,7 +138,7 @@ def route_args(upstreams: dict[str, str]) -> list[str]:
 
 
 def deployment(image: str, upstreams: dict[str, str], digest: str | None = None) -> dict[str, Any]:
-    """The proxy's Deployment: one replica, Ready once every route's port accepts connections.
+    """The proxy's Deployment: one replica, Ready once every route listens (:data:`READY_PORT`).
 
     It runs :data:`CODE_CONFIGMAP`'s files with the image's ``python3``; ``digest`` (of those
     files, computed when not given) is in the pod template, so other code rolls the pod.
@@ -144,7 +146,7 @@ def deployment(image: str, upstreams: dict[str, str], digest: str | None = None)
     if digest is None:
         digest = code_digest(server_code())
     ports = [{"name": f"route-{n}", "containerPort": ROUTE_PORTS[n]} for n in sorted(upstreams)]
-    probe_port = ROUTE_PORTS[sorted(upstreams)[0]] if upstreams else CONTROL_PORT
+    ports.append({"name": "ready", "containerPort": READY_PORT})
     container = {
         "name": COMPONENT,
         "image": image,
@@ -155,6 +157,8 @@ def deployment(image: str, upstreams: dict[str, str], digest: str | None = None)
             "0.0.0.0",
             "--control-port",
             str(CONTROL_PORT),
+            "--ready-port",
+            str(READY_PORT),
             *route_args(upstreams),
         ],
         "env": [
@@ -164,7 +168,7 @@ def deployment(image: str, upstreams: dict[str, str], digest: str | None = None)
         "ports": ports,
         "volumeMounts": [{"name": "code", "mountPath": CODE_DIR, "readOnly": True}],
         "readinessProbe": {
-            "tcpSocket": {"port": probe_port},
+            "tcpSocket": {"port": READY_PORT},
             "periodSeconds": 1,
             "failureThreshold": 3,
         },

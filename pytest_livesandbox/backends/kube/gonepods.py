@@ -26,6 +26,7 @@ from kubernetes import watch as k8s_watch
 from kubernetes.client import ApiException
 
 from ...locations import state_root
+from .coreapi import CoreApi
 
 LOG_LIMIT_BYTES = 512 << 10
 _watch: Any = k8s_watch
@@ -47,7 +48,7 @@ class GonePods:
 
     def __init__(self, configuration: k8s.Configuration, namespace: str, folder: Path) -> None:
         self._api: Any = k8s.ApiClient(configuration)
-        self._core: Any = k8s.CoreV1Api(self._api)
+        self._core: Any = CoreApi(self._api)
         self.namespace = namespace
         self.folder = folder
         self._stop = threading.Event()

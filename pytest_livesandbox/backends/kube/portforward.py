@@ -25,6 +25,8 @@ from kubernetes import client as k8s
 from kubernetes.client import ApiException
 from kubernetes.stream import portforward, ws_client
 
+from .coreapi import CoreApi
+
 _BUFFER = 256 * 1024
 
 
@@ -43,7 +45,7 @@ class PortForwarder:
         # portforward() swaps the ApiClient's transport while it connects, so this client is ours
         # alone and used under a lock.
         self._api: Any = k8s.ApiClient(configuration)
-        self._core: Any = k8s.CoreV1Api(self._api)
+        self._core: Any = CoreApi(self._api)
         self._lock = threading.Lock()
         self.namespace = namespace
         self.selector = selector

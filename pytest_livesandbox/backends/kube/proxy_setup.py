@@ -5,6 +5,8 @@ Called by the kube backend while PostgreSQL starts, so the proxy's pod comes up 
     proxy = NamespaceProxy.create(target, ns, image, db_upstream="10.96.3.4:5432",
                                   app=("app.kubernetes.io/component=backend", 8000))
     proxy.db_host        # ClusterIP the app's DATABASE_URL names (None without a db route)
+    ...                  # the app's objects
+    proxy.finish(target) # code ConfigMap, app route Services, Deployment
     proxy.workload       # ("Deployment", "livesandbox-fault-proxy"): awaited with the app
 
 The pod runs the plugin's own proxy files from a ConfigMap with the image's ``python3``; an image
@@ -64,6 +66,7 @@ class NamespaceProxy:
     routes: dict[str, str] = field(default_factory=dict)
     db_host: str | None = None
     workload: tuple[str, str] = ("Deployment", fp.NAME)
+    app: tuple[str, int | str] | None = None  # (selector, port) of the app route's upstream
 
     @classmethod
     def create(
@@ -75,22 +78,31 @@ class NamespaceProxy:
         db_upstream: str | None,
         app: tuple[str, int | str] | None,
     ) -> NamespaceProxy:
-        """Services first (their ClusterIPs are the routes' upstreams), then the Deployment."""
-        core: Any = target.core
-        proxy = cls(namespace, image)
-        code = server_code()  # the plugin's proxy, mounted into the pod: any python3 image runs it
-        core.create_namespaced_config_map(namespace, fp.code_configmap(code))
-        if app is not None:
-            svc = core.create_namespaced_service(namespace, fp.app_upstream_service(*app))
-            proxy.routes["app"] = f"{svc.spec.cluster_ip}:{fp.APP_UPSTREAM_PORT}"
-            core.create_namespaced_service(namespace, fp.app_service())
+        """The db Service (the app's ``DATABASE_URL`` names it); the rest in :meth:`finish`.
+
+        The app's objects are made in between, so they need not wait for the proxy's.
+        """
+        proxy = cls(namespace, image, app=app)
         if db_upstream is not None:
             proxy.routes["db"] = db_upstream
-            svc = core.create_namespaced_service(namespace, fp.db_service())
+            svc = target.core.create_namespaced_service(namespace, fp.db_service())
             proxy.db_host = str(svc.spec.cluster_ip)
-        body = fp.deployment(image, proxy.routes, code_digest(code))
-        target.apps.create_namespaced_deployment(namespace, body)
         return proxy
+
+    def finish(self, target: KubeTarget) -> None:
+        """The code ConfigMap, the app route's Services (its upstream) and the Deployment.
+
+        Its pod is up well before PostgreSQL, which the app's pods wait for anyway.
+        """
+        core: Any = target.core
+        code = server_code()  # the plugin's proxy, mounted into the pod: any python3 image runs it
+        core.create_namespaced_config_map(self.namespace, fp.code_configmap(code))
+        if self.app is not None:
+            svc = core.create_namespaced_service(self.namespace, fp.app_upstream_service(*self.app))
+            self.routes["app"] = f"{svc.spec.cluster_ip}:{fp.APP_UPSTREAM_PORT}"
+            core.create_namespaced_service(self.namespace, fp.app_service())
+        body = fp.deployment(self.image, self.routes, code_digest(code))
+        target.apps.create_namespaced_deployment(self.namespace, body)
 
     def wait(self, target: KubeTarget, timeout: float) -> None:
         """Until the proxy's pod is Ready (its routes listen): the app's first connect works.

@@ -182,13 +182,8 @@ class WarmNamespaces:
             created_at=ns.created_at,
         )
         self._targets[info.id] = target
-        info.extra.update(
-            context=target.context,
-            server=target.server,
-            kubeconfig=target.kubeconfig,
-            namespace_prefix=config.namespace_prefix,
-            expires_at=expires_at(0, now=ns.expires_at) if ns.expires_at else None,
-        )
+        target.record(info, config.namespace_prefix)
+        info.extra["expires_at"] = expires_at(0, now=ns.expires_at) if ns.expires_at else None
         deadline = time.monotonic() + ATTACH_PROBE_S
         try:
             app = app_forward(ns)

@@ -43,6 +43,13 @@ def test_the_proxy_pod_runs_the_plugins_code(livesandbox):
     assert mount.mount_path == faultproxy.CODE_DIR and mount.read_only
     (volume,) = [v for v in pod.spec.volumes if v.name == mount.name]
     assert volume.config_map.name == fp.CODE_CONFIGMAP
+    # Its readiness never depended on the app or the database, which started after it: a probe
+    # of a route (whose connections go upstream) failed until both were up and took the proxy
+    # out of its db Service meanwhile.
+    assert container.readiness_probe.tcp_socket.port == fp.READY_PORT
+    selector = f"involvedObject.name={{pod.metadata.name}}"
+    events = core.list_namespaced_event(namespace, field_selector=selector)
+    assert [e.message for e in events.items if e.reason == "Unhealthy"] == []
 """
 
 
