@@ -9,6 +9,12 @@ whatever their origin (a log line of the app, an exception message, a DSN in a t
     'PGPASSWORD=*** psql; password = ***; Authorization: Bearer ***'
     >>> redact("FAILED test_tokens.py::test_expiry - token: abc123")
     'FAILED test_tokens.py::test_expiry - token: ***'
+
+A long known secret shortened the way pytest shows long values (its head and tail around
+``...``) is masked too::
+
+    >>> redact("assert 'RL5j1KGBXVXO...Y8150noB3BeWU' == ''", ["RL5j1KGBXVXOq7Tz2mWdY8150noB3BeWU"])
+    "assert '***...***' == ''"
 """
 
 from __future__ import annotations
@@ -37,6 +43,10 @@ _KEY_VALUE = re.compile(
 )
 # SQL: ALTER ROLE app PASSWORD 'x' (PostgreSQL logs the statement when it fails).
 _SQL_PASSWORD = re.compile(r"(?P<head>\bPASSWORD\s+)(?P<secret>'(?:[^']|'')*')", re.IGNORECASE)
+# pytest's saferepr keeps a long value's head and tail around "...".
+_SHORTENED = re.compile(r"(?P<head>[^\s'\"]{8,})?\.\.\.(?P<tail>[^\s'\"]{8,})?")
+# Known secrets at least this long also have their 8+ character heads and tails masked.
+_MIN_SHORTENED = 16
 _BEARER = re.compile(
     r"(?P<head>\b(?:Bearer\s+|Authorization:\s*(?:Basic|Token)\s+))(?P<secret>[A-Za-z0-9._~+/=-]{4,})",
     re.IGNORECASE,
@@ -68,10 +78,29 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     known = secret_forms(secrets)
     for secret in sorted(known, key=len, reverse=True):
         text = text.replace(secret, MASK)
+    long_ones = [s for s in known if len(s) >= _MIN_SHORTENED]
+    if long_ones and "..." in text:
+        text = _SHORTENED.sub(lambda m: _mask_shortened(m, long_ones), text)
     text = _URL_USERINFO.sub(_mask, text)
     text = _KEY_VALUE.sub(_mask, text)
     text = _SQL_PASSWORD.sub(_mask, text)
     return _BEARER.sub(_mask, text)
+
+
+def _mask_shortened(match: re.Match[str], secrets: list[str]) -> str:
+    """``head...tail`` with a secret's head (a suffix of ``head``) and tail masked."""
+    head, tail = match.group("head") or "", match.group("tail") or ""
+    start = next(
+        (i for i in range(len(head) - 7) if any(s.startswith(head[i:]) for s in secrets)), None
+    )
+    end = next(
+        (j for j in range(len(tail), 7, -1) if any(s.endswith(tail[:j]) for s in secrets)), None
+    )
+    if start is None and end is None:
+        return match.group(0)
+    left = head if start is None else head[:start] + MASK
+    right = tail if end is None else MASK + tail[end:]
+    return f"{left}...{right}"
 
 
 def redact_data(value: Any, secrets: Iterable[str] = ()) -> Any:

@@ -73,3 +73,40 @@ def test_failed_start_up_prints_no_password(
     assert "connecting to postgresql://app:***@127.0.0.1:" in outputs["stdout"]
     assert "password: *** encoded: ***" in outputs["stdout"]
     isolated_state.assert_clean()
+
+
+COMPARES_THE_PASSWORD = """
+def test_password(livesandbox):
+    password = livesandbox.info.db.password
+    open("password.txt", "w").write(password)
+    assert password == ""
+"""
+
+
+def test_a_failing_assert_on_the_password_shows_no_piece_of_it(
+    pytester: pytest.Pytester, isolated_state: IsolatedState
+) -> None:
+    # pytest shortens long values to their head and tail around "..." (the assertion diff, the
+    # short summary line cut to the terminal's width): pieces of the password, not the whole.
+    pytester.makepyfile(test_pw=COMPARES_THE_PASSWORD)
+    result = pytester.runpytest_subprocess(
+        "--sandbox=local",
+        "--sandbox-report=r.jsonl",
+        "--sandbox-html=r.html",
+        "--junitxml=junit.xml",
+        "-rA",
+    )
+    result.assert_outcomes(failed=1)
+    password = (pytester.path / "password.txt").read_text()
+    assert len(password) >= 16
+    outputs = {
+        "stdout": result.stdout.str(),
+        "jsonl": (pytester.path / "r.jsonl").read_text(),
+        "html": (pytester.path / "r.html").read_text(),
+        "junit": (pytester.path / "junit.xml").read_text(),
+    }
+    pieces = {password[i : i + 8] for i in range(len(password) - 7)}
+    leaked = {name: [p for p in pieces if p in text] for name, text in outputs.items()}
+    assert {name: found for name, found in leaked.items() if found} == {}
+    assert "AssertionError: assert '***...***' == ''" in outputs["stdout"]
+    isolated_state.assert_clean()
