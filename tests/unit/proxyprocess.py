@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from pytest_livesandbox.faultproxy import server
 from pytest_livesandbox.faultproxy.client import ProxyClient
+
+
+def proxy_command(state: Path, *args: str) -> list[str]:
+    """The stdlib proxy run from the plugin's files with ``--state-file state`` and ``args``."""
+    return [sys.executable, server.__file__, "--state-file", str(state), *args]
 
 
 def free_port() -> int:

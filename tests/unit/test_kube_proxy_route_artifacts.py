@@ -23,7 +23,12 @@ from pytest_livesandbox.chaos.markers import Fault
 from pytest_livesandbox.chaos.proxied import toxic_params
 from pytest_livesandbox.errors import ConfigError
 from pytest_livesandbox.faultproxy import server as proxy_module
-from tests.unit.proxyprocess import assert_db_route_forwards, free_port, running_proxy
+from tests.unit.proxyprocess import (
+    assert_db_route_forwards,
+    free_port,
+    proxy_command,
+    running_proxy,
+)
 
 T0 = dt.datetime(2026, 12, 1, 8, 0, tzinfo=dt.UTC)
 
@@ -52,18 +57,11 @@ def test_proxy_deployment_passes_the_restricted_pod_security_standard() -> None:
 def test_the_ready_port_accepts_while_the_upstream_is_down(tmp_path: Path) -> None:
     route_port, ready_port, down = free_port(), free_port(), free_port()
     state = tmp_path / "proxy.json"
-    cmd = [
-        sys.executable,
-        proxy_module.__file__,
-        "--state-file",
-        str(state),
-        "--control-port",
-        str(free_port()),
-        "--ready-port",
-        str(ready_port),
-        "--route",
-        f"app={route_port}=127.0.0.1:{down}=http",
-    ]
+    cmd = proxy_command(
+        state,
+        *("--control-port", str(free_port()), "--ready-port", str(ready_port)),
+        *("--route", f"app={route_port}=127.0.0.1:{down}=http"),
+    )
     with running_proxy(cmd, state):
         with socket.create_connection(("127.0.0.1", ready_port), timeout=5) as probe:
             assert probe.recv(1) == b""  # accepted, closed: nothing sent, no reset
@@ -175,18 +173,11 @@ def test_proxy_opens_command_line_routes_on_the_listen_host(tmp_path: Path) -> N
     upstream = socket.create_server(("127.0.0.1", 0))
     route_port, control_port = free_port(), free_port()
     state = tmp_path / "proxy.json"
-    cmd = [
-        sys.executable,
-        proxy_module.__file__,
-        "--state-file",
-        str(state),
-        "--listen-host",
-        "0.0.0.0",
-        "--control-port",
-        str(control_port),
-        "--route",
-        f"db={route_port}=127.0.0.1:{upstream.getsockname()[1]}",
-    ]
+    cmd = proxy_command(
+        state,
+        *("--listen-host", "0.0.0.0", "--control-port", str(control_port)),
+        *("--route", f"db={route_port}=127.0.0.1:{upstream.getsockname()[1]}"),
+    )
     try:
         with running_proxy(cmd, state):
             assert_db_route_forwards(control_port, route_port, upstream)

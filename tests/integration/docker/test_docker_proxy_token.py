@@ -16,18 +16,8 @@ import json
 import pytest
 
 from tests.conftest import IsolatedState
-from tests.integration.docker.conftest import DEMO_APP_IMAGE, POSTGRES_IMAGE, DockerScope
-from tests.integration.docker.test_docker_reuse import REUSE, remove_warm
-
-OPTS = (
-    "-p",
-    "no:cacheprovider",
-    "--sandbox=docker",
-    f"--sandbox-image=app={DEMO_APP_IMAGE}",
-    f"--sandbox-image=postgres={POSTGRES_IMAGE}",
-    "--sandbox-health-path=/readyz",
-    "--sandbox-startup-timeout=90s",
-)
+from tests.integration.docker.conftest import DockerScope
+from tests.integration.docker.test_docker_reuse import OPTS, REUSE, remove_warm
 
 # Run in the app container with its python3: what the app under test could do on its network.
 PROBE = r"""
