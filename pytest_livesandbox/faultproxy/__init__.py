@@ -30,6 +30,18 @@ CODE_DIR = "/opt/livesandbox-faultproxy"
 #: How a container or pod runs them: isolated (``-I``: no PYTHON* variables, no script folder
 #: on ``sys.path`` until server.py puts it there), no ``site``, no ``.pyc`` written, unbuffered.
 CONTAINER_COMMAND = ("python3", "-I", "-S", "-B", "-u", f"{CODE_DIR}/server.py")
+#: The image a container or pod runs it in unless ``--sandbox-image fault-proxy=REF`` names one
+#: (built here by ``cluster/build-images``; any image with python3 works).
+DEFAULT_IMAGE = "localhost/livesandbox/fault-proxy:1"
+
+
+def proxy_image(images: tuple[tuple[str, str], ...]) -> str:
+    """``--sandbox-image fault-proxy=REF`` (kube's clock sidecar too), else :data:`DEFAULT_IMAGE`.
+
+    >>> proxy_image((("fault-proxy", "python:3.12-slim"),))
+    'python:3.12-slim'
+    """
+    return dict(images).get("fault-proxy", DEFAULT_IMAGE)
 
 
 def server_code() -> dict[str, str]:

@@ -143,7 +143,7 @@ def test_other_failures_keep_their_report() -> None:
     app = AppCrashed(
         f"the app in namespace sandbox-x cannot start: container backend exited with code 1\n{RUNC}"
     )
-    assert with_image_hint(app, fp.DEFAULT_IMAGE) is app
+    assert with_image_hint(app, faultproxy.DEFAULT_IMAGE) is app
     missing = RolloutFailed(
         "the fault proxy in namespace sandbox-x cannot start: container fault-proxy: "
         'ErrImageNeverPull: Container image "localhost/livesandbox/fault-proxy:missing" is not '

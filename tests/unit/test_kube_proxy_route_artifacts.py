@@ -15,6 +15,7 @@ from types import SimpleNamespace as NS
 
 import pytest
 
+from pytest_livesandbox import faultproxy
 from pytest_livesandbox.backends.kube import faultproxy as fp
 from pytest_livesandbox.backends.kube.artifacts import cut_log, pod_changes
 from pytest_livesandbox.backends.kube.gonepods import deletions, gone_logs
@@ -34,7 +35,7 @@ T0 = dt.datetime(2026, 12, 1, 8, 0, tzinfo=dt.UTC)
 
 
 def test_proxy_deployment_passes_the_restricted_pod_security_standard() -> None:
-    dep = fp.deployment(fp.DEFAULT_IMAGE, {"db": "10.96.0.9:5432", "app": "10.96.0.10:80"})
+    dep = fp.deployment(faultproxy.DEFAULT_IMAGE, {"db": "10.96.0.9:5432", "app": "10.96.0.10:80"})
     pod = dep["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert pod["securityContext"]["runAsNonRoot"] is True

@@ -46,6 +46,7 @@ from ...errors import (
     SandboxError,
     TeardownError,
 )
+from ...faultproxy import proxy_image
 from ...images.context import specs_from
 from ...images.pipeline import BuildResult, build_local
 from ...info import SandboxInfo, default_owner
@@ -66,7 +67,7 @@ from .app import (
 )
 from .chaos import DockerChaos
 from .clock import check_loaded, clock_mount
-from .faultproxy import ContainerProxy, proxy_image, start_proxy
+from .faultproxy import ContainerProxy, start_proxy
 from .health import docker_health
 from .host import connect, daemon_address, ensure_image, refused_step, with_free_port
 from .migrate import migrate

@@ -43,7 +43,7 @@ import docker
 import docker.errors
 
 from ...errors import ProvisionError
-from ...faultproxy import CODE_DIR, CONTAINER_COMMAND, SERVER_FILES
+from ...faultproxy import CODE_DIR, CONTAINER_COMMAND, DEFAULT_IMAGE, SERVER_FILES
 from ...faultproxy.client import EXTRA_KEY, ProxyClient
 from ...info import SandboxInfo
 from ...postgres.embedded import free_port
@@ -51,8 +51,6 @@ from .host import with_free_port
 from .postgres import logs_tail
 from .resources import COMPONENT
 
-COMPONENT_NAME = "fault-proxy"
-DEFAULT_IMAGE = "localhost/livesandbox/fault-proxy:1"
 ALIAS = "fault-proxy"
 CONTROL_PORT = 8474
 #: route name -> the port the proxy listens on in its container
@@ -66,11 +64,6 @@ IMAGE_HINT = (
     "image with python3 works: the proxy's code comes from the plugin), or turn the proxy off "
     "with livesandbox_fault_proxy = false."
 )
-
-
-def proxy_image(images: tuple[tuple[str, str], ...]) -> str:
-    """``--sandbox-image fault-proxy=REF``, else :data:`DEFAULT_IMAGE`."""
-    return dict(images).get(COMPONENT_NAME, DEFAULT_IMAGE)
 
 
 def new_token() -> str:
@@ -192,7 +185,6 @@ def start_proxy(
             user=RUN_AS,
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
-            environment={"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"},
             ports=ports,
             network=network,
             networking_config=networking,

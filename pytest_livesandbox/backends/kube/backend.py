@@ -36,6 +36,7 @@ from ...errors import (
     SandboxError,
     TeardownError,
 )
+from ...faultproxy import proxy_image
 from ...info import SandboxInfo, default_owner
 from ...lease import Lease
 from ...locations import state_root
@@ -280,7 +281,7 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
                     max_interval=0.25,
                 )
             except (RolloutFailed, AppCrashed) as exc:  # the clock sidecar: the proxy's image
-                raise with_image_hint(exc, fp.proxy_image(config.image)) from None
+                raise with_image_hint(exc, proxy_image(config.image)) from None
         if config.url_template:
             await_public_url(config, info, target, namespace, deadline, objs, proxy)
 

@@ -45,6 +45,7 @@ from ...chaos.clock import (
     spec_for,
 )
 from ...errors import ChaosError, ProvisionError
+from ...faultproxy import proxy_image
 from . import faultproxy as fp
 
 if TYPE_CHECKING:
@@ -98,7 +99,7 @@ def instrument(
             else "the app manifests have no workload with a pod template"
         )
         raise ProvisionError(f"--sandbox-fake-clock=on: {why}; or set it to auto/off")
-    image = fp.proxy_image(config.image)
+    image = proxy_image(config.image)
     env = preload_env(Path(LIB_DIR) / library.name, Path(CLOCK_DIR) / CONTROL_FILE)
     containers: list[str] = []
     for template in templates:

@@ -34,7 +34,6 @@ from .names import COMPONENT_LABEL, MANAGED_BY_LABEL
 
 COMPONENT = "fault-proxy"
 NAME = "livesandbox-fault-proxy"
-DEFAULT_IMAGE = "localhost/livesandbox/fault-proxy:1"
 CONTROL_PORT = 8474
 #: accepts and closes, nothing else: the readiness probe's port (a route's would go upstream)
 READY_PORT = 8475
@@ -65,11 +64,6 @@ RESTRICTED_CONTAINER = {
     "readOnlyRootFilesystem": True,
     "capabilities": {"drop": ["ALL"]},
 }
-
-
-def proxy_image(images: tuple[tuple[str, str], ...]) -> str:
-    """``--sandbox-image fault-proxy=REF`` (the clock sidecar's too), else :data:`DEFAULT_IMAGE`."""
-    return dict(images).get(COMPONENT, DEFAULT_IMAGE)
 
 
 def _meta(name: str) -> dict[str, Any]:
@@ -160,10 +154,6 @@ def deployment(image: str, upstreams: dict[str, str], digest: str | None = None)
             "--ready-port",
             str(READY_PORT),
             *route_args(upstreams),
-        ],
-        "env": [
-            {"name": "PYTHONUNBUFFERED", "value": "1"},
-            {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
         ],
         "ports": ports,
         "volumeMounts": [{"name": "code", "mountPath": CODE_DIR, "readOnly": True}],

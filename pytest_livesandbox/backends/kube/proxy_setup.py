@@ -22,7 +22,7 @@ from typing import Any
 
 from ...config import SandboxConfig
 from ...errors import AppCrashed, RolloutFailed
-from ...faultproxy import code_digest, server_code
+from ...faultproxy import code_digest, proxy_image, server_code
 from . import faultproxy as fp
 from . import manifests as mf
 from .client import KubeTarget
@@ -147,7 +147,7 @@ def start_proxy(
     app = (endpoint[0], endpoint[1]) if endpoint is not None else None
     if config.deployer == "argocd":  # the app's Service is known after the sync: point_app_route
         app = (PENDING_SELECTOR, PENDING_PORT)
-    image = fp.proxy_image(config.image)
+    image = proxy_image(config.image)
     return NamespaceProxy.create(target, namespace, image, db_upstream=db_upstream, app=app)
 
 
@@ -170,8 +170,8 @@ def point_app_route(
 def with_image_hint(exc: RolloutFailed | AppCrashed, image: str) -> RolloutFailed | AppCrashed:
     """A rollout error of the proxy's pod (or the clock sidecar's), with how to provide its image.
 
-    ``image`` is the fault proxy's (:func:`.faultproxy.proxy_image`). An image without python3
-    gets its own short error instead of the crash report::
+    ``image`` is the fault proxy's (:func:`~pytest_livesandbox.faultproxy.proxy_image`). An image
+    without python3 gets its own short error instead of the crash report::
 
         RolloutFailed: the fault proxy in namespace sandbox-3f9c cannot start: the fault proxy's
         image 'postgres:15' has no python3 (container fault-proxy: exec: "python3": executable
