@@ -49,7 +49,11 @@ def test_the_proxy_pod_runs_the_plugins_code(livesandbox):
     assert container.readiness_probe.tcp_socket.port == fp.READY_PORT
     selector = f"involvedObject.name={{pod.metadata.name}}"
     events = core.list_namespaced_event(namespace, field_selector=selector)
-    assert [e.message for e in events.items if e.reason == "Unhealthy"] == []
+    failed = [e.message for e in events.items if e.reason == "Unhealthy"]
+    # Only the ready port may have been refused (probed before the process listened); never a
+    # route's port, and never a reset passed on from an upstream still starting (the old probe
+    # showed that when the app came up after it: racy, so the port check above is the guard).
+    assert [m for m in failed if f":{{fp.READY_PORT}}: connect: connection refused" not in m] == []
 """
 
 
