@@ -40,6 +40,7 @@ from .fixtures import (
     livesandbox,
 )
 from .health import HealthHooks
+from .images.early import start_early
 from .parallel import WORKERINPUT_KEY, SandboxManager, is_xdist_worker
 from .pool import sandbox_args, spawn_top_up
 from .preflight import absolute_locations, preflight
@@ -155,6 +156,8 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     workerinput = getattr(config, "workerinput", None)
     if workerinput is None:
+        if not config.option.collectonly:  # the engine builds while pytest imports and collects
+            start_early(cfg)
         # Paths and what the backend cannot honour, before anything is made (not per worker).
         absolute_locations()
         problems = preflight(cfg)

@@ -67,6 +67,8 @@ class Backend(Protocol):
 
     name: ClassVar[str]
     supported_faults: ClassVar[frozenset[str]]  # Fault.kind values its chaos driver injects
+    # True: a changed --sandbox-build rolls into a warm sandbox (not part of the reuse key)
+    rolls_builds: ClassVar[bool]
 
     def check_config(self, config: SandboxConfig) -> list[str]:
         """Settings this backend cannot honour (a ``UsageError`` at configure; no connecting)."""

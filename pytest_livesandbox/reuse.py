@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import SandboxError
 from .postgres.reset import DEFAULT_RESET
+from .redaction import redact
 from .reusekey import plugin_version, reuse_key
 
 if TYPE_CHECKING:
@@ -43,39 +44,56 @@ def prepare(info: SandboxInfo, key: str) -> None:
         DEFAULT_RESET().snapshot(info.db)
 
 
-def claim(backend: Backend, config: SandboxConfig, key: str, run_id: str) -> SandboxInfo | None:
+def claim(
+    backend: Backend,
+    config: SandboxConfig,
+    key: str,
+    run_id: str,
+    failures: list[str] | None = None,
+) -> SandboxInfo | None:
     """A warm sandbox of this key, claimed and reset; ``None`` if none could be had.
 
     Timings: ``attach_s`` (claim and reconnect), ``reset_s``; the caller adds ``ready_s``.
+    A claimed sandbox that could not be reset is removed; why goes into ``failures``.
     """
     began = time.perf_counter()
     info = backend.claim_warm(config, key, run_id, time.time() + max(config.lease, 10.0))
     if info is None:
         return None
     attached = time.perf_counter()
+    info.timings.clear()  # the provisioning times were another run's; reset() may add build_s
     try:
         info.extra.update(reset(backend, info, config))
     except (SandboxError, OSError, Exception) as exc:
         # Cannot be made clean again: it goes, and the caller provisions a new one.
         with contextlib.suppress(Exception):
             backend.teardown(info)
-        info.extra["reset_error"] = f"{type(exc).__name__}: {exc}"
+        if failures is not None:
+            first = (str(exc).splitlines() or [""])[0][:300]
+            failures.append(redact(f"{type(exc).__name__}: {first}", info.secret_values()))
         return None
     info.extra["reused"] = True
     info.extra["reuse_key"] = key
-    info.timings.clear()  # the provisioning times were another run's
     info.timings["attach_s"] = round(attached - began, 4)
     info.timings["reset_s"] = round(time.perf_counter() - attached, 4)
     return info
 
 
 def reset(backend: Backend, info: SandboxInfo, config: SandboxConfig) -> dict[str, Any]:
-    """Undo faults (ledger), heal the app (restart only if unhealthy), restore the database."""
+    """Undo faults (ledger), restore the database, heal the app (restart only if unhealthy).
+
+    The database first, so a restarted app, or one rolled to a new build (kube), starts on
+    clean data; after a roll the snapshot is taken again: the new build's start-up rows are the
+    seed from now on.
+    """
     done: dict[str, Any] = {}
     repaired = backend.chaos(info, owner=f"reuse-{info.run_id}").repair(only_stale=False)
     if repaired:
         done["faults_repaired"] = repaired
+    admin = info.db is not None and bool(info.db.admin_password)
+    if admin:
+        DEFAULT_RESET().restore(info.db)  # type: ignore[arg-type]
     done.update(backend.heal(info, config))
-    if info.db is not None and info.db.admin_password:
-        DEFAULT_RESET().restore(info.db)
+    if admin and done.get("app_rolled"):
+        DEFAULT_RESET().snapshot(info.db)  # type: ignore[arg-type]
     return done

@@ -1,7 +1,9 @@
 """The reuse key: a hash of everything that shapes a sandbox (``--sandbox-reuse``).
 
 Two runs whose keys match may share a warm sandbox; any change to the app command, images,
-manifests, migration command, PostgreSQL version or plugin version gives a new key::
+manifests, migration command, PostgreSQL version or plugin version gives a new key, and so does
+a changed ``--sandbox-build`` content unless the backend rolls builds into a warm sandbox
+(``Backend.rolls_builds``: kube, where only the rebuilt workloads change)::
 
     key = reuse_key(config, backend)     # "3f9c2a1b0d4e5f60"
 
@@ -60,8 +62,8 @@ def reuse_key(config: SandboxConfig, backend: Backend) -> str:
     """
     shape = {k: v for k, v in asdict(config).items() if k not in _NOT_IN_KEY}
     shape["plugin"] = plugin_version()
-    # Built images by content (the build's own tag), not by the context's path.
-    shape["builds"] = [content_tag(spec) for spec in specs_from(config.build, config.build_arg)]
+    if not backend.rolls_builds:  # built images by content (the build's own tag)
+        shape["builds"] = [content_tag(spec) for spec in specs_from(config.build, config.build_arg)]
     shape["backend_parts"] = backend.reuse_parts(config)
     text = json.dumps(shape, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:KEY_LENGTH]

@@ -79,9 +79,12 @@ class Sandbox:
             began = time.perf_counter()
             backend = self._backend = load_backend(self.config.backend)
             key = reuse.reuse_key(self.config, backend) if self.config.reuse else None
-            info = reuse.claim(backend, self.config, key, self.run_id) if key else None
+            failed: list[str] = []
+            info = reuse.claim(backend, self.config, key, self.run_id, failed) if key else None
             if info is None:
                 info = backend.provision(self.config, new_sandbox_id(), self.run_id)
+                if failed:
+                    info.extra["reuse_failed"] = failed[0]
                 if key:
                     try:
                         reuse.prepare(info, key)

@@ -95,11 +95,17 @@ def isolated_state(
 def changed_demo_app(dest: Path, marker: str) -> Path:
     """A copy of examples/demo_app in ``dest`` whose ``/healthz`` also answers ``"build": marker``.
 
-    The change is made in the copy only (examples/ is never edited by tests).
+    The change is made in the copy only (examples/ is never edited by tests); called again on
+    the same ``dest`` it changes the marker of that copy.
     """
     import shutil
 
-    shutil.copytree(REPO / "examples" / "demo_app", dest, ignore=shutil.ignore_patterns("k8s"))
+    shutil.copytree(
+        REPO / "examples" / "demo_app",
+        dest,
+        ignore=shutil.ignore_patterns("k8s"),
+        dirs_exist_ok=True,
+    )
     app = dest / "app.py"
     source = app.read_text()
     old = 'return 200, {"status": "ok"}'

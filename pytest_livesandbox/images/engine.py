@@ -25,6 +25,19 @@ from .context import BuildSpec
 LOG_TAIL = 20
 
 
+def preload() -> None:
+    """Import docker-py now, in the calling thread (no-op without it: :func:`engine` says so).
+
+    A build thread that imported it while the main thread imports the kubernetes client can
+    see ``requests`` (both need it) half-initialised: an ``ImportError`` from neither's fault.
+    """
+    try:
+        import docker
+        import docker.utils.build  # noqa: F401  (context_files)
+    except ImportError:
+        return
+
+
 def engine() -> Any:
     """A docker-py client for the engine of the environment (``DOCKER_HOST`` or the socket)."""
     try:

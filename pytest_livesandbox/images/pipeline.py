@@ -137,6 +137,7 @@ class BackgroundBuild:
         for spec in specs:
             check_spec(spec)
         registry.check()
+        eng.preload()  # no import inside the thread (see engine.preload)
         self._done = threading.Event()
         self._result: BuildResult | None = None
         self._error: BaseException | None = None

@@ -5,7 +5,9 @@
 (kube: ``images_ready_s`` is there) both start at 0; otherwise (docker) the build came first.
 ``app_created_s`` (kube), when there, starts the app's lane: its pods are made while the
 database starts, so the lanes overlap. With the argocd deployer ``synced_s`` and ``healthy_s``
-(Argo CD synced, then reported Healthy) add the stages sync and healthy after db::
+(Argo CD synced, then reported Healthy) add the stages sync and healthy after db. A reused
+sandbox has ``attach_s`` (its claim, from 0) and, when a changed build rolled in (kube),
+``roll_s``, which ends at ``ready_s``::
 
     stages({"build_s": 2.0, "push_s": 0.5, "db_ready_s": 3.0, "app_ready_s": 4.0})
     # [('build', 0.0, 2.0), ('push', 2.0, 2.5), ('db', 2.5, 5.5), ('app', 5.5, 6.5)]
@@ -47,6 +49,11 @@ def stages(timings: dict[str, float]) -> list[Stage]:
         last = offset + float(timings["app_created_s"])
     if "app_ready_s" in timings:
         found.append(("app", last, offset + float(timings["app_ready_s"])))
+    if "attach_s" in timings:  # a reused sandbox: its claim, beside the build
+        found.append(("claim", 0.0, float(timings["attach_s"])))
+    if "roll_s" in timings and "ready_s" in timings:  # kube: a changed build rolled in, last
+        ready = float(timings["ready_s"])
+        found.append(("roll", max(ready - float(timings["roll_s"]), 0.0), ready))
     return found
 
 

@@ -67,6 +67,12 @@ def _sandbox_lines(
         else:
             line += f", torn down in {times['teardown_s']:.2f}s"
     lines = [line]
+    if info.extra.get("reuse_failed"):
+        lines.append(
+            f"a warm sandbox could not be reused ({info.extra['reuse_failed']}): new one made"
+        )
+    if info.extra.get("app_rolled"):
+        lines.append(f"rolled to the new build: {', '.join(info.extra['app_rolled'])}")
     stages = stage_line(info.timings)
     if stages:
         lines.append(stages)
@@ -83,7 +89,7 @@ def _sandbox_lines(
 
 
 #: Bring-up timings: durations (build, push) and offsets since provisioning began (the rest).
-DURATIONS = (("build_s", "build"), ("push_s", "push"), ("sync_s", "sync"))
+DURATIONS = (("build_s", "build"), ("push_s", "push"), ("sync_s", "sync"), ("roll_s", "roll"))
 OFFSETS = (
     ("namespace_s", "namespace"),
     ("db_ready_s", "db"),

@@ -94,6 +94,7 @@ class DockerBackend:
 
     name: ClassVar[str] = "docker"
     supported_faults: ClassVar[frozenset[str]] = DockerChaos.kinds
+    rolls_builds: ClassVar[bool] = False  # a changed build is another sandbox
     fault_hints: ClassVar[dict[str, str]] = {}
 
     def __init__(self) -> None:

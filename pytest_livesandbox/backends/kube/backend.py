@@ -78,6 +78,7 @@ from .warm import WarmNamespaces
 
 if TYPE_CHECKING:
     from ...chaos.markers import ChaosPlan
+    from ...images.pipeline import BackgroundBuild
 
 DEMO_MANIFESTS = Path(__file__).resolve().parents[3] / "examples" / "demo_app" / "k8s"
 
@@ -95,6 +96,7 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
         self._targets: dict[str, KubeTarget] = {}
         self._forwarders: dict[str, list[PortForwarder]] = {}
         self._passwords: dict[str, list[str]] = {}
+        self._builds: dict[str, BackgroundBuild | None] = {}
         self._artifacts = kube_artifacts.Collector(self._targets)
 
     # -- connection -------------------------------------------------------------------------------
@@ -148,7 +150,7 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
                 objs = self._app_objects(config, info, namespace, built_components)
             # --sandbox-build: inputs checked now; build and push need no cluster, so they run
             # while we connect and the namespace and PostgreSQL come up (failure: teardown).
-            pending = start_build(config)
+            pending = self._builds.pop(info.run_id, None) or start_build(config)
         target = self.connect(config)
         self._targets[info.id] = target
         target.record(info, config.namespace_prefix)

@@ -3,7 +3,8 @@
 kubernetes-client 37's generated ``CoreV1Api`` costs 0.25-0.7 s to import (412 methods, each
 wrapped by pydantic's ``validate_call``, and the models they name): more than everything else a
 pool claim does before its first test. :class:`CoreApi` makes the few calls that path needs
-(namespaces, secrets, pods, port-forward) through the same client's ``ApiClient``, which
+(namespaces, secrets, pods, port-forward; and :meth:`CoreApi.request` for the apps/v1 patch of
+a warm sandbox's roll to a new build) through the same client's ``ApiClient``, which
 serialises, authenticates, sends and deserialises into the same model classes the generated
 methods return; any other method comes from a real ``CoreV1Api``, imported on first use::
 
@@ -36,6 +37,7 @@ _QUERY_NAMES = {
     "resource_version": "resourceVersion",
     "allow_watch_bookmarks": "allowWatchBookmarks",
     "ports": "ports",
+    "grace_period_seconds": "gracePeriodSeconds",
 }
 
 
@@ -83,6 +85,18 @@ class CoreApi:
             "V1PodList",
             self._call("GET", f"/api/v1/namespaces/{namespace}/pods", "V1PodList", kwargs),
         )
+
+    def delete_namespaced_pod(self, name: str, namespace: str, **kwargs: Any) -> Any:
+        """``DELETE /api/v1/namespaces/{namespace}/pods/{name}`` (``grace_period_seconds``)."""
+        path = f"/api/v1/namespaces/{namespace}/pods/{name}"
+        return self._call("DELETE", path, "object", kwargs)
+
+    def request(self, method: str, path: str, body: Any = None) -> Any:
+        """Any other API path, answered as plain JSON (a dict); a body is a strategic merge.
+
+        ``core.request("PATCH", "/apis/apps/v1/namespaces/ns/deployments/app", {"spec": ...})``
+        """
+        return self._call(method, path, "object", {}, body)
 
     def connect_get_namespaced_pod_portforward(
         self, name: str, namespace: str, **kwargs: Any

@@ -16,6 +16,7 @@ from typing import Any
 
 from ...config import SandboxConfig
 from ...images.context import specs_from
+from ...images.early import take_early
 from ...images.pipeline import BackgroundBuild
 from ...images.registry import Registry
 from ...info import SandboxInfo
@@ -45,6 +46,9 @@ def start_build(config: SandboxConfig) -> BackgroundBuild | None:
     if not config.build:
         return None
     assert config.registry is not None  # build_problems asks for it at configure
+    early = take_early(config)  # started by pytest_configure, while pytest collected
+    if early is not None:
+        return early
     return BackgroundBuild(specs_from(config.build, config.build_arg), Registry(config.registry))
 
 

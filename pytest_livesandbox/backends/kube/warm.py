@@ -12,6 +12,10 @@ that carries the ``resourceVersion`` the change was decided on, so the API serve
 A warm namespace remembers where its app's port-forward goes (``livesandbox/app-forward``), so
 a claim reads two Secrets and opens two port-forwards, nothing more: no listing of Services and
 Deployments (and no import of the apps/v1 client, a large part of a fresh process's claim).
+
+With ``--sandbox-build`` the build starts before the claim, and the namespace remembers the
+digests it runs (``livesandbox/digests``): a changed source rolls only the rebuilt workloads
+(:mod:`.rollbuild`) once the database is reset; an unchanged one neither builds nor rolls.
 """
 
 from __future__ import annotations
@@ -27,21 +31,27 @@ from kubernetes.client import ApiException
 
 from ...config import SandboxConfig
 from ...errors import StartupTimeout
+from ...images.context import content_tag, specs_from
 from ...info import SandboxInfo
 from ...lease import Lease
 from ...readiness import HttpReady, wait_until_ready
+from . import manifests as mf
 from . import postgres as pg
 from .attach import Forward, attach_namespace, attached_database
+from .images import start_build
 from .names import BACKEND_LABEL, REUSE_KEY_LABEL, expires_at, lease_annotations
 from .namespace import NamespaceRecord, list_sandboxes, record_of
+from .rollbuild import GrowingProbe, RolledToBuild, plan_roll, rollable
 
 if TYPE_CHECKING:
+    from ...images.pipeline import BackgroundBuild
     from .artifacts import Collector
     from .client import KubeTarget
     from .portforward import PortForwarder
 
 RESTARTED_AT = "livesandbox/restarted-at"
 APP_FORWARD = "livesandbox/app-forward"  # JSON [selector, port] of the app's port-forward
+DIGESTS = "livesandbox/digests"  # JSON {component: REPO@sha256:...} the namespace runs
 ATTACH_PROBE_S = 3.0  # how long a claimed sandbox's app may take to answer before a restart
 
 
@@ -90,17 +100,25 @@ def claim_namespace(
 
 
 def hand_back(
-    core: Any, name: str, key: str, until: float, app: tuple[str, int | str] | None = None
+    core: Any,
+    name: str,
+    key: str,
+    until: float,
+    app: tuple[str, int | str] | None = None,
+    digests: dict[str, str] | None = None,
 ) -> None:
     """Mark the namespace warm for ``key`` (kept, without one) until ``until`` (the run ends).
 
-    ``app``: the app's port-forward target ``(selector, port)``, for the next run's claim.
+    ``app``: the app's port-forward target ``(selector, port)``, for the next run's claim;
+    ``digests``: the built images it runs (``--sandbox-build``), to tell a changed build.
     """
     lease = Lease("warm" if key else "kept", "", until, key=key)
     labels = {REUSE_KEY_LABEL: key} if key else {}
     annotations = lease_annotations(lease)
     if app is not None:
         annotations[APP_FORWARD] = json.dumps(list(app))
+    if digests:
+        annotations[DIGESTS] = json.dumps(digests, sort_keys=True)
     _patch(core, name, None, {"labels": labels, "annotations": annotations})
 
 
@@ -111,6 +129,15 @@ def app_forward(ns: NamespaceRecord) -> tuple[str, int | str] | None:
     except (KeyError, ValueError, TypeError):
         return None
     return str(selector), port if isinstance(port, int) else str(port)
+
+
+def deployed_digests(ns: NamespaceRecord) -> dict[str, str]:
+    """The built images a warm namespace runs (``{}``: none recorded, roll whatever is built)."""
+    try:
+        digests = json.loads(ns.annotations[DIGESTS])
+    except (KeyError, ValueError, TypeError):
+        return {}
+    return {str(k): str(v) for k, v in digests.items()} if isinstance(digests, dict) else {}
 
 
 def restart_deployments(apps: Any, namespace: str) -> list[str]:
@@ -142,10 +169,18 @@ class WarmNamespaces:
     _forwarders: dict[str, list[PortForwarder]]
     _forward: Forward
     _artifacts: Collector
+    _builds: dict[str, BackgroundBuild | None]  # run's early build: claim's, else provision's
     demo_manifests: ClassVar[Path]
+    rolls_builds: ClassVar[bool] = True  # a changed build rolls into a warm namespace
 
     def connect(self, config: SandboxConfig) -> KubeTarget:
         """The cluster (``KubeBackend.connect``)."""
+        raise NotImplementedError
+
+    def _app_objects(
+        self, config: SandboxConfig, info: SandboxInfo, namespace: str, built: list[str]
+    ) -> list[dict[str, Any]]:
+        """The app's manifests for ``namespace`` (``KubeBackend._app_objects``)."""
         raise NotImplementedError
 
     def renew_lease(self, info: SandboxInfo, until: float) -> None:
@@ -156,12 +191,28 @@ class WarmNamespaces:
         renew(target.core, info.namespace, info.run_id, until)
 
     def reuse_parts(self, config: SandboxConfig) -> dict[str, str]:
-        """The PostgreSQL image and a digest of the manifests' contents."""
+        """The PostgreSQL image, a digest of the manifests' contents; builds that cannot roll.
+
+        A build rolls into a warm namespace (so its content is not in the key) unless a
+        migration has to run first, Argo CD owns the workloads, or a built workload is neither a
+        Deployment nor a StatefulSet: then each content is a sandbox of its own.
+        """
         source = config.manifests or self.demo_manifests
-        return {
+        parts = {
             "postgres_image": dict(config.image).get(pg.COMPONENT, pg.DEFAULT_IMAGE),
             "manifests": manifests_digest(source) if source.exists() else "",
         }
+        built = [component for component, _, _ in config.build]
+        if built and not self._builds_roll(config, source, built):
+            specs = specs_from(config.build, config.build_arg)
+            parts["builds"] = ",".join(content_tag(spec) for spec in specs)
+        return parts
+
+    @staticmethod
+    def _builds_roll(config: SandboxConfig, source: Path, built: list[str]) -> bool:
+        if config.migrate_cmd or config.deployer == "argocd" or not source.exists():
+            return False
+        return rollable(mf.load_manifests(source), built)
 
     def claim_warm(
         self, config: SandboxConfig, key: str, run_id: str, until: float
@@ -169,6 +220,8 @@ class WarmNamespaces:
         """Claim a warm namespace of ``key``; port-forward to it and read its Secrets."""
         if config.attach:
             return None
+        # Built while the claim and the reset run; provisioning takes it over if none is warm.
+        self._builds[run_id] = start_build(config)
         target = self.connect(config)
         ns = claim_namespace(target.core, key, self.name, run_id, until)
         if ns is None:
@@ -196,6 +249,7 @@ class WarmNamespaces:
         except StartupTimeout:
             info.extra["app_unhealthy"] = True
         info.extra.update(attached=False, created_namespace=True)  # ours: teardown deletes it
+        info.extra["warm_digests"] = deployed_digests(ns)
         return info
 
     def _reattach(
@@ -217,6 +271,7 @@ class WarmNamespaces:
     def keep_warm(self, info: SandboxInfo, until: float) -> None:
         """Stop the port-forwards; mark the namespace warm for its reuse key (or kept)."""
         app: tuple[str, int | str] | None = None
+        self._builds.pop(info.run_id, None)
         for forwarder in self._forwarders.pop(info.id, []):
             if forwarder.name == "app":
                 app = (forwarder.selector, forwarder.remote_port)
@@ -227,12 +282,18 @@ class WarmNamespaces:
             return  # an attached namespace is not ours to lease
         try:
             key = str(info.extra.get("reuse_key") or "")
-            hand_back(target.core, info.namespace, key, until, app)
+            hand_back(target.core, info.namespace, key, until, app, info.extra.get("digests"))
         finally:
             target.close()
 
     def heal(self, info: SandboxInfo, config: SandboxConfig) -> dict[str, Any]:
-        """Restart the app's Deployments only when its health check failed on attach."""
+        """Roll a changed build in; else restart the app only if its health check failed."""
+        pending = self._builds.pop(info.run_id, None)
+        warm_digests = info.extra.pop("warm_digests", {})
+        if pending is not None and info.namespace is not None:
+            rolled = self._roll_build(info, config, pending, warm_digests)
+            if rolled:
+                return rolled
         if not info.extra.pop("app_unhealthy", False) or info.namespace is None:
             return {"app_restarted": False}
         began = time.monotonic()
@@ -241,3 +302,47 @@ class WarmNamespaces:
             probe = HttpReady(info.endpoint + config.health_path, what="the restarted app")
             wait_until_ready(probe, timeout=config.startup_timeout)
         return {"app_restarted": restarted, "app_restart_s": round(time.monotonic() - began, 4)}
+
+    def _roll_build(
+        self,
+        info: SandboxInfo,
+        config: SandboxConfig,
+        pending: BackgroundBuild,
+        deployed: dict[str, str],
+    ) -> dict[str, Any]:
+        """Wait for the run's build; roll the workloads whose digest changed (``{}``: none)."""
+        result = pending.result()
+        result.record(info)
+        changed = [(c, ref) for c, ref in result.refs() if deployed.get(c) != ref]
+        if not changed:
+            return {}
+        began = time.monotonic()
+        namespace = str(info.namespace)
+        target = self._targets[info.id]
+        objs = self._app_objects(config, info, namespace, [c for c, _ in changed])
+        rolls = plan_roll(objs, changed)
+        for roll in rolls:
+            roll.apply(target.core, namespace)
+        health = info.endpoint + config.health_path if info.endpoint else ""
+        secrets_ = [s for s in (info.db.password, info.db.admin_password) if s] if info.db else []
+        wait_until_ready(
+            RolledToBuild(
+                target,
+                namespace,
+                rolls,
+                what=f"the new build in namespace {namespace}",
+                probe=GrowingProbe(health) if health else None,
+                secrets=secrets_,
+                health_path=config.health_path,
+            ),
+            timeout=config.startup_timeout,
+            interval=0.05,
+            max_interval=0.1,
+        )
+        info.extra.pop("app_unhealthy", None)
+        info.timings["roll_s"] = round(time.monotonic() - began, 4)
+        return {
+            "app_restarted": False,
+            "app_rolled": [f"{roll.kind}/{roll.name}" for roll in rolls],
+            "app_roll_s": round(time.monotonic() - began, 4),
+        }

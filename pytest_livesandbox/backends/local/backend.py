@@ -74,6 +74,7 @@ class LocalBackend:
 
     name: ClassVar[str] = "local"
     supported_faults: ClassVar[frozenset[str]] = LocalChaos.kinds
+    rolls_builds: ClassVar[bool] = False  # a changed build is another sandbox
 
     def __init__(self) -> None:
         self._servers: dict[str, PostgresServer] = {}

@@ -19,7 +19,7 @@ from pytest_livesandbox.backends.kube.names import REUSE_KEY_LABEL, sandbox_labe
 from pytest_livesandbox.backends.kube.namespace import delete_namespace, namespace_body
 from pytest_livesandbox.backends.kube.warm import APP_FORWARD, claim_namespace
 from pytest_livesandbox.lease import Lease
-from tests.conftest import REPO, IsolatedState
+from tests.conftest import REPO, IsolatedState, changed_demo_app
 
 pytestmark = pytest.mark.kube
 
@@ -203,3 +203,81 @@ def test_the_pool_hands_out_distinct_namespaces_to_concurrent_claims(
         for line in cli("ls", "--backend", "kube", "--owner", owner).stdout.splitlines()[1:]:
             cli("down", line.split()[0])
     isolated_state.assert_clean()
+
+
+ROLLED_TEST = """
+import json
+import os
+
+from kubernetes import client, config
+
+
+def test_new_build_on_clean_data(livesandbox, live_http, live_db):
+    assert live_http.get("/healthz").json()["build"] == open("marker.txt").read()
+    assert live_db.execute("select count(*) from items").fetchone()[0] == 0
+    assert live_http.post("/items", json={"name": "only-once"}).status_code == 201
+    api = config.new_client_from_config(config_file=os.environ["KUBECONFIG"])
+    ns = livesandbox.info.namespace
+    pods = client.CoreV1Api(api).list_namespaced_pod(
+        ns, label_selector="app.kubernetes.io/component=backend"
+    ).items
+    with open("runs.txt", "a") as out:
+        out.write(json.dumps({
+            "ns": ns,
+            "reused": livesandbox.info.extra.get("reused"),
+            "rolled": livesandbox.info.extra.get("app_rolled"),
+            "digest": livesandbox.info.extra["digests"]["backend"],
+            "pod_images": sorted(c.image for p in pods for c in p.spec.containers),
+            "pod_inits": sorted(c.name for p in pods for c in p.spec.init_containers or []),
+        }) + "\\n")
+"""
+
+
+def test_a_changed_build_rolls_into_the_warm_namespace_and_an_unchanged_one_does_not(
+    kube_dir: pytest.Pytester,
+    isolated_state: IsolatedState,
+    core: Any,
+    owner: str,
+    registry_addr: str,
+) -> None:
+    app = kube_dir.path / "app"
+    kube_dir.makepyfile(test_rolled=ROLLED_TEST)
+    opts = (
+        "-p", "no:cacheprovider", "--sandbox-reuse", "--sandbox-namespace-prefix=roll",
+        f"--sandbox-build=backend={app}",
+        f"--sandbox-build-arg=BASE={registry_addr}/livesandbox/python-psycopg:bookworm",
+        f"--sandbox-registry={registry_addr}/lsbtest", "--sandbox-report=r.jsonl",
+    )  # fmt: skip
+    markers = [f"r{uuid.uuid4().hex[:10]}" for _ in range(2)]
+    outputs = []
+    try:
+        for marker in (markers[0], markers[1], markers[1]):  # new, changed, unchanged
+            changed_demo_app(app, marker)
+            (kube_dir.path / "marker.txt").write_text(marker)
+            run = kube_dir.runpytest_subprocess(*opts)
+            run.assert_outcomes(passed=1)
+            outputs.append(str(run.stdout))
+            sandbox = json.loads((kube_dir.path / "r.jsonl").read_text().splitlines()[0])
+            outputs.append(json.dumps(sandbox["sandbox"]))
+    finally:
+        for line in cli("ls", "--backend", "kube", "--owner", owner).stdout.splitlines()[1:]:
+            cli("down", line.split()[0])
+    first, changed, unchanged = (
+        json.loads(line) for line in (kube_dir.path / "runs.txt").read_text().splitlines()
+    )
+    assert first["reused"] is False and first["pod_inits"] == ["livesandbox-wait-db"]
+    # One namespace throughout: the changed build rolled in, its pods only, no wait for the db.
+    assert changed["ns"] == unchanged["ns"] == first["ns"]
+    assert changed["reused"] is True and changed["rolled"] == ["Deployment/backend"]
+    assert changed["digest"] != first["digest"]
+    assert changed["pod_images"] == [changed["digest"]] and changed["pod_inits"] == []
+    assert "rolled to the new build: Deployment/backend" in outputs[2]
+    assert "roll " in outputs[2] and '"roll_s"' in outputs[3]
+    # Unchanged: neither built, pushed nor rolled.
+    assert unchanged["reused"] is True and unchanged["rolled"] is None
+    assert unchanged["digest"] == changed["digest"]
+    assert '"built": false' in outputs[5] and '"pushed": false' in outputs[5]
+    assert not namespace_exists(core, first["ns"])
+    isolated_state.assert_clean()
+    for digest in {first["digest"], changed["digest"]}:  # the engine's copies of the builds
+        subprocess.run(["docker", "rmi", digest], capture_output=True)
