@@ -18,7 +18,9 @@ Registry) a token is fetched from the challenge's ``realm`` with the Docker conf
 from __future__ import annotations
 
 import base64
+import functools
 import re
+import ssl
 from typing import Any
 
 import httpx
@@ -67,6 +69,12 @@ def docker_credentials(host: str) -> tuple[str, str] | None:
     return (user, secret) if secret else None
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """The CA bundle httpx would load (``SSL_CERT_FILE``/``SSL_CERT_DIR`` honoured), once."""
+    return httpx.create_ssl_context(trust_env=True)
+
+
 class Registry:
     """One ``--sandbox-registry`` value: where images go and how to ask about them."""
 
@@ -80,6 +88,12 @@ class Registry:
     def __repr__(self) -> str:
         return f"Registry({self.location!r})"
 
+    def _client(self) -> httpx.Client:
+        # A loopback registry is plain HTTP: no TLS context (loading the CA bundle costs about
+        # 70 ms, on the path to the first test); a remote one shares one context per process.
+        verify: ssl.SSLContext | bool = False if self.scheme == "http" else _tls_context()
+        return httpx.Client(timeout=TIMEOUT, verify=verify)
+
     def repository(self, component: str) -> str:
         """The image repository of ``component``, e.g. ``127.0.0.1:5000/livesandbox/backend``."""
         return f"{self.location}/{component}"
@@ -90,7 +104,7 @@ class Registry:
     def check(self) -> None:
         """Raise :class:`RegistryError` unless the registry answers ``/v2/`` (401 counts)."""
         try:
-            with httpx.Client(timeout=TIMEOUT) as client:
+            with self._client() as client:
                 response = client.get(f"{self.scheme}://{self.host}/v2/")
         except httpx.HTTPError as exc:
             raise RegistryError(
@@ -109,7 +123,7 @@ class Registry:
         """The digest of ``component:tag`` (``HEAD /v2/<repo>/manifests/<tag>``), None if absent."""
         url = f"{self.scheme}://{self.host}/v2/{self._repo_path(component)}/manifests/{tag}"
         try:
-            with httpx.Client(timeout=TIMEOUT) as client:
+            with self._client() as client:
                 response = self._head(client, url, component)
         except httpx.HTTPError as exc:
             raise RegistryError(
@@ -166,7 +180,12 @@ class Registry:
         realm = params.pop("realm", "")
         if not realm:
             return None
-        response = client.get(realm, params=params, auth=creds if creds else None)
+        auth = creds if creds else None
+        if realm.startswith("https://") and self.scheme == "http":  # never unverified TLS
+            with httpx.Client(timeout=TIMEOUT, verify=_tls_context()) as verified:
+                response = verified.get(realm, params=params, auth=auth)
+        else:
+            response = client.get(realm, params=params, auth=auth)
         if response.status_code != 200:
             if creds is not None:  # no secret in it: the realm and the status
                 self._refused = f"the token service {realm} (HTTP {response.status_code})"
