@@ -135,6 +135,10 @@ def _add_bool_option(group: Any, spec: Any) -> None:
         )
 
 
+# pytest options after which no test runs, so nothing is built early (--collect-only, --help...).
+_NO_RUN_OPTIONS = ("collectonly", "help", "showfixtures", "show_fixtures_per_test", "markers")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Resolve the configuration once; set up the sandbox manager and the reporters."""
     for line in MARKERS:
@@ -156,8 +160,8 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     workerinput = getattr(config, "workerinput", None)
     if workerinput is None:
-        if not config.option.collectonly:  # the engine builds while pytest imports and collects
-            start_early(cfg)
+        if not any(getattr(config.option, name, False) for name in _NO_RUN_OPTIONS):
+            start_early(cfg)  # the engine builds while pytest imports and collects
         # Paths and what the backend cannot honour, before anything is made (not per worker).
         absolute_locations()
         problems = preflight(cfg)

@@ -98,3 +98,24 @@ def test_bring_up_stages_overlapped_or_sequential() -> None:
     assert bringup_svg({}) == ""
     assert stage_line(kube).startswith("stages: build 3.00s, push 0.50s; ready at: namespace")
     assert stage_line({"db_ready_s": 1.0}) == ""
+
+
+def test_an_early_build_starts_only_for_a_pushing_backend_and_leaves_errors_to_it(
+    context: Path,
+) -> None:
+    from pytest_livesandbox.config import SandboxConfig
+    from pytest_livesandbox.images.early import start_early, take_early
+
+    def config(**cli: object) -> SandboxConfig:
+        return SandboxConfig.from_sources(
+            cli={"build": [f"app={context}"], **cli}, env={}, ini={}, rootdir=context
+        )
+
+    docker = config(backend="docker")
+    start_early(docker)
+    assert take_early(docker) is None  # builds in its own engine, at provisioning
+    # Nothing listens on port 9 of loopback: the check fails, so nothing starts now; the
+    # backend's own BackgroundBuild raises the RegistryError at provisioning, in words.
+    refused = config(backend="kube", registry="127.0.0.1:9/x")
+    start_early(refused)
+    assert take_early(refused) is None
