@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -195,6 +196,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _sigterm_as_interrupt() -> Callable[..., Any] | int | None:
     # CI runners stop jobs with SIGTERM: turn it into Ctrl-C so teardown still runs.
+    if threading.current_thread() is not threading.main_thread():
+        return None  # pytest driven from a thread (an IDE, execnet's thread model): no handlers
     previous = signal.getsignal(signal.SIGTERM)
     if previous is signal.SIG_DFL:
 

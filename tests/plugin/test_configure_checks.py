@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import threading
+
 import pytest
 
 from pytest_livesandbox.info import ci_job, default_owner
@@ -219,3 +222,24 @@ def test_owner_tells_ci_jobs_apart(monkeypatch: pytest.MonkeyPatch) -> None:
     assert ci_job({"BUILDKITE_JOB_ID": "0190-ab"}) == "buildkite_job_id-0190-ab"
     monkeypatch.setenv("CI_JOB_ID", "4711")
     assert default_owner() == "ci_job_id-4711"
+
+
+def test_pytest_driven_from_a_thread_is_no_internal_error(pytester: pytest.Pytester) -> None:
+    # IDEs and execnet's thread model run pytest off the main thread: signal handlers can only
+    # be installed on it, so the plugin leaves SIGTERM alone there instead of failing configure.
+    pytester.makepyfile(test_a="def test_a(): pass\n")
+    results: list[pytest.RunResult] = []
+    thread = threading.Thread(
+        target=lambda: results.append(
+            pytester.runpytest("-p", "no:cacheprovider", "--sandbox=local")
+        )
+    )
+    # As in an xdist worker: SIGTERM untouched, so the inner run would want to install its own.
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        thread.start()
+        thread.join(120)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    results[0].assert_outcomes(passed=1)
+    assert "INTERNALERROR" not in str(results[0].stdout) + str(results[0].stderr)

@@ -64,9 +64,13 @@ def _key(tmp_path: Path, source: str, **extra: str) -> str:
     (tmp_path / "app").mkdir(exist_ok=True)
     (tmp_path / "app" / "Dockerfile").write_text("FROM base\nCOPY app.py /app/\n")
     (tmp_path / "app" / "app.py").write_text(source)
-    cli = {"backend": "kube", "build": ["backend=app"], "registry": "127.0.0.1:5000/x", **extra}
-    if cli["backend"] == "docker":  # builds in its own engine
-        del cli["registry"]
+    cli = {
+        "backend": "kube",
+        "build": ["backend=app"],
+        "registry": "127.0.0.1:5000/x",
+        "manifests": str(DEMO),  # a wheel install has no demo manifests of its own
+        **extra,
+    }
     config = SandboxConfig.from_sources(cli=cli, env={}, ini={}, rootdir=tmp_path)
     return reuse_key(config, load_backend(config.backend))
 
@@ -77,7 +81,6 @@ def _key(tmp_path: Path, source: str, **extra: str) -> str:
         ("kube", {}, True),  # rolls into the warm namespace
         ("gke", {}, True),
         ("kube", {"migrate_cmd": "alembic upgrade head"}, False),  # its migration runs first
-        ("docker", {}, False),  # containers are not rolled: a new sandbox
     ],
 )
 def test_the_reuse_key_has_the_builds_content_only_where_a_build_cannot_roll(
@@ -97,3 +100,9 @@ def test_a_reused_runs_stages_show_the_claim_beside_the_build_and_the_roll_last(
         ("roll", 1.0, 3.0),
     ]
     assert stage_line(reused) == "stages: build 0.80s, push 0.10s, roll 2.00s"
+
+
+def test_only_the_kube_backends_roll_builds() -> None:
+    # docker and local: a changed build is another sandbox (the docker key has the image ids).
+    rolls = {name: load_backend(name).rolls_builds for name in ("local", "docker", "kube", "gke")}
+    assert rolls == {"local": False, "docker": False, "kube": True, "gke": True}
