@@ -59,6 +59,7 @@ from .clock import clock_fault, moved_problems, reset_moved
 from .faultproxy import NAME as PROXY_DEPLOYMENT
 from .migrate import rerun_migration
 from .names import COMPONENT_LABEL
+from .portforward import pod_ready
 
 RECOVERY_TIMEOUT_S = 120.0
 OOM_STATUS_GRACE_S = 2.5
@@ -159,7 +160,7 @@ class KubeChaos(ProxiedFaults, LedgeredDriver):
         deadline = time.monotonic() + RECOVERY_TIMEOUT_S
         while time.monotonic() < deadline:
             for pod in self.pods(deployment):
-                if pod.metadata.name != old and _ready(pod):
+                if pod.metadata.name != old and pod_ready(pod):
                     return str(pod.metadata.name)
             time.sleep(0.2)
         raise ChaosError(f"no Ready replacement for pod {old} within {RECOVERY_TIMEOUT_S:g}s")
@@ -394,7 +395,3 @@ def _limited(original: dict[str, Any], memory: int | None, cpu: float | None) ->
         if key in requests and parse_quantity(requests[key]) > parse_quantity(text):
             requests[key] = text
     return {**original, "limits": limits, "requests": requests}
-
-
-def _ready(pod: Any) -> bool:
-    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])

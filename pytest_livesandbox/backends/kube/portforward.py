@@ -126,7 +126,7 @@ class PortForwarder:
         ]
         if not running:
             raise LookupError(f"no running pod matches {self.selector} in {self.namespace}")
-        running.sort(key=lambda p: (_ready(p), p.metadata.creation_timestamp), reverse=True)
+        running.sort(key=lambda p: (pod_ready(p), p.metadata.creation_timestamp), reverse=True)
         pod = running[0]
         return str(pod.metadata.name), _numeric_port(pod, self.remote_port)
 
@@ -239,8 +239,10 @@ def _close(sock: Any) -> None:
         pass
 
 
-def _ready(pod: Any) -> bool:
-    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+def pod_ready(pod: Any) -> bool:
+    """True when ``pod``'s Ready condition is True."""
+    conditions = (pod.status.conditions if pod.status else None) or []
+    return any(c.type == "Ready" and c.status == "True" for c in conditions)
 
 
 def _numeric_port(pod: Any, port: int | str) -> int:

@@ -30,6 +30,7 @@ from kubernetes.client import ApiException
 from ...readiness import answers
 from . import manifests as mf
 from .dbwait import INIT_NAME
+from .portforward import pod_ready
 from .rollout import RolloutReady
 
 ROLLABLE = {"Deployment": "deployments", "StatefulSet": "statefulsets"}
@@ -183,7 +184,7 @@ class RolledToBuild(RolloutReady):
         mine = [p for p in self._pods if roll.selects(p)]
         if any(not roll.runs_new(p) for p in mine):
             return False
-        return sum(1 for p in mine if _pod_ready(p)) >= roll.replicas
+        return sum(1 for p in mine if pod_ready(p)) >= roll.replicas
 
 
 class GrowingProbe:
@@ -203,8 +204,3 @@ class GrowingProbe:
         ok = answers(self.url, timeout=self.timeout)
         self.timeout = min(self.timeout * 1.5, 3.0)
         return ok
-
-
-def _pod_ready(pod: Any) -> bool:
-    conditions = (pod.status.conditions if pod.status else None) or []
-    return any(c.type == "Ready" and c.status == "True" for c in conditions)
