@@ -170,7 +170,7 @@ def ours(
             "build": timings.get("build_s", 0.0),
             "push": timings.get("push_s", 0.0),
             "ready": timings["ready_s"],
-            "roll": float(sandbox["extra"].get("app_roll_s") or 0.0),
+            "roll": float(timings.get("roll_s") or 0.0),
         }
     return {
         "total": float(mark.read_text()) - began,

@@ -67,8 +67,6 @@ class Backend(Protocol):
 
     name: ClassVar[str]
     supported_faults: ClassVar[frozenset[str]]  # Fault.kind values its chaos driver injects
-    # True: a changed --sandbox-build rolls into a warm sandbox (not part of the reuse key)
-    rolls_builds: ClassVar[bool]
 
     def check_config(self, config: SandboxConfig) -> list[str]:
         """Settings this backend cannot honour (a ``UsageError`` at configure; no connecting)."""
@@ -111,6 +109,13 @@ class Backend(Protocol):
         """What shapes this backend's sandboxes beyond the shared options, for the reuse key.
 
         E.g. the PostgreSQL version, images, a digest of the manifests.
+        """
+
+    def rolls_builds(self, config: SandboxConfig) -> bool:
+        """True when a changed ``--sandbox-build`` rolls into a warm sandbox of ``config``.
+
+        Then the builds' content is not part of the reuse key (kube: only the rebuilt
+        workloads change); False makes each content a sandbox of its own.
         """
 
     def claim_warm(

@@ -90,10 +90,10 @@ def reset(backend: Backend, info: SandboxInfo, config: SandboxConfig) -> dict[st
     repaired = backend.chaos(info, owner=f"reuse-{info.run_id}").repair(only_stale=False)
     if repaired:
         done["faults_repaired"] = repaired
-    admin = info.db is not None and bool(info.db.admin_password)
-    if admin:
-        DEFAULT_RESET().restore(info.db)  # type: ignore[arg-type]
+    db = info.db if info.db is not None and info.db.admin_password else None
+    if db is not None:
+        DEFAULT_RESET().restore(db)
     done.update(backend.heal(info, config))
-    if admin and done.get("app_rolled"):
-        DEFAULT_RESET().snapshot(info.db)  # type: ignore[arg-type]
+    if db is not None and done.get("app_rolled"):
+        DEFAULT_RESET().snapshot(db)
     return done

@@ -3,7 +3,7 @@
 Two runs whose keys match may share a warm sandbox; any change to the app command, images,
 manifests, migration command, PostgreSQL version or plugin version gives a new key, and so does
 a changed ``--sandbox-build`` content unless the backend rolls builds into a warm sandbox
-(``Backend.rolls_builds``: kube, where only the rebuilt workloads change)::
+(``Backend.rolls_builds(config)``: kube, where only the rebuilt workloads change)::
 
     key = reuse_key(config, backend)     # "3f9c2a1b0d4e5f60"
 
@@ -62,7 +62,7 @@ def reuse_key(config: SandboxConfig, backend: Backend) -> str:
     """
     shape = {k: v for k, v in asdict(config).items() if k not in _NOT_IN_KEY}
     shape["plugin"] = plugin_version()
-    if not backend.rolls_builds:  # built images by content (the build's own tag)
+    if not backend.rolls_builds(config):  # built images by content (the build's own tag)
         shape["builds"] = [content_tag(spec) for spec in specs_from(config.build, config.build_arg)]
     shape["backend_parts"] = backend.reuse_parts(config)
     text = json.dumps(shape, sort_keys=True, default=str)

@@ -102,7 +102,11 @@ def test_a_reused_runs_stages_show_the_claim_beside_the_build_and_the_roll_last(
     assert stage_line(reused) == "stages: build 0.80s, push 0.10s, roll 2.00s"
 
 
-def test_only_the_kube_backends_roll_builds() -> None:
+def test_only_the_kube_backends_roll_builds(tmp_path: Path) -> None:
     # docker and local: a changed build is another sandbox (the docker key has the image ids).
-    rolls = {name: load_backend(name).rolls_builds for name in ("local", "docker", "kube", "gke")}
+    (tmp_path / "app").mkdir()
+    cli = {"build": ["backend=app"], "registry": "127.0.0.1:5000/x", "manifests": str(DEMO)}
+    config = SandboxConfig.from_sources(cli=cli, env={}, ini={}, rootdir=tmp_path)
+    names = ("local", "docker", "kube", "gke")
+    rolls = {name: load_backend(name).rolls_builds(config) for name in names}
     assert rolls == {"local": False, "docker": False, "kube": True, "gke": True}

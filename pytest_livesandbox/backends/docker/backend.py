@@ -94,7 +94,6 @@ class DockerBackend:
 
     name: ClassVar[str] = "docker"
     supported_faults: ClassVar[frozenset[str]] = DockerChaos.kinds
-    rolls_builds: ClassVar[bool] = False  # a changed build is another sandbox
     fault_hints: ClassVar[dict[str, str]] = {}
 
     def __init__(self) -> None:
@@ -374,6 +373,10 @@ class DockerBackend:
     def reuse_parts(self, config: SandboxConfig) -> dict[str, str]:
         """The images' ids (a rebuilt ``myapp:dev`` is another sandbox), by name if absent."""
         return image_parts(self.client, component_images(config.image))
+
+    def rolls_builds(self, config: SandboxConfig) -> bool:
+        """Never: a changed build is another sandbox."""
+        return False
 
     def claim_warm(
         self, config: SandboxConfig, key: str, run_id: str, until: float

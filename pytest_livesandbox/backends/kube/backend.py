@@ -246,7 +246,6 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
     ) -> None:
         endpoint = mf.endpoint_target(objs)
         loads = mf.workloads(objs)
-        secrets_ = [s for s in (info.db.password, info.db.admin_password) if s] if info.db else []
         probe: HttpReady | None = None
         probed = None
         if proxy is not None:
@@ -275,7 +274,7 @@ class KubeBackend(WarmNamespaces, ReaperInstaller):
                         probe_hint=probe.hint if probe else None,
                         probed=probed,
                         probe_selector=app_selector,
-                        secrets=secrets_,
+                        secrets=info.secret_values(),
                         health_path=config.health_path,
                     ),
                     timeout=max(deadline - time.monotonic(), 0.1),

@@ -31,7 +31,6 @@ from kubernetes.client import ApiException
 
 from ...config import SandboxConfig
 from ...errors import StartupTimeout
-from ...images.context import content_tag, specs_from
 from ...info import SandboxInfo
 from ...lease import Lease
 from ...readiness import HttpReady, wait_until_ready
@@ -171,7 +170,6 @@ class WarmNamespaces:
     _artifacts: Collector
     _builds: dict[str, BackgroundBuild | None]  # run's early build: claim's, else provision's
     demo_manifests: ClassVar[Path]
-    rolls_builds: ClassVar[bool] = True  # a changed build rolls into a warm namespace
 
     def connect(self, config: SandboxConfig) -> KubeTarget:
         """The cluster (``KubeBackend.connect``)."""
@@ -191,28 +189,25 @@ class WarmNamespaces:
         renew(target.core, info.namespace, info.run_id, until)
 
     def reuse_parts(self, config: SandboxConfig) -> dict[str, str]:
-        """The PostgreSQL image, a digest of the manifests' contents; builds that cannot roll.
-
-        A build rolls into a warm namespace (so its content is not in the key) unless a
-        migration has to run first, Argo CD owns the workloads, or a built workload is neither a
-        Deployment nor a StatefulSet: then each content is a sandbox of its own.
-        """
+        """The PostgreSQL image and a digest of the manifests' contents."""
         source = config.manifests or self.demo_manifests
-        parts = {
+        return {
             "postgres_image": dict(config.image).get(pg.COMPONENT, pg.DEFAULT_IMAGE),
             "manifests": manifests_digest(source) if source.exists() else "",
         }
-        built = [component for component, _, _ in config.build]
-        if built and not self._builds_roll(config, source, built):
-            specs = specs_from(config.build, config.build_arg)
-            parts["builds"] = ",".join(content_tag(spec) for spec in specs)
-        return parts
 
-    @staticmethod
-    def _builds_roll(config: SandboxConfig, source: Path, built: list[str]) -> bool:
+    def rolls_builds(self, config: SandboxConfig) -> bool:
+        """Yes, unless a migration, Argo CD or a workload kind stands in the way.
+
+        Not with ``--sandbox-migrate-cmd`` (the migration runs first), the argocd deployer (it
+        owns the workloads), or a built workload that is neither a Deployment nor a StatefulSet.
+        """
+        if not config.build:
+            return True
+        source = config.manifests or self.demo_manifests
         if config.migrate_cmd or config.deployer == "argocd" or not source.exists():
             return False
-        return rollable(mf.load_manifests(source), built)
+        return rollable(mf.load_manifests(source), [component for component, _, _ in config.build])
 
     def claim_warm(
         self, config: SandboxConfig, key: str, run_id: str, until: float
@@ -324,7 +319,6 @@ class WarmNamespaces:
         for roll in rolls:
             roll.apply(target.core, namespace)
         health = info.endpoint + config.health_path if info.endpoint else ""
-        secrets_ = [s for s in (info.db.password, info.db.admin_password) if s] if info.db else []
         wait_until_ready(
             RolledToBuild(
                 target,
@@ -332,7 +326,7 @@ class WarmNamespaces:
                 rolls,
                 what=f"the new build in namespace {namespace}",
                 probe=GrowingProbe(health) if health else None,
-                secrets=secrets_,
+                secrets=info.secret_values(),
                 health_path=config.health_path,
             ),
             timeout=config.startup_timeout,
@@ -344,5 +338,4 @@ class WarmNamespaces:
         return {
             "app_restarted": False,
             "app_rolled": [f"{roll.kind}/{roll.name}" for roll in rolls],
-            "app_roll_s": round(time.monotonic() - began, 4),
         }

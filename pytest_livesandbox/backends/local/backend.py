@@ -74,7 +74,6 @@ class LocalBackend:
 
     name: ClassVar[str] = "local"
     supported_faults: ClassVar[frozenset[str]] = LocalChaos.kinds
-    rolls_builds: ClassVar[bool] = False  # a changed build is another sandbox
 
     def __init__(self) -> None:
         self._servers: dict[str, PostgresServer] = {}
@@ -364,6 +363,10 @@ class LocalBackend:
         """The PostgreSQL server's version and folder."""
         binaries = PostgresBinaries.locate(config.pg_bin)
         return {"postgres": binaries.version, "bindir": str(binaries.bindir)}
+
+    def rolls_builds(self, config: SandboxConfig) -> bool:
+        """Never: a changed build is another sandbox."""
+        return False
 
     def claim_warm(
         self, config: SandboxConfig, key: str, run_id: str, until: float
